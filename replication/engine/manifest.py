@@ -1,0 +1,124 @@
+"""The snapshot manifest: what was captured, and how to tell a file is still what was captured."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .catalog import TableRef
+from .files import write_atomically
+
+MANIFEST_NAME = "manifest.json"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class ColumnEntry:
+    name: str
+    type: str
+
+
+@dataclass
+class SequenceEntry:
+    column: str
+    sequence: str
+    last_value: int
+    is_called: bool
+
+
+@dataclass
+class TableEntry:
+    schema: str
+    name: str
+    file: str
+    columns: list[ColumnEntry]
+    rows: int
+    bytes: int
+    sha256: str
+    content_checksum: str
+    seconds: float
+    sequences: list[SequenceEntry] = field(default_factory=list)
+
+    @property
+    def ref(self) -> TableRef:
+        return TableRef(self.schema, self.name)
+
+    @property
+    def key(self) -> str:
+        return self.ref.key
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+
+@dataclass
+class Manifest:
+    partition: str
+    captured_at: str
+    server_version: str
+    source: str
+    include: list[str]
+    exclude: list[str]
+    tables: list[TableEntry]
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def total_rows(self) -> int:
+        return sum(t.rows for t in self.tables)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(t.bytes for t in self.tables)
+
+    def table(self, key: str) -> TableEntry:
+        for entry in self.tables:
+            if entry.key == key:
+                return entry
+        raise KeyError(key)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Manifest":
+        raw = json.loads(text)
+        tables = [
+            TableEntry(
+                **{
+                    **t,
+                    "columns": [ColumnEntry(**c) for c in t["columns"]],
+                    "sequences": [SequenceEntry(**s) for s in t.get("sequences", [])],
+                }
+            )
+            for t in raw.pop("tables")
+        ]
+        return cls(**raw, tables=tables)
+
+
+def manifest_path(snapshot_dir: Path) -> Path:
+    return snapshot_dir / MANIFEST_NAME
+
+
+def write_manifest(snapshot_dir: Path, manifest: Manifest) -> Path:
+    """Write the manifest last and atomically: its presence marks the snapshot complete."""
+    path = manifest_path(snapshot_dir)
+    write_atomically(path, [manifest.to_json().encode("utf-8")])
+    return path
+
+
+def read_manifest(snapshot_dir: Path) -> Manifest | None:
+    path = manifest_path(snapshot_dir)
+    if not path.exists():
+        return None
+    return Manifest.from_json(path.read_text(encoding="utf-8"))
+
+
+def remove_manifest(snapshot_dir: Path) -> None:
+    """Mark a snapshot incomplete before it is rewritten, so nothing loads a half-new snapshot."""
+    try:
+        os.unlink(manifest_path(snapshot_dir))
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,123 @@
+"""Stream production tables into a snapshot folder from one consistent point in time."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psycopg
+from psycopg import IsolationLevel, sql
+
+from .catalog import TableRef, list_tables, owned_sequences, select_tables, table_columns
+from .files import AtomicWriter, ensure_private_dir, fsync_dir
+from .manifest import ColumnEntry, Manifest, SequenceEntry, TableEntry, remove_manifest, write_manifest
+from .progress import Progress
+from .verify import content_checksum
+
+Log = Callable[[str], None]
+
+
+def snapshot_file_name(table: TableRef) -> str:
+    return f"{table.key}.csv"
+
+
+def take_snapshot(
+    conn: psycopg.Connection,
+    snapshot_dir: Path,
+    *,
+    partition: str,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    source: str = "",
+    checksums: bool = True,
+    log: Log | None = None,
+) -> Manifest:
+    """Copy the selected tables of `conn` into `snapshot_dir` and write its manifest last.
+
+    All tables are read in one READ ONLY, REPEATABLE READ transaction, so they show one point in
+    time, as pg_dump does. Any manifest already in the folder is removed first: if this capture
+    fails half-way the folder is marked incomplete rather than mixing old and new files.
+    """
+    conn.rollback()
+    conn.autocommit = False
+    conn.isolation_level = IsolationLevel.REPEATABLE_READ
+    conn.read_only = True
+    with conn.transaction():
+        tables = select_tables(list_tables(conn), list(include), list(exclude))
+        ensure_private_dir(snapshot_dir)
+        remove_manifest(snapshot_dir)
+        entries = [_capture_table(conn, snapshot_dir, table, checksums, log) for table in tables]
+        server_version = conn.execute("SELECT pg_catalog.current_setting('server_version')").fetchone()[0]
+    _remove_stale_files(snapshot_dir, {e.file for e in entries})
+    manifest = Manifest(
+        partition=partition,
+        captured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        server_version=server_version,
+        source=source,
+        include=list(include),
+        exclude=list(exclude),
+        tables=entries,
+    )
+    write_manifest(snapshot_dir, manifest)
+    return manifest
+
+
+def _capture_table(
+    conn: psycopg.Connection, snapshot_dir: Path, table: TableRef, checksums: bool, log: Log | None
+) -> TableEntry:
+    # Generated columns are recomputed by the target, and COPY cannot write them anyway.
+    columns = [c for c in table_columns(conn, table) if not c.generated]
+    names = [c.name for c in columns]
+    query = sql.SQL("COPY (SELECT {cols} FROM {table}) TO STDOUT (FORMAT csv, HEADER)").format(
+        cols=sql.SQL(", ").join(sql.Identifier(n) for n in names), table=table.ident
+    )
+    file_name = snapshot_file_name(table)
+    progress = Progress(log, "snapshot", table.key)
+    started = time.monotonic()
+    with conn.cursor() as cur, AtomicWriter(snapshot_dir / file_name) as writer:
+        with cur.copy(query) as copy:
+            # libpq hands COPY data over one row per message; the writer batches them into
+            # 1 MiB writes so the per-row cost stays a memory append.
+            for data in copy:
+                writer.write(data)
+                progress.advance(len(data), 1)
+        rows = cur.rowcount
+    seconds = time.monotonic() - started
+    checksum = content_checksum(conn, table, names)[1] if checksums else ""
+    sequences = [
+        SequenceEntry(seq.column, seq.sequence, *_sequence_state(conn, seq.sequence))
+        for seq in owned_sequences(conn, table)
+    ]
+    if log is not None and seconds >= 1:
+        log(progress.line())
+    return TableEntry(
+        schema=table.schema,
+        name=table.name,
+        file=file_name,
+        columns=[ColumnEntry(c.name, c.type) for c in columns],
+        rows=rows,
+        bytes=writer.bytes,
+        sha256=writer.sha256,
+        content_checksum=checksum,
+        seconds=round(seconds, 3),
+        sequences=sequences,
+    )
+
+
+def _sequence_state(conn: psycopg.Connection, sequence: str) -> tuple[int, bool]:
+    # `sequence` is regclass text, already quoted and schema-qualified by the server.
+    last_value, is_called = conn.execute(
+        sql.SQL("SELECT last_value, is_called FROM {}").format(sql.SQL(sequence))
+    ).fetchone()
+    return int(last_value), bool(is_called)
+
+
+def _remove_stale_files(snapshot_dir: Path, keep: set[str]) -> None:
+    """Drop files of tables no longer selected, and temporaries from an interrupted capture."""
+    for path in snapshot_dir.iterdir():
+        stale_csv = path.suffix == ".csv" and path.name not in keep
+        if stale_csv or path.name.endswith(".partial"):
+            path.unlink()
+    fsync_dir(snapshot_dir)

