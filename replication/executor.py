@@ -7,10 +7,54 @@ import os
 import dagster as dg
 from dagster_docker import docker_executor
 
+from .resources import ENVIRONMENTS
+
+STEP_NANO_CPUS = 1_000_000_000  # 1 CPU
+STEP_MEMORY = "512m"
+DEFAULT_NETWORK = "replication_network"
+DEFAULT_SNAPSHOT_VOLUME = "replication_snapshots"
+DEFAULT_SNAPSHOT_MOUNT = "/snapshots"
+
+# What a step container needs from the launching process: database credentials, where the
+# snapshots are, and Dagster's storage (the instance config reads DAGSTER_PG_* from the env).
+FORWARDED_VARIABLES = [
+    *(f"{env}_DB_{part}" for env in ENVIRONMENTS for part in ("CONNECTION", "USER", "PASSWORD")),
+    "DAGSTER_PG_HOST",
+    "DAGSTER_PG_PORT",
+    "DAGSTER_PG_DB",
+    "DAGSTER_PG_USERNAME",
+    "DAGSTER_PG_PASSWORD",
+    "REPLICATION_RETRY_DELAY_SECONDS",
+]
+
+
+def docker_executor_config(environ: dict[str, str] | None = None) -> dict:
+    """docker_executor config from REPLICATION_* variables, with defaults for the compose deployment."""
+    environ = os.environ if environ is None else environ
+    mount = environ.get("REPLICATION_SNAPSHOT_MOUNT", DEFAULT_SNAPSHOT_MOUNT)
+    volume = environ.get("REPLICATION_SNAPSHOT_VOLUME", DEFAULT_SNAPSHOT_VOLUME)
+    config: dict = {
+        # Only variables that are set are forwarded; SNAPSHOT_DIR is where the volume is mounted.
+        "env_vars": [name for name in FORWARDED_VARIABLES if name in environ] + [f"SNAPSHOT_DIR={mount}"],
+        "network": environ.get("REPLICATION_DOCKER_NETWORK", DEFAULT_NETWORK),
+        "container_kwargs": {
+            "nano_cpus": STEP_NANO_CPUS,
+            "mem_limit": STEP_MEMORY,
+            "volumes": {volume: {"bind": mount, "mode": "rw"}},
+            "labels": {"replication.step": "true"},
+        },
+        # Lets the assets' RetryPolicy re-run a failed step in a new container.
+        "retries": {"enabled": {}},
+    }
+    # Without it the image comes from DAGSTER_CURRENT_IMAGE on the code location server.
+    if environ.get("REPLICATION_IMAGE"):
+        config["image"] = environ["REPLICATION_IMAGE"]
+    return config
+
 
 def select_executor() -> dg.ExecutorDefinition:
     """`REPLICATION_EXECUTOR=docker` selects docker_executor; anything else the multiprocess executor."""
     if os.environ.get("REPLICATION_EXECUTOR", "").lower() == "docker":
-        return docker_executor
+        return docker_executor.configured(docker_executor_config(), name="replication_docker")
     # The three loads are I/O-bound waits on their servers: let them run side by side.
     return dg.multiprocess_executor.configured({"max_concurrent": 4}, name="replication_multiprocess")

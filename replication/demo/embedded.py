@@ -53,6 +53,10 @@ class EmbeddedPostgres:
     password: str = field(default_factory=lambda: secrets.token_urlsafe(18), repr=False)
     settings: dict[str, str] = field(default_factory=dict)
     host: str = "127.0.0.1"
+    # Further addresses to listen on and the networks allowed in (password auth), for clients
+    # in containers; by default only 127.0.0.1 is reachable.
+    extra_listen: tuple[str, ...] = ()
+    allow_networks: tuple[str, ...] = ()
 
     @property
     def log_file(self) -> Path:
@@ -93,6 +97,9 @@ class EmbeddedPostgres:
             )
         finally:
             os.unlink(pwfile.name)
+        if self.allow_networks:
+            with open(self.data_dir / "pg_hba.conf", "a") as hba:
+                hba.writelines(f"host all all {net} scram-sha-256\n" for net in self.allow_networks)
 
     def running(self) -> bool:
         if not (self.data_dir / "postmaster.pid").exists():
@@ -109,7 +116,7 @@ class EmbeddedPostgres:
             self.init()
         if not self.running():
             options = {
-                "listen_addresses": self.host,
+                "listen_addresses": ",".join((self.host, *self.extra_listen)),
                 "port": str(self.port),
                 "unix_socket_directories": "",
                 **self.settings,
