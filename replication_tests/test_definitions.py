@@ -82,7 +82,7 @@ def test_schedule_runs_daily_at_midnight_utc_and_requests_that_day():
 def test_executor_is_on_definitions_and_follows_replication_executor(monkeypatch):
     assert defs.executor is not None
     monkeypatch.setenv("REPLICATION_EXECUTOR", "docker")
-    assert select_executor().name == "docker"
+    assert select_executor().name == "replication_docker"
     monkeypatch.setenv("REPLICATION_EXECUTOR", "")
     assert select_executor().name == "replication_multiprocess"
 

@@ -99,7 +99,9 @@ class EmbeddedPostgres:
             os.unlink(pwfile.name)
         if self.allow_networks:
             with open(self.data_dir / "pg_hba.conf", "a") as hba:
-                hba.writelines(f"host all all {net} scram-sha-256\n" for net in self.allow_networks)
+                # samehost: this machine's own addresses, which the kernel may use as the source
+                # when a local process connects to the gateway address.
+                hba.writelines(f"host all all {net} scram-sha-256\n" for net in (*self.allow_networks, "samehost"))
 
     def running(self) -> bool:
         if not (self.data_dir / "postmaster.pid").exists():

@@ -1,0 +1,63 @@
+"""The real Docker engine for tests: the image, a private network, a snapshot volume, clean-up."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+IMAGE = "replication-code:latest"
+LABEL = "replication.test"
+
+
+def docker(*args: str, check: bool = True) -> str:
+    return subprocess.run(["docker", *args], check=check, capture_output=True, text=True).stdout.strip()
+
+
+def require_docker() -> None:
+    if shutil.which("docker") is None:
+        pytest.skip("no docker command on this machine")
+    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+        pytest.skip("the Docker engine is not reachable")
+
+
+def build_image() -> float:
+    """Build the code-location image as a user would (deploy/build-image.sh); returns seconds."""
+    import time
+
+    started = time.monotonic()
+    subprocess.run([str(REPO / "deploy" / "build-image.sh"), IMAGE], check=True, cwd=REPO)
+    return time.monotonic() - started
+
+
+def create_network(prefix: str) -> tuple[str, str, str]:
+    """A labelled bridge network; returns its name, gateway address and subnet."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    docker("network", "create", "--label", LABEL, name)
+    ipam = json.loads(docker("network", "inspect", name, "--format", "{{json .IPAM.Config}}"))[0]
+    return name, ipam["Gateway"], ipam["Subnet"]
+
+
+def create_volume(prefix: str) -> str:
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    docker("volume", "create", "--label", LABEL, name)
+    return name
+
+
+def containers_on(network: str) -> list[dict]:
+    ids = docker("ps", "-aq", "--filter", f"network={network}").split()
+    return json.loads(docker("inspect", *ids)) if ids else []
+
+
+def remove(network: str, volume: str | None) -> None:
+    ids = docker("ps", "-aq", "--filter", f"network={network}").split()
+    if ids:
+        docker("rm", "-f", *ids, check=False)
+    docker("network", "rm", network, check=False)
+    if volume:
+        docker("volume", "rm", "-f", volume, check=False)

@@ -1,0 +1,159 @@
+"""Steps in their own containers under docker_executor, on the real Docker engine."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from replication.demo.embedded import EmbeddedPostgres
+from replication.demo.provision import Account, provision_source, provision_storage, provision_target
+from replication.executor import docker_executor_config
+from replication.retries import RETRY_POLICY
+
+from .conftest import ENVIRONMENTS, FAST_SETTINGS, SEED_SCALE, free_port, table_fingerprints
+from .docker_support import IMAGE, REPO, build_image, containers_on, create_network, create_volume, remove, require_docker
+
+pytestmark = pytest.mark.docker
+PARTITION = "2026-11-25"
+ASSETS = ["prod_snapshot", "dev_db", "staging_db", "qa_db"]
+
+
+def test_executor_config_limits_forwarding_volume_and_retries():
+    config = docker_executor_config({"PROD_DB_PASSWORD": "x", "REPLICATION_IMAGE": "img:1", "REPLICATION_DOCKER_NETWORK": "net"})
+    kwargs = config["container_kwargs"]
+    assert (kwargs["nano_cpus"], kwargs["mem_limit"]) == (1_000_000_000, "512m")
+    assert kwargs["volumes"] == {"replication_snapshots": {"bind": "/snapshots", "mode": "rw"}}
+    assert config["env_vars"] == ["PROD_DB_PASSWORD", "SNAPSHOT_DIR=/snapshots"]
+    assert (config["image"], config["network"], config["retries"]) == ("img:1", "net", {"enabled": {}})
+
+
+@pytest.fixture(scope="module")
+def docker_setup(tmp_path_factory):
+    require_docker()
+    build_seconds = build_image()
+    network, gateway, subnet = create_network("replication-test")
+    volume = create_volume("replication-test-snapshots")
+    root = tmp_path_factory.mktemp("docker-pg")
+    # Step containers reach this server through the network's gateway address.
+    server = EmbeddedPostgres(root / "pg", free_port(), settings=FAST_SETTINGS,
+                              extra_listen=(gateway,), allow_networks=(subnet,)).start()
+    accounts = {"dagster": Account("dagster", "dagster", "dagster-Pw-1"), "prod": Account("prod", "prod_reader", "prod-Pw-2")}
+    accounts.update({env: Account(env, f"{env}_loader", f"{env}-Pw-3") for env in ENVIRONMENTS})
+    provision_storage(server, accounts["dagster"])
+    provision_source(server, accounts["prod"], scale=SEED_SCALE)
+    for env in ENVIRONMENTS:
+        provision_target(server, accounts[env])
+    home = root / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((REPO / "dagster.yaml").read_text())
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "DAGSTER_PG_HOST": gateway, "DAGSTER_PG_PORT": str(server.port), "DAGSTER_PG_DB": "dagster",
+        "DAGSTER_PG_USERNAME": "dagster", "DAGSTER_PG_PASSWORD": accounts["dagster"].password,
+        "REPLICATION_EXECUTOR": "docker", "REPLICATION_IMAGE": IMAGE,
+        "REPLICATION_DOCKER_NETWORK": network, "REPLICATION_SNAPSHOT_VOLUME": volume,
+    }
+    for name, account in accounts.items():
+        if name != "dagster":
+            env[f"{name.upper()}_DB_CONNECTION"] = f"{gateway}:{server.port}/{account.database}"
+            env[f"{name.upper()}_DB_USER"] = account.user
+            env[f"{name.upper()}_DB_PASSWORD"] = account.password
+    try:
+        yield {"env": env, "server": server, "accounts": accounts, "network": network, "build_seconds": build_seconds}
+    finally:
+        remove(network, volume)
+        server.stop()
+
+
+def execute(env: dict, partition: str = PARTITION) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "dagster", "job", "execute", "-m", "replication", "-j", "database_replication_fanout",
+         "--tags", json.dumps({"dagster/partition": partition})],
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=900,
+    )
+
+
+def fingerprints(server, database):
+    with server.connect(database) as conn:
+        return table_fingerprints(conn)
+
+
+def step_containers(network, partition_run_ids=None):
+    found = []
+    for info in containers_on(network):
+        env = dict(item.split("=", 1) for item in info["Config"]["Env"])
+        if "DAGSTER_RUN_STEP_KEY" in env:
+            found.append({
+                "name": info["Name"].lstrip("/"),
+                "step": env["DAGSTER_RUN_STEP_KEY"],
+                "nano_cpus": info["HostConfig"]["NanoCpus"],
+                "memory": info["HostConfig"]["Memory"],
+                "exit_code": info["State"]["ExitCode"],
+                "status": info["State"]["Status"],
+                "created": info["Created"],
+            })
+    return found
+
+
+def test_one_container_per_step_with_limits_and_exact_copies(docker_setup, capsys):
+    setup = docker_setup
+    result = execute(setup["env"])
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    containers = step_containers(setup["network"])
+    with capsys.disabled():
+        print(f"\nimage build: {setup['build_seconds']:.1f} s")
+        for c in sorted(containers, key=lambda c: c["created"]):
+            print(f"{c['name']}  step={c['step']}  NanoCpus={c['nano_cpus']}  Memory={c['memory']}  exit={c['exit_code']}")
+    assert sorted(c["step"] for c in containers) == sorted(ASSETS)
+    for c in containers:
+        assert (c["nano_cpus"], c["memory"], c["exit_code"], c["status"]) == (1_000_000_000, 512 * 1024 * 1024, 0, "exited")
+    prod = fingerprints(setup["server"], "prod")
+    for env in ENVIRONMENTS:
+        assert fingerprints(setup["server"], env) == prod
+    for password in (a.password for a in setup["accounts"].values()):
+        assert password not in result.stdout + result.stderr
+
+
+def test_briefly_unreachable_target_is_retried_and_the_run_succeeds(docker_setup):
+    """QA refuses connections for the first attempt; the RetryPolicy runs the step again in a new container."""
+    setup = docker_setup
+    # Only the delay is shortened, through the test's environment; the policy itself stays.
+    assert (RETRY_POLICY.max_retries, RETRY_POLICY.delay) == (2, 300)
+    env = {**setup["env"], "REPLICATION_RETRY_DELAY_SECONDS": "5"}
+    before = {c["name"] for c in step_containers(setup["network"])}
+    with setup["server"].connect() as admin:
+        admin.execute("ALTER DATABASE qa WITH ALLOW_CONNECTIONS false")
+    reopened = threading.Event()
+
+    def reopen_after_first_failure():
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            failed = [c for c in step_containers(setup["network"]) if c["name"] not in before and c["step"] == "qa_db"
+                      and c["status"] == "exited"]
+            if failed:
+                break
+            time.sleep(0.5)
+        with setup["server"].connect() as admin:
+            admin.execute("ALTER DATABASE qa WITH ALLOW_CONNECTIONS true")
+        reopened.set()
+
+    worker = threading.Thread(target=reopen_after_first_failure)
+    worker.start()
+    try:
+        result = execute(env, "2026-11-24")
+    finally:
+        worker.join()
+        with setup["server"].connect() as admin:
+            admin.execute("ALTER DATABASE qa WITH ALLOW_CONNECTIONS true")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert "STEP_UP_FOR_RETRY" in output and "will be retried" in output
+    qa_attempts = [c for c in step_containers(setup["network"]) if c["name"] not in before and c["step"] == "qa_db"]
+    # docker_executor names a retry's container after the attempt: dagster-step-<hash>-1.
+    assert len(qa_attempts) == 2 and sum(c["name"].endswith("-1") for c in qa_attempts) == 1
+    assert fingerprints(setup["server"], "qa") == fingerprints(setup["server"], "prod")
