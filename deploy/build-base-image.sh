@@ -15,7 +15,7 @@ command -v debootstrap >/dev/null || { apt-get update -qq && apt-get install -y 
 
 rootfs="$(mktemp -d)"
 trap 'rm -rf "$rootfs"' EXIT
-debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates bookworm "$rootfs" "$mirror"
+debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates,passwd bookworm "$rootfs" "$mirror"
 # The same trimming the official slim images do: no apt lists, docs or caches in the layer.
 chroot "$rootfs" apt-get clean
 rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* "$rootfs"/var/cache/*

@@ -1,0 +1,118 @@
+"""The compose deployment comes up, serves the UI and runs a partition with steps in containers."""
+
+import json
+import subprocess
+import time
+import urllib.request
+import uuid
+
+import pytest
+
+from .conftest import free_port
+from .docker_support import REPO, build_image, docker, require_docker
+
+pytestmark = pytest.mark.docker
+COMPOSE = str(REPO / "deploy" / "docker-compose.yml")
+PARTITION = "2026-11-25"
+PROVISION = """
+import os
+from pathlib import Path
+from replication.demo.embedded import EmbeddedPostgres
+from replication.demo.provision import Account, provision_source, provision_target
+server = EmbeddedPostgres(Path('/var/lib/postgresql/data'), 5432, password=os.environ['POSTGRES_PASSWORD'])
+provision_source(server, Account('prod', 'prod_reader', 'prod-Pw-2'), scale=0.05)
+for env in ('dev', 'staging', 'qa'):
+    provision_target(server, Account(env, env + '_loader', env + '-Pw-3'))
+"""
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory):
+    require_docker()
+    build_image()
+    suffix = uuid.uuid4().hex[:8]
+    project, network, volume, port = f"replctest{suffix}", f"replication_ctest_{suffix}", f"replication_ctest_snap_{suffix}", free_port()
+    env_file = tmp_path_factory.mktemp("compose") / "replication.env"
+    # This test's own databases live in the storage server; a real deployment points at its own.
+    values = {"DAGSTER_PG_PASSWORD": "storage-Pw-9", "DAGSTER_UI_PORT": str(port),
+              "REPLICATION_DOCKER_NETWORK": network, "REPLICATION_SNAPSHOT_VOLUME": volume}
+    for env, user, password in [("PROD", "prod_reader", "prod-Pw-2"), ("DEV", "dev_loader", "dev-Pw-3"),
+                                ("STAGING", "staging_loader", "staging-Pw-3"), ("QA", "qa_loader", "qa-Pw-3")]:
+        values.update({f"{env}_DB_CONNECTION": f"dagster_storage:5432/{env.lower()}", f"{env}_DB_USER": user,
+                       f"{env}_DB_PASSWORD": password})
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    compose = ["docker-compose", "-p", project, "-f", COMPOSE, "--env-file", str(env_file)]
+    try:
+        subprocess.run([*compose, "up", "-d"], check=True, capture_output=True, text=True, timeout=300)
+        storage = f"{project}_dagster_storage_1"
+        subprocess.run(["docker", "exec", "-e", "PYTHONWARNINGS=ignore", storage, "python", "-c", PROVISION],
+                       check=True, capture_output=True, text=True, timeout=300)
+        yield {"url": f"http://127.0.0.1:{port}", "network": network, "storage": storage}
+    finally:
+        ids = docker("ps", "-aq", "--filter", f"network={network}").split()
+        subprocess.run([*compose, "down", "-v"], capture_output=True, timeout=300)
+        if ids:
+            docker("rm", "-f", *ids, check=False)
+        docker("network", "rm", network, check=False)
+        docker("volume", "rm", "-f", volume, check=False)
+
+
+def graphql(url, query, variables=None):
+    request = urllib.request.Request(f"{url}/graphql", json.dumps({"query": query, "variables": variables or {}}).encode(),
+                                     {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.load(response)["data"]
+
+
+def wait_for_webserver(url):
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            data = graphql(url, "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus "
+                                "locationOrLoadError { __typename ... on PythonError { message } } } } } }")
+            entries = data["workspaceOrError"]["locationEntries"]
+            if entries and entries[0]["loadStatus"] == "LOADED":
+                if entries[0]["locationOrLoadError"]["__typename"] == "RepositoryLocation":
+                    return entries
+                # The webserver may have tried before the code server listened: ask it to reload.
+                graphql(url, 'mutation { reloadRepositoryLocation(repositoryLocationName: "replication") { __typename } }')
+        except OSError:
+            pass
+        time.sleep(2)
+    raise AssertionError("the webserver did not load the code location within 120 s")
+
+
+def test_compose_deployment_runs_a_partition_with_steps_in_containers(deployment):
+    entries = wait_for_webserver(deployment["url"])
+    assert entries[0]["name"] == "replication"
+    assert entries[0]["locationOrLoadError"]["__typename"] == "RepositoryLocation"
+    launched = graphql(deployment["url"], """
+        mutation($p: ExecutionParams!) { launchPipelineExecution(executionParams: $p) {
+          __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }""",
+        {"p": {"selector": {"repositoryLocationName": "replication", "repositoryName": "__repository__",
+                            "pipelineName": "database_replication_fanout"},
+               "executionMetadata": {"tags": [{"key": "dagster/partition", "value": PARTITION}]}, "runConfigData": {}}})
+    assert launched["launchPipelineExecution"]["__typename"] == "LaunchRunSuccess", launched
+    run_id = launched["launchPipelineExecution"]["run"]["runId"]
+    status = None
+    deadline = time.monotonic() + 420
+    while time.monotonic() < deadline and status not in ("SUCCESS", "FAILURE", "CANCELED"):
+        time.sleep(3)
+        status = graphql(deployment["url"], "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }",
+                         {"id": run_id})["runOrError"]["status"]
+    assert status == "SUCCESS"
+    steps = {}
+    for cid in docker("ps", "-aq", "--filter", "label=replication.step=true", "--filter", f"network={deployment['network']}").split():
+        info = json.loads(docker("inspect", cid))[0]
+        env = dict(item.split("=", 1) for item in info["Config"]["Env"])
+        steps[env["DAGSTER_RUN_STEP_KEY"]] = (info["HostConfig"]["NanoCpus"], info["HostConfig"]["Memory"], info["State"]["ExitCode"])
+    assert steps == {key: (1_000_000_000, 536870912, 0) for key in ("prod_snapshot", "dev_db", "staging_db", "qa_db")}
+    compare = subprocess.run(
+        ["docker", "exec", deployment["storage"], "python", "-c",
+         "import os, psycopg\n"
+         "def fp(db):\n"
+         "    c = psycopg.connect(host='127.0.0.1', dbname=db, user='postgres', password=os.environ['POSTGRES_PASSWORD'])\n"
+         "    return c.execute(\"SELECT sum(('x' || left(md5(t::text), 16))::bit(64)::bigint::numeric) FROM shop.order_items t\").fetchone()[0]\n"
+         "print(len({fp(d) for d in ('prod', 'dev', 'staging', 'qa')}))"],
+        check=True, capture_output=True, text=True)
+    assert compare.stdout.strip() == "1"
