@@ -8,6 +8,8 @@ a test passes only when the data path pins the session settings it depends on.
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +60,21 @@ class Cluster:
     def connect(self, name: str) -> psycopg.Connection:
         """A superuser connection to one of prod, dev, staging, qa (autocommit)."""
         return self.server_for(name).connect(self.accounts[name].database)
+
+    def fingerprints(self, name: str) -> dict[str, tuple[int, str]]:
+        with self.connect(name) as conn:
+            return table_fingerprints(conn)
+
+    @contextmanager
+    def altered(self, name: str, apply: str, undo: str) -> Iterator[None]:
+        """Run `apply` in one database for the length of the block, and `undo` afterwards whatever happens."""
+        with self.connect(name) as conn:
+            conn.execute(apply)
+        try:
+            yield
+        finally:
+            with self.connect(name) as conn:
+                conn.execute(undo)
 
     def env_vars(self) -> dict[str, str]:
         values = {}

@@ -10,7 +10,7 @@ from replication import defs
 from replication.assets import build_environment_asset, build_prod_snapshot
 from replication.definitions import build_resources
 
-from ..conftest import ENVIRONMENTS, free_port, table_fingerprints
+from ..conftest import ENVIRONMENTS, free_port
 
 PARTITION = "2026-11-25"
 JOB = "database_replication_fanout"
@@ -25,11 +25,6 @@ def run_job(instance, run_config=None, asset_selection=None, raise_on_error=True
         asset_selection=asset_selection,
         raise_on_error=raise_on_error,
     )
-
-
-def fingerprints(cluster, name):
-    with cluster.connect(name) as conn:
-        return table_fingerprints(conn)
 
 
 def materializations(result):
@@ -62,10 +57,10 @@ def instance():
 def test_full_partition_makes_every_environment_equal_prod(cluster, replication_env, instance):
     result = run_job(instance)
     assert result.success
-    prod = fingerprints(cluster, "prod")
+    prod = cluster.fingerprints("prod")
     assert set(prod) == {"Ops.Audit Log", "shop.customers", "shop.order_items", "shop.orders", "shop.products"}
     for env in ENVIRONMENTS:
-        assert fingerprints(cluster, env) == prod, env
+        assert cluster.fingerprints(env) == prod, env
 
     metadata = materializations(result)
     snap = metadata["prod_snapshot"]
@@ -113,37 +108,31 @@ def test_second_materialization_reuses_the_snapshot_without_reading_prod(cluster
 
 def test_failing_environment_keeps_its_data_and_spares_the_others(cluster, replication_env, instance):
     assert run_job(instance).success
-    with cluster.connect("prod") as prod:
-        prod.execute("UPDATE shop.customers SET note = coalesce(note, '') || ' (v2)' WHERE id % 50 = 0")
-    try:
-        before_dev = fingerprints(cluster, "dev")
-        with cluster.connect("dev") as conn:
-            conn.execute("ALTER TABLE shop.order_items ADD CONSTRAINT dev_small CHECK (quantity < 4) NOT VALID")
-        result = run_job(instance, {"ops": {"prod_snapshot": {"config": {"refresh": True}}}}, raise_on_error=False)
-        prod_now = fingerprints(cluster, "prod")
-    finally:
-        with cluster.connect("prod") as prod:
-            prod.execute("UPDATE shop.customers SET note = nullif(replace(note, ' (v2)', ''), '') WHERE id % 50 = 0")
-        with cluster.connect("dev") as conn:
-            conn.execute("ALTER TABLE shop.order_items DROP CONSTRAINT IF EXISTS dev_small")
+    with cluster.altered("prod", "UPDATE shop.customers SET note = coalesce(note, '') || ' (v2)' WHERE id % 50 = 0",
+                         "UPDATE shop.customers SET note = nullif(replace(note, ' (v2)', ''), '') WHERE id % 50 = 0"):
+        before_dev = cluster.fingerprints("dev")
+        with cluster.altered("dev", "ALTER TABLE shop.order_items ADD CONSTRAINT dev_small CHECK (quantity < 4) NOT VALID",
+                             "ALTER TABLE shop.order_items DROP CONSTRAINT IF EXISTS dev_small"):
+            result = run_job(instance, {"ops": {"prod_snapshot": {"config": {"refresh": True}}}}, raise_on_error=False)
+            prod_now = cluster.fingerprints("prod")
     assert not result.success
     messages = failure_messages(result)
     assert set(messages) == {"dev_db"}
     assert "dev_db from dev (" in messages["dev_db"] and "dev_small" in messages["dev_db"]
     assert "Retrying will not help" in messages["dev_db"]
     assert not any(e.event_type_value == "STEP_UP_FOR_RETRY" for e in result.all_events)
-    assert fingerprints(cluster, "dev") == before_dev
-    assert fingerprints(cluster, "staging") == prod_now
-    assert fingerprints(cluster, "qa") == prod_now
+    assert cluster.fingerprints("dev") == before_dev
+    assert cluster.fingerprints("staging") == prod_now
+    assert cluster.fingerprints("qa") == prod_now
 
 
 def test_missing_credential_variable_is_named_before_anything_runs(cluster, replication_env, instance, monkeypatch):
-    before = fingerprints(cluster, "staging")
+    before = cluster.fingerprints("staging")
     monkeypatch.delenv("STAGING_DB_PASSWORD")
     with pytest.raises(dg.DagsterInvalidConfigError, match="STAGING_DB_PASSWORD"):
         run_job(instance)
     assert list(replication_env.iterdir()) == []
-    assert fingerprints(cluster, "staging") == before
+    assert cluster.fingerprints("staging") == before
 
 
 def test_unknown_table_in_config_fails_without_writing(cluster, replication_env, instance):
@@ -157,15 +146,11 @@ def test_unknown_table_in_config_fails_without_writing(cluster, replication_env,
 
 def test_target_missing_a_table_names_environment_and_table(cluster, replication_env, instance):
     assert run_job(instance).success
-    before = fingerprints(cluster, "qa")
-    with cluster.connect("qa") as conn:
-        conn.execute('ALTER TABLE "Ops"."Audit Log" SET SCHEMA public')
-    try:
+    before = cluster.fingerprints("qa")
+    with cluster.altered("qa", 'ALTER TABLE "Ops"."Audit Log" SET SCHEMA public',
+                         'ALTER TABLE public."Audit Log" SET SCHEMA "Ops"'):
         result = run_job(instance, asset_selection=[dg.AssetKey("qa_db")], raise_on_error=False)
-        after = fingerprints(cluster, "qa")
-    finally:
-        with cluster.connect("qa") as conn:
-            conn.execute('ALTER TABLE public."Audit Log" SET SCHEMA "Ops"')
+        after = cluster.fingerprints("qa")
     assert "qa: table Ops.Audit Log does not exist in the target database" in failure_messages(result)["qa_db"]
     before.pop("Ops.Audit Log")
     after.pop("public.Audit Log")
@@ -174,21 +159,17 @@ def test_target_missing_a_table_names_environment_and_table(cluster, replication
 
 def test_target_missing_a_column_names_environment_table_and_column(cluster, replication_env, instance):
     assert run_job(instance).success
-    with cluster.connect("staging") as conn:
-        conn.execute("ALTER TABLE shop.orders DROP COLUMN pickup_time")
-    try:
-        before = fingerprints(cluster, "staging")
+    with cluster.altered("staging", "ALTER TABLE shop.orders DROP COLUMN pickup_time",
+                         "ALTER TABLE shop.orders ADD COLUMN pickup_time time"):
+        before = cluster.fingerprints("staging")
         result = run_job(instance, asset_selection=[dg.AssetKey("staging_db")], raise_on_error=False)
         assert "staging: column 'pickup_time' of table shop.orders does not exist" in failure_messages(result)["staging_db"]
-        assert fingerprints(cluster, "staging") == before
-    finally:
-        with cluster.connect("staging") as conn:
-            conn.execute("ALTER TABLE shop.orders ADD COLUMN pickup_time time")
+        assert cluster.fingerprints("staging") == before
 
 
 def test_snapshot_altered_after_capture_is_refused(cluster, replication_env, instance):
     assert run_job(instance).success
-    before = {env: fingerprints(cluster, env) for env in ENVIRONMENTS}
+    before = {env: cluster.fingerprints(env) for env in ENVIRONMENTS}
     path = replication_env / "prod_snapshot_20261125" / "shop.customers.csv"
     path.write_text(path.read_text(encoding="utf-8").replace("example.com", "exampl3.com", 1), encoding="utf-8")
     # Only the loads: a prod_snapshot step would notice the damage and capture again.
@@ -199,7 +180,7 @@ def test_snapshot_altered_after_capture_is_refused(cluster, replication_env, ins
     for message in messages.values():
         assert "shop.customers.csv for table shop.customers was changed after capture" in message
         assert "refresh: true" in message
-    assert {env: fingerprints(cluster, env) for env in ENVIRONMENTS} == before
+    assert {env: cluster.fingerprints(env) for env in ENVIRONMENTS} == before
 
 
 def retry_free_assets():

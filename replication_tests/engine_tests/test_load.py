@@ -7,7 +7,6 @@ import pytest
 from replication.engine.errors import SchemaMismatchError, SnapshotCorruptError, SnapshotIncompleteError
 from replication.engine.verify import verify_snapshot
 
-from ..conftest import table_fingerprints
 from ..helpers import load, role_connection, snapshot
 
 
@@ -18,14 +17,9 @@ def snap(cluster, tmp_path_factory):
     return directory
 
 
-def fingerprints(cluster, env):
-    with cluster.connect(env) as conn:
-        return table_fingerprints(conn)
-
-
 def test_load_makes_the_environment_equal_prod(cluster, snap):
     report = load(cluster, "dev", snap)
-    assert fingerprints(cluster, "dev") == fingerprints(cluster, "prod")
+    assert cluster.fingerprints("dev") == cluster.fingerprints("prod")
     assert all(t.checksum_verified for t in report.tables)
     assert report.total_rows == verify_snapshot(snap).total_rows
     with cluster.connect("dev") as conn, cluster.connect("prod") as prod:
@@ -39,37 +33,22 @@ def test_load_makes_the_environment_equal_prod(cluster, snap):
 
 def test_constraint_violation_in_a_later_table_rolls_everything_back(cluster, snap):
     load(cluster, "staging", snap)
-    before = fingerprints(cluster, "staging")
-    with cluster.connect("prod") as prod:
-        prod.execute("UPDATE shop.products SET name = name || ' (changed)' WHERE id <= 10")
+    before = cluster.fingerprints("staging")
     changed = snap.parent / "changed"
-    try:
+    with cluster.altered("prod", "UPDATE shop.products SET name = name || ' (changed)' WHERE id <= 10",
+                         "UPDATE shop.products SET name = replace(name, ' (changed)', '') WHERE id <= 10"):
         snapshot(cluster, changed)
-    finally:
-        with cluster.connect("prod") as prod:
-            prod.execute("UPDATE shop.products SET name = replace(name, ' (changed)', '') WHERE id <= 10")
-    with cluster.connect("staging") as conn:
-        # Staging's own rule that some production rows break; order_items loads after three tables.
-        conn.execute("ALTER TABLE shop.order_items ADD CONSTRAINT small_orders CHECK (quantity < 4) NOT VALID")
-    try:
+    # Staging's own rule that some production rows break; order_items loads after three tables.
+    with cluster.altered("staging", "ALTER TABLE shop.order_items ADD CONSTRAINT small_orders CHECK (quantity < 4) NOT VALID",
+                         "ALTER TABLE shop.order_items DROP CONSTRAINT small_orders"):
         with pytest.raises(psycopg.errors.CheckViolation, match="small_orders"):
             load(cluster, "staging", changed)
-    finally:
-        with cluster.connect("staging") as conn:
-            conn.execute("ALTER TABLE shop.order_items DROP CONSTRAINT small_orders")
-    assert fingerprints(cluster, "staging") == before
+    assert cluster.fingerprints("staging") == before
 
 
 def test_connection_killed_mid_copy_leaves_the_environment_as_it_was(cluster, snap):
     load(cluster, "qa", snap)
-    before = fingerprints(cluster, "qa")
-    with cluster.connect("qa") as conn:
-        # Slow the third table's COPY down so it can be caught in the act.
-        conn.execute("""
-            CREATE FUNCTION shop.slow_row() RETURNS trigger LANGUAGE plpgsql AS
-            $$ BEGIN PERFORM pg_sleep(0.002); RETURN NEW; END $$;
-            CREATE TRIGGER slow BEFORE INSERT ON shop.orders FOR EACH ROW EXECUTE FUNCTION shop.slow_row();
-        """)
+    before = cluster.fingerprints("qa")
     killed = []
 
     def kill_during_orders_copy():
@@ -85,71 +64,59 @@ def test_connection_killed_mid_copy_leaves_the_environment_as_it_was(cluster, sn
                     killed.append(row[0])
                 time.sleep(0.02)
 
-    killer = threading.Thread(target=kill_during_orders_copy)
-    killer.start()
-    try:
-        with pytest.raises(psycopg.OperationalError):
-            load(cluster, "qa", snap)
-    finally:
-        killer.join()
-        with cluster.connect("qa") as conn:
-            conn.execute("DROP TRIGGER slow ON shop.orders; DROP FUNCTION shop.slow_row()")
+    # Slow the third table's COPY down so it can be caught in the act.
+    slow_orders = """
+        CREATE FUNCTION shop.slow_row() RETURNS trigger LANGUAGE plpgsql AS
+        $$ BEGIN PERFORM pg_sleep(0.002); RETURN NEW; END $$;
+        CREATE TRIGGER slow BEFORE INSERT ON shop.orders FOR EACH ROW EXECUTE FUNCTION shop.slow_row();
+    """
+    with cluster.altered("qa", slow_orders, "DROP TRIGGER slow ON shop.orders; DROP FUNCTION shop.slow_row()"):
+        killer = threading.Thread(target=kill_during_orders_copy)
+        killer.start()
+        try:
+            with pytest.raises(psycopg.OperationalError):
+                load(cluster, "qa", snap)
+        finally:
+            killer.join()
     assert killed
-    assert fingerprints(cluster, "qa") == before
+    assert cluster.fingerprints("qa") == before
 
 
 def test_missing_target_table_is_named_before_any_write(cluster, snap):
     load(cluster, "dev", snap)
-    before = fingerprints(cluster, "dev")
-    with cluster.connect("dev") as conn:
-        conn.execute('ALTER TABLE "Ops"."Audit Log" RENAME TO "Old Audit"')
-    try:
+    before = cluster.fingerprints("dev")
+    with cluster.altered("dev", 'ALTER TABLE "Ops"."Audit Log" RENAME TO "Old Audit"',
+                         'ALTER TABLE "Ops"."Old Audit" RENAME TO "Audit Log"'):
         with pytest.raises(SchemaMismatchError, match=r"dev: table Ops.Audit Log does not exist"):
             load(cluster, "dev", snap)
-    finally:
-        with cluster.connect("dev") as conn:
-            conn.execute('ALTER TABLE "Ops"."Old Audit" RENAME TO "Audit Log"')
-    assert fingerprints(cluster, "dev") == before
+    assert cluster.fingerprints("dev") == before
 
 
 def test_missing_target_column_is_named_before_any_write(cluster, snap):
     load(cluster, "dev", snap)
-    with cluster.connect("dev") as conn:
-        conn.execute("ALTER TABLE shop.products RENAME COLUMN rating TO stars")
-    try:
-        before = fingerprints(cluster, "dev")
+    with cluster.altered("dev", "ALTER TABLE shop.products RENAME COLUMN rating TO stars",
+                         "ALTER TABLE shop.products RENAME COLUMN stars TO rating"):
+        before = cluster.fingerprints("dev")
         with pytest.raises(SchemaMismatchError, match=r"dev: column 'rating' of table shop.products does not exist"):
             load(cluster, "dev", snap)
-        assert fingerprints(cluster, "dev") == before
-    finally:
-        with cluster.connect("dev") as conn:
-            conn.execute("ALTER TABLE shop.products RENAME COLUMN stars TO rating")
+        assert cluster.fingerprints("dev") == before
 
 
 def test_extra_nullable_or_defaulted_target_columns_are_fine(cluster, snap):
-    with cluster.connect("dev") as conn:
-        conn.execute("ALTER TABLE shop.customers ADD COLUMN dev_note text, ADD COLUMN dev_flag boolean NOT NULL DEFAULT false")
-    try:
+    with cluster.altered("dev", "ALTER TABLE shop.customers ADD COLUMN dev_note text, ADD COLUMN dev_flag boolean NOT NULL DEFAULT false",
+                         "ALTER TABLE shop.customers DROP COLUMN dev_note, DROP COLUMN dev_flag"):
         load(cluster, "dev", snap)
         with cluster.connect("dev") as conn:
             assert conn.execute("SELECT count(*) FROM shop.customers WHERE dev_flag = false AND dev_note IS NULL").fetchone()[0] \
                 == verify_snapshot(snap).table("shop.customers").rows
-    finally:
-        with cluster.connect("dev") as conn:
-            conn.execute("ALTER TABLE shop.customers DROP COLUMN dev_note, DROP COLUMN dev_flag")
 
 
 def test_extra_not_null_target_column_without_default_is_refused(cluster, snap):
-    with cluster.connect("dev") as conn:
-        conn.execute("ALTER TABLE shop.products ADD COLUMN owner text")
-        conn.execute("UPDATE shop.products SET owner = 'x'")
-        conn.execute("ALTER TABLE shop.products ALTER COLUMN owner SET NOT NULL")
-    try:
+    add_owner = ("ALTER TABLE shop.products ADD COLUMN owner text; UPDATE shop.products SET owner = 'x'; "
+                 "ALTER TABLE shop.products ALTER COLUMN owner SET NOT NULL")
+    with cluster.altered("dev", add_owner, "ALTER TABLE shop.products DROP COLUMN owner"):
         with pytest.raises(SchemaMismatchError, match=r"column 'owner' of table shop.products is NOT NULL"):
             load(cluster, "dev", snap)
-    finally:
-        with cluster.connect("dev") as conn:
-            conn.execute("ALTER TABLE shop.products DROP COLUMN owner")
 
 
 def test_altered_snapshot_file_is_refused(cluster, snap, tmp_path):
