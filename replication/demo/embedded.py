@@ -57,20 +57,25 @@ class EmbeddedPostgres:
     # in containers; by default only 127.0.0.1 is reachable.
     extra_listen: tuple[str, ...] = ()
     allow_networks: tuple[str, ...] = ()
+    _run_as: dict | None = field(default=None, init=False, repr=False)
 
     @property
     def log_file(self) -> Path:
         return self.data_dir / "server.log"
 
-    def _run(self, tool: str, *args: str, **kwargs) -> subprocess.CompletedProcess:
-        run_as = _prepare_for_system_user(self.data_dir)
+    def _subprocess_user(self) -> dict:
+        # Prepared once per server: it walks and chmods the wheel's whole bin, lib and share tree.
+        if self._run_as is None:
+            self._run_as = _prepare_for_system_user(self.data_dir)
+        return self._run_as
+
+    def _run(self, tool: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run(
             [str(POSTGRES_BIN_PATH / tool), *args],
-            check=True,
+            check=check,
             capture_output=True,
             text=True,
-            **run_as,
-            **kwargs,
+            **self._subprocess_user(),
         )
 
     def initialized(self) -> bool:
@@ -78,7 +83,7 @@ class EmbeddedPostgres:
 
     def init(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        run_as = _prepare_for_system_user(self.data_dir)
+        run_as = self._subprocess_user()
         with tempfile.NamedTemporaryFile("w", dir=self.data_dir.parent, delete=False) as pwfile:
             pwfile.write(self.password)
         try:
@@ -106,12 +111,7 @@ class EmbeddedPostgres:
     def running(self) -> bool:
         if not (self.data_dir / "postmaster.pid").exists():
             return False
-        result = subprocess.run(
-            [str(POSTGRES_BIN_PATH / "pg_ctl"), "status", "-D", str(self.data_dir)],
-            capture_output=True,
-            **_prepare_for_system_user(self.data_dir),
-        )
-        return result.returncode == 0
+        return self._run("pg_ctl", "status", "-D", str(self.data_dir), check=False).returncode == 0
 
     def start(self) -> "EmbeddedPostgres":
         if not self.initialized():
