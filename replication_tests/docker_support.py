@@ -59,6 +59,24 @@ def containers_on(network: str) -> list[dict]:
     return json.loads(docker("inspect", *ids)) if ids else []
 
 
+def step_containers(network: str) -> list[dict]:
+    """docker_executor's step containers on a network: name, step key, limits, exit state."""
+    found = []
+    for info in containers_on(network):
+        env = dict(item.split("=", 1) for item in info["Config"]["Env"])
+        if "DAGSTER_RUN_STEP_KEY" in env:
+            found.append({
+                "name": info["Name"].lstrip("/"),
+                "step": env["DAGSTER_RUN_STEP_KEY"],
+                "nano_cpus": info["HostConfig"]["NanoCpus"],
+                "memory": info["HostConfig"]["Memory"],
+                "exit_code": info["State"]["ExitCode"],
+                "status": info["State"]["Status"],
+                "created": info["Created"],
+            })
+    return found
+
+
 def remove(network: str, volume: str | None) -> None:
     ids = docker("ps", "-aq", "--filter", f"network={network}").split()
     if ids:

@@ -15,7 +15,7 @@ from replication.executor import docker_executor_config
 from replication.retries import RETRY_POLICY
 
 from .conftest import ENVIRONMENTS, FAST_SETTINGS, SEED_SCALE, free_port, table_fingerprints
-from .docker_support import IMAGE, REPO, build_image, containers_on, create_network, create_volume, remove, require_docker
+from .docker_support import IMAGE, REPO, build_image, create_network, create_volume, remove, require_docker, step_containers
 
 pytestmark = pytest.mark.docker
 PARTITION = "2026-11-25"
@@ -81,23 +81,6 @@ def execute(env: dict, partition: str = PARTITION) -> subprocess.CompletedProces
 def fingerprints(server, database):
     with server.connect(database) as conn:
         return table_fingerprints(conn)
-
-
-def step_containers(network, partition_run_ids=None):
-    found = []
-    for info in containers_on(network):
-        env = dict(item.split("=", 1) for item in info["Config"]["Env"])
-        if "DAGSTER_RUN_STEP_KEY" in env:
-            found.append({
-                "name": info["Name"].lstrip("/"),
-                "step": env["DAGSTER_RUN_STEP_KEY"],
-                "nano_cpus": info["HostConfig"]["NanoCpus"],
-                "memory": info["HostConfig"]["Memory"],
-                "exit_code": info["State"]["ExitCode"],
-                "status": info["State"]["Status"],
-                "created": info["Created"],
-            })
-    return found
 
 
 def test_one_container_per_step_with_limits_and_exact_copies(docker_setup, capsys):

@@ -1,7 +1,6 @@
 """Whole partitions through Dagster against real PostgreSQL: equality, reuse, faults, bad input."""
 
 import json
-import shutil
 
 import dagster as dg
 import pytest
