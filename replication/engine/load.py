@@ -138,7 +138,7 @@ def _copy_in(
     progress = Progress(
         log, f"load {environment}", entry.key, expected_bytes=entry.bytes, expected_rows=entry.rows
     )
-    with conn.cursor() as cur:
+    with progress, conn.cursor() as cur:
         with cur.copy(query) as copy:
             for chunk in read_chunks(snapshot_dir / entry.file):
                 copy.write(chunk)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
@@ -9,10 +10,12 @@ REPORT_EVERY_SECONDS = 5.0
 
 
 class Progress:
-    """Counts rows and bytes for one table and calls `report` at most every few seconds.
+    """Counts rows and bytes for one table and reports them every few seconds while in use.
 
-    `expected_rows`, when known, lets a loader estimate rows from bytes (COPY FROM only learns the
-    row count at the end).
+    Used as a context manager, a timer thread reports on schedule even when the stream itself
+    stalls (a slow trigger, a long scan before the first row), which a check inside `advance`
+    would miss. `expected_rows`, when known, lets a loader estimate rows from bytes: COPY FROM
+    only learns the row count at the end.
     """
 
     def __init__(
@@ -31,27 +34,41 @@ class Progress:
         self._expected_bytes = expected_bytes
         self._expected_rows = expected_rows
         self._interval = interval
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
         self.started = time.monotonic()
-        self._next = self.started + interval
+        self.ended: float | None = None
         self.rows = 0
         self.bytes = 0
 
     def advance(self, nbytes: int, rows: int = 0) -> None:
         self.bytes += nbytes
         self.rows += rows
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self._interval):
+            self._report(self.line())
+
+    def __enter__(self) -> "Progress":
+        self.started = time.monotonic()
         if self._report is not None:
-            now = time.monotonic()
-            if now >= self._next:
-                self._next = now + self._interval
-                self._report(self.line(now))
+            self._thread = threading.Thread(target=self._run, name=f"progress {self._table}", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.ended = time.monotonic()
+        self._stopped.set()
+        if self._thread is not None:
+            self._thread.join()
 
     def _row_estimate(self) -> int:
         if self.rows or not self._expected_rows or not self._expected_bytes:
             return self.rows
         return int(self._expected_rows * self.bytes / self._expected_bytes)
 
-    def line(self, now: float | None = None) -> str:
-        elapsed = max((now or time.monotonic()) - self.started, 1e-9)
+    def line(self) -> str:
+        elapsed = max(self.seconds, 1e-9)
         rows = self._row_estimate()
         text = (
             f"{self._action} {self._table}: {rows:,} rows, {self.bytes / 1e6:,.1f} MB "
@@ -63,4 +80,5 @@ class Progress:
 
     @property
     def seconds(self) -> float:
-        return time.monotonic() - self.started
+        """Time spent so far, or in all once the block has ended."""
+        return (self.ended or time.monotonic()) - self.started

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -74,9 +73,8 @@ def _capture_table(
         cols=sql.SQL(", ").join(sql.Identifier(n) for n in names), table=table.ident
     )
     file_name = snapshot_file_name(table)
-    progress = Progress(log, "snapshot", table.key)
-    started = time.monotonic()
-    with conn.cursor() as cur, AtomicWriter(snapshot_dir / file_name) as writer:
+    with Progress(log, "snapshot", table.key) as progress, conn.cursor() as cur, \
+            AtomicWriter(snapshot_dir / file_name) as writer:
         with cur.copy(query) as copy:
             # libpq hands COPY data over one row per message; the writer batches them into
             # 1 MiB writes so the per-row cost stays a memory append.
@@ -84,7 +82,7 @@ def _capture_table(
                 writer.write(data)
                 progress.advance(len(data), 1)
         rows = cur.rowcount
-    seconds = time.monotonic() - started
+    seconds = progress.seconds
     checksum = content_checksum(conn, table, names)[1] if checksums else ""
     sequences = [
         SequenceEntry(seq.column, seq.sequence, *_sequence_state(conn, seq.sequence))
