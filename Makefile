@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo ui test test-fast stop clean
+.PHONY: install browser demo ui test stop clean
 
 install: $(STAMP)
 
@@ -21,11 +21,20 @@ demo: $(STAMP)
 ui: $(STAMP)
 	$(BIN)/python -m replication.demo ui
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest
+
+# The UI test drives a real Chromium from the system's packages (never a browser download).
+# Installed here when missing and we may (root with apt-get); otherwise that one test skips.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	    apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "Chromium is not installed and cannot be installed here: the browser test will skip."
 
 stop: $(STAMP)
 	$(BIN)/python -m replication.demo stop
 
 clean: stop
+	rm -rf test-artifacts
 	rm -rf .local

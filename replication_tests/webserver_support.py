@@ -1,0 +1,75 @@
+"""Talking to a real dagster-webserver through its GraphQL API, as the UI does."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+
+LOCATION = "replication"
+REPOSITORY = "__repository__"
+TERMINAL = ("SUCCESS", "FAILURE", "CANCELED")
+
+
+def graphql(url: str, query: str, variables: dict | None = None) -> dict:
+    request = urllib.request.Request(
+        f"{url}/graphql", json.dumps({"query": query, "variables": variables or {}}).encode(),
+        {"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        body = json.load(response)
+    assert "errors" not in body, body["errors"]
+    return body["data"]
+
+
+def wait_for_code_location(url: str, timeout: float = 180) -> dict:
+    """Wait until the webserver serves and has loaded the code location without errors."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            data = graphql(url, "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus "
+                                "locationOrLoadError { __typename ... on PythonError { message } } } } } }")
+            entries = data["workspaceOrError"]["locationEntries"]
+            if entries and entries[0]["loadStatus"] == "LOADED":
+                if entries[0]["locationOrLoadError"]["__typename"] == "RepositoryLocation":
+                    return entries[0]
+                # The webserver may have tried before the code server listened: ask it to reload.
+                graphql(url, 'mutation { reloadRepositoryLocation(repositoryLocationName: "replication") { __typename } }')
+        except OSError:
+            pass
+        time.sleep(2)
+    raise AssertionError(f"the webserver at {url} did not load the code location within {timeout:.0f} s")
+
+
+def launch_run(url: str, job: str, partition: str, tags: dict[str, str] | None = None,
+               asset_keys: list[str] | None = None) -> str:
+    params: dict = {
+        "selector": {"repositoryLocationName": LOCATION, "repositoryName": REPOSITORY, "pipelineName": job},
+        "executionMetadata": {"tags": [{"key": k, "value": v} for k, v in {"dagster/partition": partition, **(tags or {})}.items()]},
+        "runConfigData": {},
+    }
+    if asset_keys:
+        params["selector"]["assetSelection"] = [{"path": [key]} for key in asset_keys]
+    data = graphql(url, """
+        mutation($p: ExecutionParams!) { launchPipelineExecution(executionParams: $p) {
+          __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message }
+          ... on RunConfigValidationInvalid { errors { message } } ... on InvalidSubsetError { message } } }""",
+        {"p": params})
+    result = data["launchPipelineExecution"]
+    assert result["__typename"] == "LaunchRunSuccess", result
+    return result["run"]["runId"]
+
+
+def run_info(url: str, run_id: str) -> dict:
+    return graphql(url, """query($id: ID!) { runOrError(runId: $id) { ... on Run {
+        runId status startTime endTime tags { key value } } } }""", {"id": run_id})["runOrError"]
+
+
+def wait_for_run(url: str, run_id: str, timeout: float = 420) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        info = run_info(url, run_id)
+        if info["status"] in TERMINAL:
+            return info
+        time.sleep(2)
+    raise AssertionError(f"run {run_id} did not finish within {timeout:.0f} s")
