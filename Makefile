@@ -15,8 +15,9 @@ $(STAMP): setup.py pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# Library warnings (XDG_RUNTIME_DIR and the like) say nothing to a demo user.
 demo: $(STAMP)
-	$(BIN)/python -m replication.demo run
+	@PYTHONWARNINGS=ignore $(BIN)/python -m replication.demo run
 
 ui: $(STAMP)
 	$(BIN)/python -m replication.demo ui

@@ -1,29 +1,26 @@
-"""The code location: assets, resources, job, schedule and executor."""
+"""The code location: assets, resources, job, schedule and executor, all following replication.yaml."""
 
 import dagster as dg
 
-from .assets import ENVIRONMENT_ASSETS, prod_snapshot
+from .assets import build_environment_assets, prod_snapshot
+from .config import ReplicationConfig, load_config
 from .executor import select_executor
-from .jobs import database_replication_fanout, database_replication_fanout_schedule
-from .resources import SnapshotStore, postgres_resource
+from .jobs import build_job, build_schedule
+from .resources import build_resources
 
 
-def build_resources() -> dict:
-    return {
-        "prod_db": postgres_resource("PROD"),
-        "dev_db_target": postgres_resource("DEV"),
-        "staging_db_target": postgres_resource("STAGING"),
-        "qa_db_target": postgres_resource("QA"),
-        "snapshot_store": SnapshotStore(),
-    }
+def build_definitions(config: ReplicationConfig) -> dg.Definitions:
+    job = build_job(config)
+    return dg.Definitions(
+        assets=[prod_snapshot, *build_environment_assets(config)],
+        resources=build_resources(config),
+        jobs=[job],
+        schedules=[build_schedule(job)],
+        # On Definitions, not the job: UI materializations and backfills run through the implicit
+        # asset job, which takes the executor from here.
+        executor=select_executor(config),
+    )
 
 
-defs = dg.Definitions(
-    assets=[prod_snapshot, *ENVIRONMENT_ASSETS],
-    resources=build_resources(),
-    jobs=[database_replication_fanout],
-    schedules=[database_replication_fanout_schedule],
-    # On Definitions, not the job: UI materializations and backfills run through the implicit
-    # asset job, which takes the executor from here.
-    executor=select_executor(),
-)
+# Read and validated here, so a typo in replication.yaml stops the code location from loading.
+defs = build_definitions(load_config())

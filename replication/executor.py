@@ -7,7 +7,7 @@ import os
 import dagster as dg
 from dagster_docker import docker_executor
 
-from .resources import ENVIRONMENTS
+from .config import SOURCE, ReplicationConfig, env_vars_for
 
 STEP_NANO_CPUS = 1_000_000_000  # 1 CPU
 STEP_MEMORY = "512m"
@@ -15,27 +15,33 @@ DEFAULT_NETWORK = "replication_network"
 DEFAULT_SNAPSHOT_VOLUME = "replication_snapshots"
 DEFAULT_SNAPSHOT_MOUNT = "/snapshots"
 
-# What a step container needs from the launching process: database credentials, where the
-# snapshots are, and Dagster's storage (the instance config reads DAGSTER_PG_* from the env).
-FORWARDED_VARIABLES = [
-    *(f"{env}_DB_{part}" for env in ENVIRONMENTS for part in ("CONNECTION", "USER", "PASSWORD")),
+# What a step container needs from the launching process besides the databases' credentials:
+# Dagster's storage (the instance config reads DAGSTER_PG_* from the env) and which config file.
+FORWARDED_SETTINGS = [
     "DAGSTER_PG_HOST",
     "DAGSTER_PG_PORT",
     "DAGSTER_PG_DB",
     "DAGSTER_PG_USERNAME",
     "DAGSTER_PG_PASSWORD",
     "REPLICATION_RETRY_DELAY_SECONDS",
+    "REPLICATION_CONFIG",
 ]
 
 
-def docker_executor_config(environ: dict[str, str] | None = None) -> dict:
+def forwarded_variables(config: ReplicationConfig) -> list[str]:
+    """Production's and every configured environment's `N_DB_*` variables, then the settings above."""
+    names = [var for env in (SOURCE, *config.environment_names) for var in env_vars_for(env)]
+    return [*names, *FORWARDED_SETTINGS]
+
+
+def docker_executor_config(config: ReplicationConfig, environ: dict[str, str] | None = None) -> dict:
     """docker_executor config from REPLICATION_* variables, with defaults for the compose deployment."""
     environ = os.environ if environ is None else environ
     mount = environ.get("REPLICATION_SNAPSHOT_MOUNT", DEFAULT_SNAPSHOT_MOUNT)
     volume = environ.get("REPLICATION_SNAPSHOT_VOLUME", DEFAULT_SNAPSHOT_VOLUME)
-    config: dict = {
+    executor_config: dict = {
         # Only variables that are set are forwarded; SNAPSHOT_DIR is where the volume is mounted.
-        "env_vars": [name for name in FORWARDED_VARIABLES if name in environ] + [f"SNAPSHOT_DIR={mount}"],
+        "env_vars": [name for name in forwarded_variables(config) if name in environ] + [f"SNAPSHOT_DIR={mount}"],
         "network": environ.get("REPLICATION_DOCKER_NETWORK", DEFAULT_NETWORK),
         "container_kwargs": {
             "nano_cpus": STEP_NANO_CPUS,
@@ -48,13 +54,14 @@ def docker_executor_config(environ: dict[str, str] | None = None) -> dict:
     }
     # Without it the image comes from DAGSTER_CURRENT_IMAGE on the code location server.
     if environ.get("REPLICATION_IMAGE"):
-        config["image"] = environ["REPLICATION_IMAGE"]
-    return config
+        executor_config["image"] = environ["REPLICATION_IMAGE"]
+    return executor_config
 
 
-def select_executor() -> dg.ExecutorDefinition:
+def select_executor(config: ReplicationConfig) -> dg.ExecutorDefinition:
     """`REPLICATION_EXECUTOR=docker` selects docker_executor; anything else the multiprocess executor."""
     if os.environ.get("REPLICATION_EXECUTOR", "").lower() == "docker":
-        return docker_executor.configured(docker_executor_config(), name="replication_docker")
-    # The three loads are I/O-bound waits on their servers: let them run side by side.
-    return dg.multiprocess_executor.configured({"max_concurrent": 4}, name="replication_multiprocess")
+        return docker_executor.configured(docker_executor_config(config), name="replication_docker")
+    # The loads are I/O-bound waits on their servers: let every environment's run side by side.
+    workers = max(4, len(config.environments))
+    return dg.multiprocess_executor.configured({"max_concurrent": workers}, name="replication_multiprocess")

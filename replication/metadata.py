@@ -13,32 +13,52 @@ from .engine.manifest import Manifest
 PREVIEW_ROWS = 10
 PREVIEW_CELL_CHARS = 40
 
+SNAPSHOT_TABLE_SCHEMA = dg.TableSchema(
+    columns=[
+        dg.TableColumn("table", "string"),
+        dg.TableColumn("rows", "int"),
+        dg.TableColumn("bytes", "int"),
+        dg.TableColumn("seconds", "float"),
+        dg.TableColumn("rows_per_second", "float"),
+        dg.TableColumn("sha256", "string"),
+    ]
+)
+LOAD_TABLE_SCHEMA = dg.TableSchema(
+    columns=[
+        dg.TableColumn("table", "string"),
+        dg.TableColumn("rows", "int"),
+        dg.TableColumn("bytes", "int"),
+        dg.TableColumn("seconds", "float"),
+        dg.TableColumn("rows_per_second", "float"),
+        dg.TableColumn("checksum", "string"),
+    ]
+)
 
-def _rate(rows: int, seconds: float) -> str:
-    return f"{rows / seconds:,.0f}" if seconds > 0 else "-"
+
+def _rate(rows: int, seconds: float) -> float:
+    return round(rows / seconds, 1) if seconds > 0 else 0.0
 
 
-def _markdown_table(header: list[str], rows: list[list[object]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(cell).replace("|", "\\|") for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def per_table_numbers(prefix: str, items: list[tuple[str, int, int]]) -> dict[str, dg.MetadataValue]:
+def per_table_numbers(items: list[tuple[str, int, int]]) -> dict[str, dg.MetadataValue]:
     """Numeric rows and bytes per table, so the UI plots each across partitions."""
     numbers: dict[str, dg.MetadataValue] = {}
     for key, rows, size in items:
-        numbers[f"{prefix}rows/{key}"] = dg.MetadataValue.int(rows)
-        numbers[f"{prefix}bytes/{key}"] = dg.MetadataValue.int(size)
+        numbers[f"rows/{key}"] = dg.MetadataValue.int(rows)
+        numbers[f"bytes/{key}"] = dg.MetadataValue.int(size)
     return numbers
 
 
 def snapshot_metadata(manifest: Manifest, snapshot_dir: Path, reused: bool, seconds: float) -> dict:
     tables = sorted(manifest.tables, key=lambda t: t.key)
-    summary = _markdown_table(
-        ["table", "rows", "bytes", "seconds", "rows/s", "sha256"],
-        [[t.key, f"{t.rows:,}", f"{t.bytes:,}", f"{t.seconds:.2f}", _rate(t.rows, t.seconds), t.sha256[:16]] for t in tables],
+    summary = dg.MetadataValue.table(
+        records=[
+            dg.TableRecord({"table": t.key, "rows": t.rows, "bytes": t.bytes, "seconds": t.seconds,
+                            "rows_per_second": _rate(t.rows, t.seconds), "sha256": t.sha256[:16]})
+            for t in tables
+        ],
+        schema=SNAPSHOT_TABLE_SCHEMA,
     )
+    capture = round(sum(t.seconds for t in tables), 3)
     metadata: dict[str, object] = {
         "snapshot_path": dg.MetadataValue.path(str(snapshot_dir)),
         "reused": dg.MetadataValue.bool(reused),
@@ -49,14 +69,13 @@ def snapshot_metadata(manifest: Manifest, snapshot_dir: Path, reused: bool, seco
         "dagster/row_count": dg.MetadataValue.int(manifest.total_rows),
         "total_bytes": dg.MetadataValue.int(manifest.total_bytes),
         "duration_seconds": dg.MetadataValue.float(round(seconds, 3)),
-        "capture_seconds": dg.MetadataValue.float(round(sum(t.seconds for t in tables), 3)),
-        "table_summary": dg.MetadataValue.md(summary),
+        "capture_seconds": dg.MetadataValue.float(capture),
+        "table_summary": summary,
         "checksums": dg.MetadataValue.json({t.key: {"sha256": t.sha256, "content": t.content_checksum} for t in tables}),
-        **per_table_numbers("", [(t.key, t.rows, t.bytes) for t in tables]),
+        **per_table_numbers([(t.key, t.rows, t.bytes) for t in tables]),
     }
-    capture = sum(t.seconds for t in tables)
     if capture > 0 and not reused:
-        metadata["rows_per_second"] = dg.MetadataValue.float(round(manifest.total_rows / capture, 1))
+        metadata["rows_per_second"] = dg.MetadataValue.float(_rate(manifest.total_rows, capture))
     if tables:
         largest = max(tables, key=lambda t: t.bytes)
         metadata[f"preview ({largest.key})"] = dg.MetadataValue.md(preview_markdown(snapshot_dir / largest.file))
@@ -71,13 +90,14 @@ def preview_markdown(csv_path: Path) -> str:
 
 
 def load_metadata(report: LoadReport, manifest: Manifest, snapshot_dir: Path, target: str) -> dict:
-    summary = _markdown_table(
-        ["table", "rows", "bytes", "seconds", "rows/s", "checksum"],
-        [
-            [t.key, f"{t.rows:,}", f"{t.bytes:,}", f"{t.seconds:.2f}", _rate(t.rows, t.seconds),
-             "matches prod" if t.checksum_verified else "not checked"]
+    summary = dg.MetadataValue.table(
+        records=[
+            dg.TableRecord({"table": t.key, "rows": t.rows, "bytes": t.bytes, "seconds": t.seconds,
+                            "rows_per_second": _rate(t.rows, t.seconds),
+                            "checksum": "matches prod" if t.checksum_verified else "not checked"})
             for t in sorted(report.tables, key=lambda t: t.key)
         ],
+        schema=LOAD_TABLE_SCHEMA,
     )
     return {
         "target": target,
@@ -87,10 +107,10 @@ def load_metadata(report: LoadReport, manifest: Manifest, snapshot_dir: Path, ta
         "dagster/row_count": dg.MetadataValue.int(report.total_rows),
         "total_bytes": dg.MetadataValue.int(report.total_bytes),
         "duration_seconds": dg.MetadataValue.float(report.seconds),
-        "rows_per_second": dg.MetadataValue.float(round(report.total_rows / report.seconds, 1) if report.seconds else 0.0),
+        "rows_per_second": dg.MetadataValue.float(_rate(report.total_rows, report.seconds)),
         "checksums_verified": dg.MetadataValue.bool(all(t.checksum_verified for t in report.tables)),
         "deferred_constraints": dg.MetadataValue.bool(report.deferred_constraints),
         "sequences_reset": dg.MetadataValue.json(report.sequences_reset),
-        "table_summary": dg.MetadataValue.md(summary),
-        **per_table_numbers("", [(t.key, t.rows, t.bytes) for t in report.tables]),
+        "table_summary": summary,
+        **per_table_numbers([(t.key, t.rows, t.bytes) for t in report.tables]),
     }

@@ -11,17 +11,24 @@ import dagster as dg
 import psycopg
 from pydantic import PrivateAttr
 
+from .config import SOURCE, ReplicationConfig, env_vars_for
 from .engine.connection import Address, connect, parse_address
+from .engine.store import snapshot_path
 
-ENVIRONMENTS = ("PROD", "DEV", "STAGING", "QA")
 DEFAULT_SNAPSHOT_DIR = "/tmp"
+SNAPSHOT_STORE = "snapshot_store"
+
+
+def target_resource_key(environment: str) -> str:
+    """`dev` -> `dev_db_target`: the resource its asset `dev_db` writes through."""
+    return f"{environment}_db_target"
 
 
 class PostgresResource(dg.ConfigurableResource):
     """One PostgreSQL database: its address from `{ENV}_DB_CONNECTION`, credentials from their own variables.
 
     `connection` is `host:port/dbname` or a `postgresql://host:port/dbname?sslmode=...` URI with no
-    user or password in it; `host`, `port` and `database` are read from it.
+    user or password in it.
     """
 
     environment: str
@@ -35,20 +42,8 @@ class PostgresResource(dg.ConfigurableResource):
     @property
     def address(self) -> Address:
         if self._address is None:
-            self._address = parse_address(self.connection, f"{self.environment}_DB_CONNECTION")
+            self._address = parse_address(self.connection, env_vars_for(self.environment).connection)
         return self._address
-
-    @property
-    def host(self) -> str:
-        return self.address.host
-
-    @property
-    def port(self) -> int:
-        return self.address.port
-
-    @property
-    def database(self) -> str:
-        return self.address.dbname
 
     @property
     def label(self) -> str:
@@ -71,26 +66,39 @@ class PostgresResource(dg.ConfigurableResource):
 
 
 def postgres_resource(environment: str) -> PostgresResource:
-    """The resource for PROD, DEV, STAGING or QA, reading its three variables at run time."""
+    """The resource for `prod` or an environment, reading its three variables at run time."""
+    names = env_vars_for(environment)
     return PostgresResource(
         environment=environment,
-        connection=dg.EnvVar(f"{environment}_DB_CONNECTION"),
-        user=dg.EnvVar(f"{environment}_DB_USER"),
-        password=dg.EnvVar(f"{environment}_DB_PASSWORD"),
+        connection=dg.EnvVar(names.connection),
+        user=dg.EnvVar(names.user),
+        password=dg.EnvVar(names.password),
     )
 
 
 class SnapshotStore(dg.ConfigurableResource):
-    """The folder that holds one snapshot per partition, from `SNAPSHOT_DIR` (default `/tmp`).
+    """The folder that holds one snapshot per partition, and the `snapshot:` settings of replication.yaml.
 
-    Read when a step runs, so a step container sees the path of its own mounted volume.
+    The folder comes from `SNAPSHOT_DIR` (default `/tmp`), read when a step runs, so a step
+    container sees the path of its own mounted volume.
     """
 
     directory: str | None = None
+    include: list[str] = ["*"]
+    exclude: list[str] = []
 
     @property
     def root(self) -> Path:
         return Path(self.directory or os.environ.get("SNAPSHOT_DIR") or DEFAULT_SNAPSHOT_DIR)
 
     def path_for(self, partition_key: str) -> Path:
-        return self.root / f"prod_snapshot_{partition_key.replace('-', '')}"
+        return snapshot_path(self.root, partition_key)
+
+
+def build_resources(config: ReplicationConfig) -> dict:
+    """prod_db, one `N_db_target` per configured environment, and the snapshot store."""
+    store = SnapshotStore(include=list(config.snapshot.include), exclude=list(config.snapshot.exclude))
+    resources: dict = {f"{SOURCE}_db": postgres_resource(SOURCE), SNAPSHOT_STORE: store}
+    for name in config.environment_names:
+        resources[target_resource_key(name)] = postgres_resource(name)
+    return resources

@@ -7,6 +7,13 @@ a test passes only when the data path pins the session settings it depends on.
 
 from __future__ import annotations
 
+import os
+
+# Set before the code location is imported: its RetryPolicy (2 retries) then waits 1 s instead of
+# 300 s, so tests watch real retries happen. In-process runs always honour the policy, so this
+# is the one knob; test_definitions checks the shipped delay in a process without it.
+os.environ["REPLICATION_RETRY_DELAY_SECONDS"] = "1"
+
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,12 +23,14 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from replication.config import DEFAULT_ENVIRONMENTS, SOURCE, env_vars_for
 from replication.demo.embedded import EmbeddedPostgres
 from replication.demo.provision import Account, provision_source, provision_target
 from replication.engine.catalog import list_tables, table_columns
+from replication.engine.session import libpq_options
 from replication.engine.verify import content_checksum
 
-ENVIRONMENTS = ("dev", "staging", "qa")
+ENVIRONMENTS = DEFAULT_ENVIRONMENTS
 FAST_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
 SOURCE_SETTINGS = {
     **FAST_SETTINGS,
@@ -55,15 +64,14 @@ class Cluster:
     accounts: dict[str, Account]
 
     def server_for(self, name: str) -> EmbeddedPostgres:
-        return self.source if name == "prod" else self.targets
+        return self.source if name == SOURCE else self.targets
 
     def connect(self, name: str) -> psycopg.Connection:
         """A superuser connection to one of prod, dev, staging, qa (autocommit)."""
         return self.server_for(name).connect(self.accounts[name].database)
 
     def fingerprints(self, name: str) -> dict[str, tuple[int, str]]:
-        with self.connect(name) as conn:
-            return table_fingerprints(conn)
+        return server_fingerprints(self.server_for(name), self.accounts[name].database)
 
     @contextmanager
     def altered(self, name: str, apply: str, undo: str) -> Iterator[None]:
@@ -79,11 +87,18 @@ class Cluster:
     def env_vars(self) -> dict[str, str]:
         values = {}
         for name, account in self.accounts.items():
-            prefix = name.upper()
-            values[f"{prefix}_DB_CONNECTION"] = self.server_for(name).address(account.database)
-            values[f"{prefix}_DB_USER"] = account.user
-            values[f"{prefix}_DB_PASSWORD"] = account.password
+            names = env_vars_for(name)
+            values[names.connection] = self.server_for(name).address(account.database)
+            values[names.user] = account.user
+            values[names.password] = account.password
         return values
+
+    def add_environment(self, name: str) -> Account:
+        """One more environment database on the targets server, as a DBA would create it."""
+        account = Account(name, f"{name}_loader", f"{name}-Secret-{len(name)}c1e")
+        provision_target(self.targets, account)
+        self.accounts[name] = account
+        return account
 
     @property
     def passwords(self) -> list[str]:
@@ -123,10 +138,17 @@ def replication_env(cluster, tmp_path, monkeypatch) -> Path:
     return snapshot_dir
 
 
+def server_fingerprints(server: EmbeddedPostgres, database: str) -> dict[str, tuple[int, str]]:
+    """`table_fingerprints` of one database, on a connection with the engine's pinned settings."""
+    with server.connect(database, options=libpq_options()) as conn:
+        return table_fingerprints(conn)
+
+
 def table_fingerprints(conn: psycopg.Connection) -> dict[str, tuple[int, str]]:
-    """Rows and an order-independent checksum over every column of every user table."""
-    conn.execute("SET DateStyle = 'ISO, YMD'; SET TimeZone = 'UTC'; SET extra_float_digits = 3; "
-                 "SET bytea_output = 'hex'; SET IntervalStyle = 'postgres'")
+    """Rows and an order-independent checksum over every column of every user table.
+
+    The connection must carry `libpq_options()`, so values print the same on every server.
+    """
     result = {}
     for table in list_tables(conn):
         columns = [c.name for c in table_columns(conn, table)]

@@ -1,29 +1,30 @@
-"""The real Docker engine for tests: the image, a private network, a snapshot volume, clean-up."""
+"""The real Docker engine for tests, through the Docker SDK that dagster-docker installs."""
 
 from __future__ import annotations
 
-import json
-import shutil
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
+import docker
 import pytest
+from docker.errors import DockerException, NotFound
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE = "replication-code:latest"
 LABEL = "replication.test"
 
 
-def docker(*args: str, check: bool = True) -> str:
-    return subprocess.run(["docker", *args], check=check, capture_output=True, text=True).stdout.strip()
+def client() -> docker.DockerClient:
+    return docker.from_env()
 
 
 def require_docker() -> None:
-    if shutil.which("docker") is None:
-        pytest.skip("no docker command on this machine")
-    if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
-        pytest.skip("the Docker engine is not reachable")
+    try:
+        client().ping()
+    except DockerException as exc:
+        pytest.skip(f"the Docker engine is not reachable: {exc}")
 
 
 _build_seconds: list[float] = []
@@ -31,8 +32,6 @@ _build_seconds: list[float] = []
 
 def build_image() -> float:
     """Build the code-location image once per session as a user would; returns the seconds it took."""
-    import time
-
     if not _build_seconds:
         started = time.monotonic()
         subprocess.run([str(REPO / "deploy" / "build-image.sh"), IMAGE], check=True, cwd=REPO)
@@ -43,30 +42,31 @@ def build_image() -> float:
 def create_network(prefix: str) -> tuple[str, str, str]:
     """A labelled bridge network; returns its name, gateway address and subnet."""
     name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    docker("network", "create", "--label", LABEL, name)
-    ipam = json.loads(docker("network", "inspect", name, "--format", "{{json .IPAM.Config}}"))[0]
+    network = client().networks.create(name, driver="bridge", labels={LABEL: "true"})
+    network.reload()
+    ipam = network.attrs["IPAM"]["Config"][0]
     return name, ipam["Gateway"], ipam["Subnet"]
 
 
 def create_volume(prefix: str) -> str:
     name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    docker("volume", "create", "--label", LABEL, name)
+    client().volumes.create(name, labels={LABEL: "true"})
     return name
 
 
-def containers_on(network: str) -> list[dict]:
-    ids = docker("ps", "-aq", "--filter", f"network={network}").split()
-    return json.loads(docker("inspect", *ids)) if ids else []
+def containers_on(network: str) -> list:
+    return client().containers.list(all=True, filters={"network": network})
 
 
 def step_containers(network: str) -> list[dict]:
     """docker_executor's step containers on a network: name, step key, limits, exit state."""
     found = []
-    for info in containers_on(network):
+    for container in containers_on(network):
+        info = container.attrs
         env = dict(item.split("=", 1) for item in info["Config"]["Env"])
         if "DAGSTER_RUN_STEP_KEY" in env:
             found.append({
-                "name": info["Name"].lstrip("/"),
+                "name": container.name,
                 "step": env["DAGSTER_RUN_STEP_KEY"],
                 "nano_cpus": info["HostConfig"]["NanoCpus"],
                 "memory": info["HostConfig"]["Memory"],
@@ -78,9 +78,15 @@ def step_containers(network: str) -> list[dict]:
 
 
 def remove(network: str, volume: str | None) -> None:
-    ids = docker("ps", "-aq", "--filter", f"network={network}").split()
-    if ids:
-        docker("rm", "-f", *ids, check=False)
-    docker("network", "rm", network, check=False)
+    engine = client()
+    for container in containers_on(network):
+        container.remove(force=True)
+    try:
+        engine.networks.get(network).remove()
+    except NotFound:
+        pass
     if volume:
-        docker("volume", "rm", "-f", volume, check=False)
+        try:
+            engine.volumes.get(volume).remove(force=True)
+        except NotFound:
+            pass

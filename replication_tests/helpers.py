@@ -6,23 +6,29 @@ from pathlib import Path
 
 import psycopg
 
+from replication.config import DEFAULT_ENVIRONMENTS, env_vars_for
 from replication.engine.connection import connect, parse_address
 from replication.engine.load import LoadReport, load_snapshot
 from replication.engine.manifest import Manifest
 from replication.engine.snapshot import take_snapshot
 from replication.engine.verify import verify_snapshot
+from replication.jobs import JOB_NAME
+
+PARTITION = "2026-11-25"
+JOB = JOB_NAME
+ASSETS = ["prod_snapshot", *(f"{env}_db" for env in DEFAULT_ENVIRONMENTS)]
 
 
 def role_connection(cluster, name: str) -> psycopg.Connection:
     """A connection as the role the code location uses for `name` (prod_reader, dev_loader, ...)."""
     account = cluster.accounts[name]
-    address = parse_address(cluster.server_for(name).address(account.database), f"{name.upper()}_DB_CONNECTION")
+    address = parse_address(cluster.server_for(name).address(account.database), env_vars_for(name).connection)
     return connect(address, account.user, account.password)
 
 
 def snapshot(cluster, directory: Path, **kwargs) -> Manifest:
     with role_connection(cluster, "prod") as conn:
-        return take_snapshot(conn, directory, partition="2026-11-25", **kwargs)
+        return take_snapshot(conn, directory, partition=PARTITION, **kwargs)
 
 
 def load(cluster, env: str, directory: Path, **kwargs) -> LoadReport:

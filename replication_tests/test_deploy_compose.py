@@ -8,11 +8,11 @@ import pytest
 
 from .conftest import free_port
 from .docker_support import REPO, build_image, remove, require_docker, step_containers
+from .helpers import ASSETS, JOB, PARTITION
 from .webserver_support import launch_run, wait_for_code_location, wait_for_run
 
 pytestmark = pytest.mark.docker
 COMPOSE = str(REPO / "deploy" / "docker-compose.yml")
-PARTITION = "2026-11-25"
 PROVISION = """
 import os
 from pathlib import Path
@@ -70,10 +70,10 @@ def deployment(tmp_path_factory):
 def test_compose_deployment_runs_a_partition_with_steps_in_containers(deployment):
     entry = wait_for_code_location(deployment["url"])
     assert (entry["name"], entry["locationOrLoadError"]["__typename"]) == ("replication", "RepositoryLocation")
-    run_id = launch_run(deployment["url"], "database_replication_fanout", PARTITION)
+    run_id = launch_run(deployment["url"], JOB, PARTITION)
     assert wait_for_run(deployment["url"], run_id)["status"] == "SUCCESS"
     steps = {c["step"]: (c["nano_cpus"], c["memory"], c["exit_code"]) for c in step_containers(deployment["network"])}
-    assert steps == {key: (1_000_000_000, 536870912, 0) for key in ("prod_snapshot", "dev_db", "staging_db", "qa_db")}
+    assert steps == {key: (1_000_000_000, 536870912, 0) for key in ASSETS}
     compare = subprocess.run(["docker", "exec", "-e", "PYTHONWARNINGS=ignore", deployment["storage"], "python", "-c", FINGERPRINTS],
                              check=True, capture_output=True, text=True)
     fingerprints = json.loads(compare.stdout)

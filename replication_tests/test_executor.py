@@ -9,21 +9,21 @@ import time
 
 import pytest
 
+from replication.config import ReplicationConfig, env_vars_for
 from replication.demo.embedded import EmbeddedPostgres
 from replication.demo.provision import Account, provision_source, provision_storage, provision_target
 from replication.executor import docker_executor_config
-from replication.retries import RETRY_POLICY
 
-from .conftest import ENVIRONMENTS, FAST_SETTINGS, SEED_SCALE, free_port, table_fingerprints
+from .conftest import ENVIRONMENTS, FAST_SETTINGS, SEED_SCALE, free_port, server_fingerprints
 from .docker_support import IMAGE, REPO, build_image, create_network, create_volume, remove, require_docker, step_containers
+from .helpers import ASSETS, JOB, PARTITION
 
 pytestmark = pytest.mark.docker
-PARTITION = "2026-11-25"
-ASSETS = ["prod_snapshot", "dev_db", "staging_db", "qa_db"]
 
 
 def test_executor_config_limits_forwarding_volume_and_retries():
-    config = docker_executor_config({"PROD_DB_PASSWORD": "x", "REPLICATION_IMAGE": "img:1", "REPLICATION_DOCKER_NETWORK": "net"})
+    environ = {"PROD_DB_PASSWORD": "x", "REPLICATION_IMAGE": "img:1", "REPLICATION_DOCKER_NETWORK": "net"}
+    config = docker_executor_config(ReplicationConfig(), environ)
     kwargs = config["container_kwargs"]
     assert (kwargs["nano_cpus"], kwargs["mem_limit"]) == (1_000_000_000, "512m")
     assert kwargs["volumes"] == {"replication_snapshots": {"bind": "/snapshots", "mode": "rw"}}
@@ -60,9 +60,10 @@ def docker_setup(tmp_path_factory):
     }
     for name, account in accounts.items():
         if name != "dagster":
-            env[f"{name.upper()}_DB_CONNECTION"] = f"{gateway}:{server.port}/{account.database}"
-            env[f"{name.upper()}_DB_USER"] = account.user
-            env[f"{name.upper()}_DB_PASSWORD"] = account.password
+            names = env_vars_for(name)
+            env[names.connection] = f"{gateway}:{server.port}/{account.database}"
+            env[names.user] = account.user
+            env[names.password] = account.password
     try:
         yield {"env": env, "server": server, "accounts": accounts, "network": network, "build_seconds": build_seconds}
     finally:
@@ -72,15 +73,10 @@ def docker_setup(tmp_path_factory):
 
 def execute(env: dict, partition: str = PARTITION) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "dagster", "job", "execute", "-m", "replication", "-j", "database_replication_fanout",
+        [sys.executable, "-m", "dagster", "job", "execute", "-m", "replication", "-j", JOB,
          "--tags", json.dumps({"dagster/partition": partition})],
         env=env, cwd=REPO, capture_output=True, text=True, timeout=900,
     )
-
-
-def fingerprints(server, database):
-    with server.connect(database) as conn:
-        return table_fingerprints(conn)
 
 
 def test_one_container_per_step_with_limits_and_exact_copies(docker_setup, capsys):
@@ -95,9 +91,9 @@ def test_one_container_per_step_with_limits_and_exact_copies(docker_setup, capsy
     assert sorted(c["step"] for c in containers) == sorted(ASSETS)
     for c in containers:
         assert (c["nano_cpus"], c["memory"], c["exit_code"], c["status"]) == (1_000_000_000, 512 * 1024 * 1024, 0, "exited")
-    prod = fingerprints(setup["server"], "prod")
+    prod = server_fingerprints(setup["server"], "prod")
     for env in ENVIRONMENTS:
-        assert fingerprints(setup["server"], env) == prod
+        assert server_fingerprints(setup["server"], env) == prod
     for password in (a.password for a in setup["accounts"].values()):
         assert password not in result.stdout + result.stderr
 
@@ -105,8 +101,8 @@ def test_one_container_per_step_with_limits_and_exact_copies(docker_setup, capsy
 def test_briefly_unreachable_target_is_retried_and_the_run_succeeds(docker_setup):
     """QA refuses connections for the first attempt; the RetryPolicy runs the step again in a new container."""
     setup = docker_setup
-    # Only the delay is shortened, through the test's environment; the policy itself stays.
-    assert (RETRY_POLICY.max_retries, RETRY_POLICY.delay) == (2, 300)
+    # Only the delay is shortened, through the test's environment (test_definitions checks the
+    # shipped 300 s); the policy itself stays.
     env = {**setup["env"], "REPLICATION_RETRY_DELAY_SECONDS": "5"}
     before = {c["name"] for c in step_containers(setup["network"])}
     with setup["server"].connect() as admin:
@@ -144,4 +140,4 @@ def test_briefly_unreachable_target_is_retried_and_the_run_succeeds(docker_setup
     qa_attempts = [c for c in step_containers(setup["network"]) if c["name"] not in before and c["step"] == "qa_db"]
     # docker_executor names a retry's container after the attempt: dagster-step-<hash>-1.
     assert len(qa_attempts) == 2 and sum(c["name"].endswith("-1") for c in qa_attempts) == 1
-    assert fingerprints(setup["server"], "qa") == fingerprints(setup["server"], "prod")
+    assert server_fingerprints(setup["server"], "qa") == server_fingerprints(setup["server"], "prod")

@@ -16,12 +16,11 @@ import yaml
 from replication.demo.local import LocalSetup
 
 from .conftest import free_port
+from .helpers import ASSETS, JOB
 from .webserver_support import LOCATION, REPOSITORY, graphql, launch_run, wait_for_code_location, wait_for_run
 
 pytestmark = pytest.mark.ui
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-JOB = "database_replication_fanout"
-ASSETS = ["prod_snapshot", "dev_db", "staging_db", "qa_db"]
 # Test configuration only: run monitoring checks every 2 s instead of every 30 s.
 MONITORING_POLL_SECONDS = 2
 ARTIFACTS = Path(REPO_ROOT) / "test-artifacts"

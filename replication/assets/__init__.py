@@ -1,4 +1,4 @@
-from .environments import ENVIRONMENT_ASSETS, build_environment_asset
-from .snapshot import build_prod_snapshot, prod_snapshot
+from .environments import build_environment_asset, build_environment_assets
+from .snapshot import prod_snapshot
 
-__all__ = ["ENVIRONMENT_ASSETS", "build_environment_asset", "build_prod_snapshot", "prod_snapshot"]
+__all__ = ["build_environment_asset", "build_environment_assets", "prod_snapshot"]

@@ -1,15 +1,15 @@
-"""The Dev, Staging and QA databases, each a full copy of the day's production snapshot."""
-
+"""The target environments (Dev, Staging, QA, and any added in replication.yaml), each a full copy of the day's snapshot."""
 
 import dagster as dg
 from pydantic import Field
 
+from ..config import EnvironmentSettings, ReplicationConfig, display_name
 from ..engine.load import load_snapshot
 from ..engine.verify import verify_snapshot
 from ..failures import explained_failures
 from ..metadata import load_metadata
 from ..partitions import daily_partitions
-from ..resources import PostgresResource, SnapshotStore
+from ..resources import SNAPSHOT_STORE, PostgresResource, SnapshotStore, target_resource_key
 from ..retries import RETRY_POLICY
 
 
@@ -23,29 +23,26 @@ class LoadConfig(dg.Config):
     )
 
 
-def build_environment_asset(
-    environment: str,
-    retry_policy: dg.RetryPolicy | None = RETRY_POLICY,
-) -> dg.AssetsDefinition:
-    """`{env}_db`, loading the snapshot through the `{env}_db_target` resource; env is dev, staging or qa."""
-    resource_key = f"{environment}_db_target"
+def build_environment_asset(environment: str, settings: EnvironmentSettings) -> dg.AssetsDefinition:
+    """`{env}_db`, loading the snapshot through the `{env}_db_target` resource."""
+    resource_key = target_resource_key(environment)
 
     @dg.asset(
         name=f"{environment}_db",
         group_name="replication",
         partitions_def=daily_partitions,
         deps=["prod_snapshot"],
-        retry_policy=retry_policy,
-        required_resource_keys={resource_key, "snapshot_store"},
+        retry_policy=RETRY_POLICY,
+        required_resource_keys={resource_key, SNAPSHOT_STORE},
         kinds={"postgres"},
         description=(
-            f"The {environment.title()} database: every replicated table replaced by the day's production "
+            f"The {display_name(environment)} database: every replicated table replaced by the day's production "
             "snapshot in one transaction, verified by row counts and checksums before COMMIT."
         ),
     )
     def environment_db(context: dg.AssetExecutionContext, config: LoadConfig) -> dg.MaterializeResult:
         target: PostgresResource = getattr(context.resources, resource_key)
-        store: SnapshotStore = context.resources.snapshot_store
+        store: SnapshotStore = getattr(context.resources, SNAPSHOT_STORE)
         snapshot_dir = store.path_for(context.partition_key)
         with explained_failures(f"{environment}_db from {target.label}", [target.password]):
             # Verify before connecting: a damaged snapshot must not cost the target anything.
@@ -71,5 +68,5 @@ def build_environment_asset(
     return environment_db
 
 
-ENVIRONMENT_NAMES = ("dev", "staging", "qa")
-ENVIRONMENT_ASSETS = [build_environment_asset(name) for name in ENVIRONMENT_NAMES]
+def build_environment_assets(config: ReplicationConfig) -> list[dg.AssetsDefinition]:
+    return [build_environment_asset(name, settings) for name, settings in config.environments.items()]

@@ -11,29 +11,37 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..config import SOURCE, env_vars_for
 from ..engine.connection import connect, parse_address
 from ..engine.manifest import read_manifest
-from .local import ENVIRONMENTS, LocalSetup
+from ..engine.store import snapshot_path
+from ..jobs import JOB_NAME
+from .local import LocalSetup
 from .summary import compare, render
 
 REPO = Path(__file__).resolve().parents[2]
-JOB = "database_replication_fanout"
+# The console shows INFO and above: progress lines, each step's result and any error. Dagster's
+# DEBUG events (step started, output handled, ...) stay in the instance for `make ui`.
+CONSOLE_RUN_CONFIG = "loggers:\n  console:\n    config:\n      log_level: INFO\n"
 
 
 def _child_env(setup: LocalSetup, server) -> dict[str, str]:
-    return {**os.environ, **setup.environment(server)}
+    # Library warnings (a missing XDG_RUNTIME_DIR, a superseded CLI command) say nothing to a demo user.
+    return {**os.environ, "PYTHONWARNINGS": "ignore", **setup.environment(server)}
 
 
 def run(setup: LocalSetup, partition: str, scale: float) -> int:
     server = setup.start(scale=scale)
     env = _child_env(setup, server)
-    print(f"Running {JOB} for partition {partition} through the Dagster instance at {setup.dagster_home}")
+    print(f"Running {JOB_NAME} for partition {partition} through the Dagster instance at {setup.dagster_home}")
+    run_config = setup.root / "demo-run.yaml"
+    run_config.write_text(CONSOLE_RUN_CONFIG)
     started = time.monotonic()
     # The real CLI against the real instance: the run, its events and its materializations land
     # in the Postgres storage and show up in `make ui` afterwards.
     result = subprocess.run(
-        [sys.executable, "-m", "dagster", "job", "execute", "-m", "replication", "-j", JOB,
-         "--tags", json.dumps({"dagster/partition": partition})],
+        [sys.executable, "-m", "dagster", "job", "execute", "-m", "replication", "-j", JOB_NAME,
+         "-c", str(run_config), "--tags", json.dumps({"dagster/partition": partition})],
         env=env,
         cwd=REPO,
     )
@@ -41,18 +49,16 @@ def run(setup: LocalSetup, partition: str, scale: float) -> int:
     if result.returncode != 0:
         print(f"\nThe run failed (exit {result.returncode}); its log is above.", file=sys.stderr)
         return result.returncode
-    snapshot_dir = setup.snapshot_dir / f"prod_snapshot_{partition.replace('-', '')}"
+    snapshot_dir = snapshot_path(setup.snapshot_dir, partition)
     manifest = read_manifest(snapshot_dir)
     connections = {}
     try:
-        for name in ("prod", *ENVIRONMENTS):
-            prefix = name.upper()
+        for name in (SOURCE, *setup.environments):
+            names = env_vars_for(name)
             connections[name] = connect(
-                parse_address(env[f"{prefix}_DB_CONNECTION"], f"{prefix}_DB_CONNECTION"),
-                env[f"{prefix}_DB_USER"],
-                env[f"{prefix}_DB_PASSWORD"],
+                parse_address(env[names.connection], names.connection), env[names.user], env[names.password]
             )
-        results = compare(connections.pop("prod"), connections, manifest)
+        results = compare(connections.pop(SOURCE), connections, manifest)
     finally:
         for conn in connections.values():
             conn.close()

@@ -138,13 +138,16 @@ class EmbeddedPostgres:
         if self.running():
             self._run("pg_ctl", "stop", "-w", "-m", "fast", "-D", str(self.data_dir))
 
-    def connect(self, dbname: str = "postgres", *, user: str = SUPERUSER, password: str | None = None) -> psycopg.Connection:
+    def connect(
+        self, dbname: str = "postgres", *, user: str = SUPERUSER, password: str | None = None, options: str = ""
+    ) -> psycopg.Connection:
         return psycopg.connect(
             host=self.host,
             port=self.port,
             dbname=dbname,
             user=user,
             password=self.password if password is None else password,
+            options=options,
             autocommit=True,
         )
 

@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..config import SOURCE, env_vars_for, load_config
 from .embedded import EmbeddedPostgres
 from .provision import Account, provision_source, provision_storage, provision_target
 
-ENVIRONMENTS = ("dev", "staging", "qa")
 DEFAULT_PORT = 55432
+
+
+def _configured_environments() -> tuple[str, ...]:
+    return tuple(load_config().environment_names)
 
 
 @dataclass
 class LocalSetup:
+    """One embedded server holding Dagster's storage, prod and every environment of replication.yaml."""
+
     root: Path
     port: int
+    environments: tuple[str, ...] = field(default_factory=_configured_environments)
 
     @classmethod
     def from_environment(cls, repo: Path) -> "LocalSetup":
@@ -37,24 +44,31 @@ class LocalSetup:
         return self.root / "snapshots"
 
     def _secrets(self) -> dict[str, str]:
-        """Passwords made once and kept in a 0600 file, so a second `make demo` logs in again."""
+        """Passwords made once and kept in a 0600 file, so a second `make demo` logs in again.
+
+        An environment added to replication.yaml later gets its password appended.
+        """
         self.root.mkdir(parents=True, exist_ok=True)
+        values: dict[str, str] = {}
         if self.secrets_file.exists():
             pairs = (line.split("=", 1) for line in self.secrets_file.read_text().splitlines() if "=" in line)
-            return {k: v for k, v in pairs}
-        values = {name: secrets.token_urlsafe(18) for name in ("SUPERUSER", "DAGSTER", "PROD", "DEV", "STAGING", "QA")}
-        fd = os.open(self.secrets_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write("".join(f"{k}={v}\n" for k, v in values.items()))
-        return values
+            values = {k: v for k, v in pairs}
+        wanted = ("SUPERUSER", "DAGSTER", SOURCE.upper(), *(env.upper() for env in self.environments))
+        missing = {name: secrets.token_urlsafe(18) for name in wanted if name not in values}
+        if missing:
+            fd = os.open(self.secrets_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            with os.fdopen(fd, "a") as handle:
+                handle.write("".join(f"{k}={v}\n" for k, v in missing.items()))
+        return {**values, **missing}
 
     def server(self) -> EmbeddedPostgres:
         return EmbeddedPostgres(self.root / "pg", self.port, password=self._secrets()["SUPERUSER"])
 
     def accounts(self) -> dict[str, Account]:
         keys = self._secrets()
-        accounts = {"dagster": Account("dagster", "dagster", keys["DAGSTER"]), "prod": Account("prod", "prod_reader", keys["PROD"])}
-        for env in ENVIRONMENTS:
+        accounts = {"dagster": Account("dagster", "dagster", keys["DAGSTER"]),
+                    SOURCE: Account(SOURCE, f"{SOURCE}_reader", keys[SOURCE.upper()])}
+        for env in self.environments:
             accounts[env] = Account(env, f"{env}_loader", keys[env.upper()])
         return accounts
 
@@ -63,9 +77,9 @@ class LocalSetup:
         server = self.server().start()
         accounts = self.accounts()
         provision_storage(server, accounts["dagster"])
-        if provision_source(server, accounts["prod"], scale=scale):
-            print(f"Seeded demo production data into {server.address('prod')}")
-        for env in ENVIRONMENTS:
+        if provision_source(server, accounts[SOURCE], scale=scale):
+            print(f"Seeded demo production data into {server.address(SOURCE)}")
+        for env in self.environments:
             provision_target(server, accounts[env])
         self._write_dagster_home()
         return server
@@ -87,10 +101,10 @@ class LocalSetup:
             "DAGSTER_PG_PASSWORD": accounts["dagster"].password,
             "SNAPSHOT_DIR": str(self.snapshot_dir),
         }
-        for name in ("prod", *ENVIRONMENTS):
+        for name in (SOURCE, *self.environments):
             account = accounts[name]
-            prefix = name.upper()
-            env[f"{prefix}_DB_CONNECTION"] = server.address(account.database)
-            env[f"{prefix}_DB_USER"] = account.user
-            env[f"{prefix}_DB_PASSWORD"] = account.password
+            names = env_vars_for(name)
+            env[names.connection] = server.address(account.database)
+            env[names.user] = account.user
+            env[names.password] = account.password
         return env

@@ -87,11 +87,3 @@ CREATE TABLE IF NOT EXISTS "Ops"."Audit Log" (
     "select"      integer
 );
 """
-
-TABLES = (
-    "Ops.Audit Log",
-    "shop.customers",
-    "shop.order_items",
-    "shop.orders",
-    "shop.products",
-)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import psycopg
+from psycopg import sql
 
 # Values that break hand-written CSV handling: delimiters, quotes, newlines, backslashes, the
 # text `\N`, unicode outside the BMP, empty strings next to NULLs.
@@ -39,12 +40,12 @@ SELECT md5('customer' || g)::uuid,
        CASE g % 3 WHEN 0 THEN NULL WHEN 1 THEN true ELSE false END,
        timestamptz '2020-01-01 00:00:00+00' + (g * interval '1 hour 7 minutes 13.123456 seconds'),
        CASE WHEN g % 5 = 0 THEN NULL ELSE date '1950-01-01' + (g * 7 % 20000) END,
-       CASE g % 4 WHEN 0 THEN NULL WHEN 1 THEN '{}'::text[] ELSE ARRAY['tier-' || g % 3, 'region-' || g % 5] END,
+       CASE g % 4 WHEN 0 THEN NULL WHEN 1 THEN '{{}}'::text[] ELSE ARRAY['tier-' || g % 3, 'region-' || g % 5] END,
        CASE WHEN g % 6 = 0 THEN NULL
             ELSE jsonb_build_object('newsletter', g % 2 = 0, 'score', round((random() * 100)::numeric, 3),
                                     'langs', jsonb_build_array('en', 'de')) END,
        CASE WHEN g % 9 = 0 THEN NULL ELSE decode(md5(g::text), 'hex') END
-FROM generate_series(1, %(customers)s) AS g;
+FROM generate_series(1, {customers}) AS g;
 
 INSERT INTO shop.products (sku, name, price, weight_kg, rating, dimensions, attributes, added_on)
 SELECT 'SKU-' || lpad(g::text, 6, '0'),
@@ -56,11 +57,11 @@ SELECT 'SKU-' || lpad(g::text, 6, '0'),
        ARRAY[g % 100, (g * 7) % 100, NULLIF(g % 3, 0)],
        jsonb_build_object('color', (ARRAY['red', 'green', 'blue'])[1 + g % 3], 'fragile', g % 4 = 0),
        date '2019-01-01' + g % 2000
-FROM generate_series(1, %(products)s) AS g;
+FROM generate_series(1, {products}) AS g;
 
 INSERT INTO shop.orders (customer_id, status, ordered_at, total, delivery_window, delivered_on,
                          pickup_time, metadata)
-SELECT 1 + (g * 7919) % (SELECT count(*) FROM shop.customers),
+SELECT 1 + (g::bigint * 7919) % (SELECT count(*) FROM shop.customers),
        (ARRAY['pending', 'paid', 'shipped', 'cancelled', 'refunded'])[1 + g % 5]::shop.order_status,
        timestamptz '2024-01-01 00:00:00+00' + (g * interval '17 minutes 31.5 seconds'),
        round((random() * 2000)::numeric, 2),
@@ -68,7 +69,7 @@ SELECT 1 + (g * 7919) % (SELECT count(*) FROM shop.customers),
        CASE WHEN g % 5 = 2 THEN date '2024-01-03' + g / 80 END,
        CASE WHEN g % 3 = 0 THEN time '08:00' + (g % 600) * interval '1 minute' END,
        CASE WHEN g % 8 = 0 THEN NULL ELSE json_build_object('channel', (ARRAY['web', 'app', 'phone'])[1 + g % 3]) END
-FROM generate_series(1, %(orders)s) AS g;
+FROM generate_series(1, {orders}) AS g;
 
 INSERT INTO shop.order_items (order_id, ordered_at, product_id, quantity, unit_price)
 SELECT o.id, o.ordered_at, 1 + (o.id * 31 + i * 17) % (SELECT count(*) FROM shop.products),
@@ -83,7 +84,7 @@ SELECT (ARRAY['login', 'logout', 'password_reset', 'export'])[1 + g % 4],
        timestamp '2024-01-01 00:00:00' + g * interval '3 minutes 0.25 seconds',
        CASE g % 20 WHEN 0 THEN NULL ELSE 1.0 / (g % 19 + 1) END,
        g % 1000
-FROM generate_series(1, %(audit)s) AS g;
+FROM generate_series(1, {audit}) AS g;
 """
 
 
@@ -101,10 +102,6 @@ def seed(conn: psycopg.Connection, scale: float = 1.0) -> None:
     """Fill an empty shop schema with edge-case rows, then generated rows."""
     with conn.transaction():
         conn.execute(EDGE_CASE_CUSTOMERS_SQL)
-        with conn.cursor() as cur:
-            # %(name)s placeholders are filled client-side; the script has no user input.
-            script = SEED_SQL
-            for key, value in seed_rows(scale).items():
-                script = script.replace(f"%({key})s", str(value))
-            cur.execute(script)
+        counts = {key: sql.Literal(value) for key, value in seed_rows(scale).items()}
+        conn.execute(sql.SQL(SEED_SQL).format(**counts))
         conn.execute("ANALYZE")

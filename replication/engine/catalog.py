@@ -83,13 +83,15 @@ def select_tables(available: list[TableRef], include: list[str], exclude: list[s
             known = ", ".join(t.key for t in available) or "(none)"
             raise TableSelectionError(
                 f"No table in production matches {', '.join(repr(m) for m in missing)}. "
-                f"Tables available: {known}. Fix `include` in the prod_snapshot config."
+                f"Tables available: {known}. Fix `snapshot.include` in replication.yaml, or the run's "
+                "prod_snapshot config if it overrides it."
             )
         chosen = [t for t in available if any(_matches(t, p) for p in include)]
     chosen = [t for t in chosen if not any(_matches(t, p) for p in exclude)]
     if not chosen:
         raise TableSelectionError(
-            "The prod_snapshot config selects no table: check `include` and `exclude`."
+            "The table selection matches no table: check `snapshot.include` and `snapshot.exclude` in "
+            "replication.yaml, and the run's prod_snapshot config if it overrides them."
         )
     return chosen
 

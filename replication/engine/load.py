@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,10 +13,8 @@ from .catalog import foreign_key_order, foreign_key_parents, owned_sequences, ta
 from .errors import LoadVerificationError, SchemaMismatchError
 from .files import read_chunks
 from .manifest import Manifest, TableEntry
-from .progress import Progress
+from .progress import Log, Progress
 from .verify import content_checksum
-
-Log = Callable[[str], None]
 
 
 @dataclass

@@ -8,6 +8,9 @@ from collections.abc import Callable
 
 REPORT_EVERY_SECONDS = 5.0
 
+# Where progress and other human-readable lines go: Dagster's context.log.info, print, or None.
+Log = Callable[[str], None]
+
 
 class Progress:
     """Counts rows and bytes for one table and reports them every few seconds while in use.
@@ -20,7 +23,7 @@ class Progress:
 
     def __init__(
         self,
-        report: Callable[[str], None] | None,
+        report: Log | None,
         action: str,
         table: str,
         *,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -12,10 +12,8 @@ from psycopg import IsolationLevel, sql
 from .catalog import TableRef, list_tables, owned_sequences, select_tables, table_columns
 from .files import AtomicWriter, ensure_private_dir, fsync_dir
 from .manifest import ColumnEntry, Manifest, SequenceEntry, TableEntry, remove_manifest, write_manifest
-from .progress import Progress
+from .progress import Log, Progress
 from .verify import content_checksum
-
-Log = Callable[[str], None]
 
 
 def snapshot_file_name(table: TableRef) -> str:

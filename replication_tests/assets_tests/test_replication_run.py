@@ -6,13 +6,9 @@ import dagster as dg
 import pytest
 
 from replication import defs
-from replication.assets import build_environment_asset, build_prod_snapshot
-from replication.definitions import build_resources
 
 from ..conftest import ENVIRONMENTS, free_port
-
-PARTITION = "2026-11-25"
-JOB = "database_replication_fanout"
+from ..helpers import JOB, PARTITION
 
 
 def run_job(instance, run_config=None, asset_selection=None, raise_on_error=True):
@@ -68,14 +64,16 @@ def test_full_partition_makes_every_environment_equal_prod(cluster, replication_
     assert snap["dagster/row_count"].value == sum(rows for rows, _ in prod.values())
     assert snap["rows/shop.order_items"].value == prod["shop.order_items"][0]
     assert snap["bytes/shop.order_items"].value > 0
-    assert "| table | rows | bytes | seconds | rows/s | sha256 |" in snap["table_summary"].value
+    summary = snap["table_summary"].value
+    assert [c.name for c in summary.schema.columns] == ["table", "rows", "bytes", "seconds", "rows_per_second", "sha256"]
+    assert {r.data["table"]: r.data["rows"] for r in summary.records}["shop.order_items"] == prod["shop.order_items"][0]
     preview_key = next(k for k in snap if k.startswith("preview ("))
     assert preview_key == "preview (shop.order_items)" and snap[preview_key].value.count("\n") == 11  # header, rule, 10 rows
     for env in ENVIRONMENTS:
         loaded = metadata[f"{env}_db"]
         assert loaded["checksums_verified"].value is True
         assert loaded["rows/shop.customers"].value == prod["shop.customers"][0]
-        assert "matches prod" in loaded["table_summary"].value
+        assert {r.data["checksum"] for r in loaded["table_summary"].value.records} == {"matches prod"}
 
     # Production data and credentials stay where they belong.
     log = event_log_text(instance, result.run_id)
@@ -95,8 +93,7 @@ def test_second_materialization_reuses_the_snapshot_without_reading_prod(cluster
     assert materializations(again)["prod_snapshot"]["reused"].value is True
 
     refresh = {"ops": {"prod_snapshot": {"config": {"refresh": True}}}}
-    failed = dg.materialize(retry_free_assets(), partition_key=PARTITION, resources=build_resources(), instance=instance,
-                            run_config=refresh, selection=["prod_snapshot"], raise_on_error=False)
+    failed = run_job(instance, refresh, asset_selection=[dg.AssetKey("prod_snapshot")], raise_on_error=False)
     assert "Connection refused" in failure_messages(failed)["prod_snapshot"]  # a refresh does go to prod
     monkeypatch.setenv("PROD_DB_CONNECTION", cluster.env_vars()["PROD_DB_CONNECTION"])
     refreshed = run_job(instance, refresh)
@@ -138,7 +135,7 @@ def test_unknown_table_in_config_fails_without_writing(cluster, replication_env,
     config = {"ops": {"prod_snapshot": {"config": {"include": ["shop.customers", "shop.invoices"]}}}}
     result = run_job(instance, config, raise_on_error=False)
     message = failure_messages(result)["prod_snapshot"]
-    assert "No table in production matches 'shop.invoices'" in message and "Fix `include`" in message
+    assert "No table in production matches 'shop.invoices'" in message and "Fix `snapshot.include`" in message
     assert list(replication_env.iterdir()) == []
     assert not any(e.event_type_value == "STEP_UP_FOR_RETRY" for e in result.all_events)
 
@@ -182,20 +179,15 @@ def test_snapshot_altered_after_capture_is_refused(cluster, replication_env, ins
     assert {env: cluster.fingerprints(env) for env in ENVIRONMENTS} == before
 
 
-def retry_free_assets():
-    """The real assets without their 300 s retry delay, to see a transient failure at once."""
-    return [build_prod_snapshot(retry_policy=None), *[build_environment_asset(e, retry_policy=None) for e in ENVIRONMENTS]]
-
-
 def test_unreachable_host_is_reported_as_temporary_without_secrets(cluster, replication_env, instance, monkeypatch):
     port = free_port()
     monkeypatch.setenv("PROD_DB_CONNECTION", f"127.0.0.1:{port}/prod")
-    result = dg.materialize(retry_free_assets(), partition_key=PARTITION, resources=build_resources(),
-                            instance=instance, raise_on_error=False, selection=["prod_snapshot"])
+    result = run_job(instance, asset_selection=[dg.AssetKey("prod_snapshot")], raise_on_error=False)
     message = failure_messages(result)["prod_snapshot"]
     assert f"prod_snapshot {PARTITION} from prod (127.0.0.1:{port}/prod)" in message
     assert "Connection refused" in message and "will be retried" in message
-    assert "TransientReplicationError" in message
+    assert "Exceeded max_retries of 2" in message and "TransientReplicationError" in message
+    assert sum(e.event_type_value == "STEP_UP_FOR_RETRY" for e in result.all_events) == 2
     assert cluster.accounts["prod"].password not in event_log_text(instance, result.run_id)
     assert list(replication_env.iterdir()) == []
 

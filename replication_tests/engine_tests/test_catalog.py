@@ -31,7 +31,7 @@ def test_unknown_table_names_it_and_lists_what_exists():
 
 
 def test_selecting_nothing_is_an_error():
-    with pytest.raises(TableSelectionError, match="selects no table"):
+    with pytest.raises(TableSelectionError, match="matches no table"):
         select_tables(ALL, [], ["*"])
 
 

@@ -1,0 +1,180 @@
+"""`replication.yaml`: the environments and the table selection, validated when the definitions load.
+
+Every environment named here becomes asset `N_db`, resource `N_db_target` and the variables
+`N_DB_CONNECTION`, `N_DB_USER`, `N_DB_PASSWORD`; nothing else in the code lists environments.
+A typo is an error naming the key, never a silently ignored setting. A later setting is one
+field on one of these models.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import NamedTuple
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .engine.errors import ConfigurationError
+
+CONFIG_VARIABLE = "REPLICATION_CONFIG"
+DEFAULT_CONFIG_NAME = "replication.yaml"
+DEFAULT_ENVIRONMENTS = ("dev", "staging", "qa")
+SOURCE = "prod"
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+# How a name is written in prose, where title case would read wrong.
+_DISPLAY_NAMES = {"qa": "QA", "uat": "UAT", "sit": "SIT", "perf": "Perf"}
+
+
+class EnvVarNames(NamedTuple):
+    """The three variables that place and authenticate one database."""
+
+    connection: str
+    user: str
+    password: str
+
+
+def env_vars_for(name: str) -> EnvVarNames:
+    """`dev` -> DEV_DB_CONNECTION, DEV_DB_USER, DEV_DB_PASSWORD (and `prod` for production)."""
+    prefix = f"{name.upper()}_DB"
+    return EnvVarNames(f"{prefix}_CONNECTION", f"{prefix}_USER", f"{prefix}_PASSWORD")
+
+
+def display_name(name: str) -> str:
+    return _DISPLAY_NAMES.get(name, name.replace("_", " ").title())
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SnapshotSettings(_Strict):
+    """What `prod_snapshot` captures; the asset config's include/exclude override it for one run."""
+
+    include: list[str] = Field(default_factory=lambda: ["*"])
+    exclude: list[str] = Field(default_factory=list)
+
+    @field_validator("include")
+    @classmethod
+    def _include_not_empty(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError('an empty list selects nothing; write ["*"] for every table')
+        return value
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _patterns_not_blank(cls, value: list[str]) -> list[str]:
+        if any(not pattern.strip() for pattern in value):
+            raise ValueError("a pattern is empty; write schema.table, table or a glob such as shop.*")
+        return value
+
+
+class EnvironmentSettings(_Strict):
+    """One target environment. Empty today (`dev: {}`): later settings are fields here."""
+
+
+def _default_environments() -> dict[str, EnvironmentSettings]:
+    return {name: EnvironmentSettings() for name in DEFAULT_ENVIRONMENTS}
+
+
+class ReplicationConfig(_Strict):
+    snapshot: SnapshotSettings = Field(default_factory=SnapshotSettings)
+    environments: dict[str, EnvironmentSettings] = Field(default_factory=_default_environments)
+
+    @field_validator("environments", mode="before")
+    @classmethod
+    def _environments_present(cls, value):
+        if value is None or value == {}:
+            raise ValueError("at least one environment is needed, for example `dev: {}`")
+        if isinstance(value, dict):
+            # `dev:` with nothing after it reads as None: the same as `dev: {}`.
+            return {name: ({} if settings is None else settings) for name, settings in value.items()}
+        return value
+
+    @field_validator("environments")
+    @classmethod
+    def _names_valid(cls, value: dict[str, EnvironmentSettings]) -> dict[str, EnvironmentSettings]:
+        for name in value:
+            if name == SOURCE:
+                raise ValueError(
+                    f"{name!r} is production's own name (resource prod_db, variables PROD_DB_*); "
+                    "name the environment after what it is, such as dev or uat"
+                )
+            if not _NAME.match(str(name)):
+                suggestion = re.sub(r"[^a-z0-9_]+", "_", str(name).strip().lower()).strip("_") or "dev"
+                if not suggestion[0].isalpha():
+                    suggestion = f"env_{suggestion}"
+                raise ValueError(
+                    f"{name!r} is not a valid environment name: use lower-case letters, digits and "
+                    f"underscores, starting with a letter, at most 40 characters (it becomes asset "
+                    f"N_db and variables N_DB_*); write {suggestion!r} instead"
+                )
+        return value
+
+    @property
+    def environment_names(self) -> list[str]:
+        return list(self.environments)
+
+
+def _describe(error: dict) -> str:
+    where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        return f"{where}: unknown key; {_known_keys(error['loc'])}"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}"
+
+
+def _known_keys(loc: tuple) -> str:
+    model: type[BaseModel] = ReplicationConfig
+    for part in loc[:-1]:
+        if model is ReplicationConfig and part == "snapshot":
+            model = SnapshotSettings
+        elif model is ReplicationConfig and part == "environments":
+            model = EnvironmentSettings
+        elif model is EnvironmentSettings:
+            continue  # the environment's own name
+    keys = ", ".join(model.model_fields)
+    return f"the keys allowed here are: {keys}" if keys else "no keys are allowed here yet (write {})"
+
+
+def parse_config(data: object, origin: str = DEFAULT_CONFIG_NAME) -> ReplicationConfig:
+    """Validate already-parsed YAML; every problem is listed, each with the key that holds it."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigurationError(f"{origin}: the top level must be a mapping with `snapshot:` and `environments:`.")
+    try:
+        return ReplicationConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "\n".join(f"  - {_describe(error)}" for error in exc.errors())
+        raise ConfigurationError(f"{origin} is not valid:\n{problems}") from None
+
+
+def config_path(environ: dict[str, str] | None = None) -> Path | None:
+    """`$REPLICATION_CONFIG`, else `replication.yaml` in the working directory, else None (defaults)."""
+    environ = os.environ if environ is None else environ
+    explicit = environ.get(CONFIG_VARIABLE, "").strip()
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigurationError(
+                f"{CONFIG_VARIABLE} points at {path}, which is not a file: fix the path or unset it."
+            )
+        return path
+    default = Path.cwd() / DEFAULT_CONFIG_NAME
+    return default if default.is_file() else None
+
+
+def load_config(path: Path | None = None) -> ReplicationConfig:
+    """The validated configuration; without a file, dev, staging and qa with every table."""
+    path = config_path() if path is None else path
+    if path is None:
+        return ReplicationConfig()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigurationError(f"{path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}.") from None
+    return parse_config(data, str(path))

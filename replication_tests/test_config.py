@@ -1,0 +1,138 @@
+"""replication.yaml: validation with messages that name the key, defaults, and the environment names."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from replication.config import ReplicationConfig, config_path, env_vars_for, load_config, parse_config
+from replication.definitions import build_definitions
+from replication.engine.errors import ConfigurationError
+from replication.executor import docker_executor_config
+
+from .helpers import ASSETS, JOB, PARTITION
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def error_for(data) -> str:
+    with pytest.raises(ConfigurationError) as caught:
+        parse_config(data, "replication.yaml")
+    return str(caught.value)
+
+
+def test_the_shipped_file_is_the_default_configuration():
+    assert load_config(REPO / "replication.yaml") == ReplicationConfig()
+    assert ReplicationConfig().environment_names == ["dev", "staging", "qa"]
+    assert ReplicationConfig().snapshot.include == ["*"]
+
+
+def test_env_vars_for_names_the_three_variables():
+    assert env_vars_for("uat") == ("UAT_DB_CONNECTION", "UAT_DB_USER", "UAT_DB_PASSWORD")
+    assert env_vars_for("prod").password == "PROD_DB_PASSWORD"
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"snapshot": {"inclde": ["*"]}}, "snapshot.inclde: unknown key; the keys allowed here are: include, exclude"),
+        ({"snaphot": {}}, "snaphot: unknown key; the keys allowed here are: snapshot, environments"),
+        ({"environments": {"dev": {"mask": {}}}}, "environments.dev.mask: unknown key; no keys are allowed here yet"),
+        ({"environments": {"Dev QA": {}}}, "'Dev QA' is not a valid environment name"),
+        ({"environments": {"Staging": {}}}, "write 'staging' instead"),
+        ({"environments": {"2nd": {}}}, "write 'env_2nd' instead"),
+        ({"environments": {"prod": {}}}, "'prod' is production's own name"),
+        ({"environments": {}}, "environments: at least one environment is needed"),
+        ({"environments": None}, "environments: at least one environment is needed"),
+        ({"snapshot": {"include": []}}, 'snapshot.include: an empty list selects nothing; write ["*"]'),
+        ({"snapshot": {"exclude": [""]}}, "snapshot.exclude: a pattern is empty"),
+        (["dev"], "the top level must be a mapping"),
+    ],
+)
+def test_invalid_configuration_names_the_key_and_the_fix(data, expected):
+    message = error_for(data)
+    assert message.startswith("replication.yaml")
+    assert expected in message
+
+
+def test_every_problem_is_listed_at_once():
+    message = error_for({"snapshot": {"include": [], "exlude": []}, "environments": {"QA": {}}})
+    assert "snapshot.include" in message and "snapshot.exlude" in message and "'QA'" in message
+
+
+def test_bare_environment_key_means_an_empty_mapping(tmp_path):
+    path = tmp_path / "replication.yaml"
+    path.write_text("environments:\n  dev:\n  uat: {}\n")
+    assert load_config(path).environment_names == ["dev", "uat"]
+
+
+def test_broken_yaml_and_missing_file_are_explained(tmp_path, monkeypatch):
+    path = tmp_path / "replication.yaml"
+    path.write_text("environments:\n  dev: {\n")
+    with pytest.raises(ConfigurationError, match=r"is not valid YAML at line \d+"):
+        load_config(path)
+    monkeypatch.setenv("REPLICATION_CONFIG", str(tmp_path / "nope.yaml"))
+    with pytest.raises(ConfigurationError, match="REPLICATION_CONFIG points at .*nope.yaml, which is not a file"):
+        config_path()
+
+
+def test_without_a_file_the_definitions_hold_the_four_default_assets(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "REPLICATION_CONFIG"}
+    script = "from replication import defs; print(sorted(k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()))"
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(sorted(ASSETS))
+
+
+def test_a_typo_stops_the_code_location_from_loading(tmp_path):
+    bad = tmp_path / "replication.yaml"
+    bad.write_text("snapshot:\n  include: ['*']\nenvironments:\n  dev: {}\n  staging: {maks: {}}\n")
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("DAGSTER_")},
+           "DAGSTER_HOME": str(tmp_path), "REPLICATION_CONFIG": str(bad)}
+    result = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-w", str(REPO / "workspace.yaml")],
+        cwd=tmp_path, env=env, capture_output=True, text=True,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "environments.staging.maks: unknown key" in output
+
+
+def test_a_fourth_environment_follows_from_one_line():
+    config = parse_config({"environments": {"dev": {}, "staging": {}, "qa": {}, "uat": {}}})
+    defs = build_definitions(config)
+    keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert keys == {*ASSETS, "uat_db"}
+    assert "uat_db_target" in defs.resources
+    job = defs.resolve_job_def("database_replication_fanout")
+    assert job.description == "Daily replication from production to Dev, Staging, QA and UAT."
+    assert job.tags["fan-out"] == "dev-staging-qa-uat"
+    environ = {name: "x" for env in ("prod", "dev", "staging", "qa", "uat") for name in env_vars_for(env)}
+    forwarded = docker_executor_config(config, environ)["env_vars"]
+    assert {"UAT_DB_CONNECTION", "UAT_DB_USER", "UAT_DB_PASSWORD"} <= set(forwarded)
+
+
+def test_uat_added_through_the_file_alone_is_replicated_end_to_end(cluster, replication_env, tmp_path):
+    """A user's whole change: one line in replication.yaml and three variables, then the Dagster CLI."""
+    cluster.add_environment("uat")
+    config = tmp_path / "replication.yaml"
+    config.write_text((REPO / "replication.yaml").read_text().replace("  qa: {}\n", "  qa: {}\n  uat: {}\n"))
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    env = {**os.environ, **cluster.env_vars(), "REPLICATION_CONFIG": str(config), "DAGSTER_HOME": str(home)}
+    assert {"UAT_DB_CONNECTION", "UAT_DB_USER", "UAT_DB_PASSWORD"} <= set(env)
+    result = subprocess.run(
+        [sys.executable, "-m", "dagster", "job", "execute", "-m", "replication", "-j", JOB,
+         "--tags", json.dumps({"dagster/partition": PARTITION})],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert "uat: 5 tables" in output
+    prod = cluster.fingerprints("prod")
+    assert prod["shop.order_items"][0] > 0
+    for name in ("dev", "staging", "qa", "uat"):
+        assert cluster.fingerprints(name) == prod, name
