@@ -151,6 +151,7 @@ def table_fingerprints(conn: psycopg.Connection) -> dict[str, tuple[int, str]]:
     """
     result = {}
     for table in list_tables(conn):
-        columns = [c.name for c in table_columns(conn, table)]
+        # By name, not position: a test that drops and re-adds a column moves it to the end.
+        columns = sorted(c.name for c in table_columns(conn, table))
         result[table.key] = content_checksum(conn, table, columns)
     return result
