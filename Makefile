@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser demo ui test stop clean
+.PHONY: install browser demo ui test bench stop clean
 
 install: $(STAMP)
 
@@ -24,6 +24,10 @@ ui: $(STAMP)
 
 test: $(STAMP) browser
 	$(BIN)/python -m pytest
+
+# Ours vs psql (plain and pg_restore order) vs pandas, one run, alternating; BENCH_ARGS="--rows 4000000".
+bench: $(STAMP)
+	PYTHONWARNINGS=ignore $(BIN)/python benchmarks/fanout.py $(BENCH_ARGS)
 
 # The UI test drives a real Chromium from the system's packages (never a browser download).
 # Installed here when missing and we may (root with apt-get); otherwise that one test skips.

@@ -30,6 +30,7 @@ LOAD_TABLE_SCHEMA = dg.TableSchema(
         dg.TableColumn("bytes", "int"),
         dg.TableColumn("seconds", "float"),
         dg.TableColumn("rows_per_second", "float"),
+        dg.TableColumn("rebuild_seconds", "float"),
         dg.TableColumn("checksum", "string"),
     ]
 )
@@ -93,7 +94,7 @@ def load_metadata(report: LoadReport, manifest: Manifest, snapshot_dir: Path, ta
     summary = dg.MetadataValue.table(
         records=[
             dg.TableRecord({"table": t.key, "rows": t.rows, "bytes": t.bytes, "seconds": t.seconds,
-                            "rows_per_second": _rate(t.rows, t.seconds),
+                            "rows_per_second": _rate(t.rows, t.seconds), "rebuild_seconds": t.rebuild_seconds,
                             "checksum": "matches prod" if t.checksum_verified else "not checked"})
             for t in sorted(report.tables, key=lambda t: t.key)
         ],
@@ -111,6 +112,14 @@ def load_metadata(report: LoadReport, manifest: Manifest, snapshot_dir: Path, ta
         "checksums_verified": dg.MetadataValue.bool(all(t.checksum_verified for t in report.tables)),
         "deferred_constraints": dg.MetadataValue.bool(report.deferred_constraints),
         "sequences_reset": dg.MetadataValue.json(report.sequences_reset),
+        "indexes_rebuilt": dg.MetadataValue.int(report.indexes_rebuilt),
+        "foreign_keys_readded": dg.MetadataValue.int(report.foreign_keys_readded),
+        "foreign_key_seconds": dg.MetadataValue.float(report.foreign_key_seconds),
+        "verify_seconds": dg.MetadataValue.float(report.verify_seconds),
+        # Tables the loading role does not own keep their indexes during COPY (the slower path).
+        "tables_loaded_with_indexes_in_place": dg.MetadataValue.json(report.fallback_tables),
+        "materialized_views_refreshed": dg.MetadataValue.json(report.materialized_views_refreshed),
+        "materialized_views_not_refreshed": dg.MetadataValue.json(report.materialized_views_skipped),
         "table_summary": summary,
         **per_table_numbers([(t.key, t.rows, t.bytes) for t in report.tables]),
     }

@@ -37,7 +37,8 @@ def build_environment_asset(environment: str, settings: EnvironmentSettings) -> 
         kinds={"postgres"},
         description=(
             f"The {display_name(environment)} database: every replicated table replaced by the day's production "
-            "snapshot in one transaction, verified by row counts and checksums before COMMIT."
+            "snapshot in one transaction, in pg_restore's order (indexes and foreign keys rebuilt after COPY), "
+            "verified by row counts and checksums before COMMIT."
         ),
     )
     def environment_db(context: dg.AssetExecutionContext, config: LoadConfig) -> dg.MaterializeResult:
@@ -61,7 +62,8 @@ def build_environment_asset(environment: str, settings: EnvironmentSettings) -> 
                     log=context.log.info,
                 )
         context.log.info(
-            f"{environment}: {len(report.tables)} tables, {report.total_rows:,} rows committed in {report.seconds:.1f} s"
+            f"{environment}: {len(report.tables)} tables, {report.total_rows:,} rows committed in {report.seconds:.1f} s "
+            f"({report.indexes_rebuilt} indexes rebuilt, {report.foreign_keys_readded} foreign keys re-validated)"
         )
         return dg.MaterializeResult(metadata=load_metadata(report, manifest, snapshot_dir, target.label))
 

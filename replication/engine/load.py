@@ -9,11 +9,13 @@ from pathlib import Path
 import psycopg
 from psycopg import IsolationLevel, sql
 
-from .catalog import foreign_key_order, foreign_key_parents, owned_sequences, table_columns, table_exists
+from .catalog import TableRef, foreign_key_order, foreign_key_parents, owned_sequences, table_columns, table_exists
 from .errors import LoadVerificationError, SchemaMismatchError
 from .files import read_chunks
 from .manifest import Manifest, TableEntry
+from .postload import analyze, refresh_materialized_views
 from .progress import Log, Progress
+from .rebuild import TakenOff, put_back, take_off
 from .verify import content_checksum
 
 
@@ -24,6 +26,7 @@ class TableLoad:
     bytes: int
     seconds: float
     checksum_verified: bool
+    rebuild_seconds: float = 0.0  # recreating this table's keys and indexes after COPY
 
 
 @dataclass
@@ -33,6 +36,13 @@ class LoadReport:
     sequences_reset: list[str] = field(default_factory=list)
     deferred_constraints: bool = False
     seconds: float = 0.0
+    indexes_rebuilt: int = 0
+    foreign_keys_readded: int = 0
+    foreign_key_seconds: float = 0.0
+    verify_seconds: float = 0.0
+    fallback_tables: dict[str, str] = field(default_factory=dict)  # kept their indexes, and why
+    materialized_views_refreshed: list[str] = field(default_factory=list)
+    materialized_views_skipped: dict[str, str] = field(default_factory=dict)
 
     @property
     def total_rows(self) -> int:
@@ -86,14 +96,18 @@ def load_snapshot(
     environment: str,
     verify_checksums: bool = True,
     lock_timeout_seconds: int = 60,
+    rebuild_indexes: bool = True,
     log: Log | None = None,
 ) -> LoadReport:
-    """Replace the replicated tables of `conn` with the snapshot, all or nothing.
+    """Replace the replicated tables of `conn` with the snapshot, all or nothing, in pg_restore's order.
 
-    TRUNCATE, every COPY and the row and checksum checks share one transaction: any error rolls it
-    back and the environment keeps its previous data; readers wait on TRUNCATE's lock rather than
-    seeing a partial load. Sequences are set only after COMMIT, because setval is not
-    transactional and must not move when the load rolls back.
+    One transaction: foreign keys, keys and indexes of the loaded tables are recorded and dropped,
+    the tables truncated, every file copied in, keys and indexes rebuilt, foreign keys re-added
+    validated, row counts and checksums compared, dependent materialized views refreshed and the
+    tables analyzed. Any error rolls it all back: the environment keeps its previous data and
+    definitions, and readers wait on the locks rather than seeing a partial load. Sequences are
+    set only after COMMIT, because setval is not transactional and must not move on a rollback.
+    `rebuild_indexes=False` keeps indexes in place during COPY (the slower path, for comparison).
     """
     started = time.monotonic()
     report = LoadReport(environment)
@@ -105,32 +119,80 @@ def load_snapshot(
     check_target_schema(conn, manifest, environment)
     order, cyclic = foreign_key_order(foreign_key_parents(conn, list(entries)))
     header = "MATCH" if conn.info.server_version >= 150000 else "true"
+    plain_tables = _plain_tables(conn, order)
     conn.rollback()  # end the read-only catalog transaction before the write transaction
     with conn.transaction():
         conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{lock_timeout_seconds}s")))
         if cyclic:
-            # Foreign keys form a cycle: no order satisfies them row by row, so check at COMMIT.
+            # Foreign keys that stay in place (tables not ours to alter) may form a cycle: no
+            # order satisfies them row by row, so they are checked at COMMIT.
             conn.execute("SET CONSTRAINTS ALL DEFERRED")
             report.deferred_constraints = True
+        # Before TRUNCATE: an outside table's foreign key to a loaded table would make it refuse.
+        taken = take_off(conn, order) if rebuild_indexes else TakenOff()
+        _log_fallbacks(taken, environment, log)
         conn.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(ref.ident for ref in order)))
         for ref in order:
-            report.tables.append(_copy_in(conn, snapshot_dir, entries[ref], environment, header, log))
+            # FREEZE writes rows already frozen, sparing a later VACUUM; PostgreSQL allows it
+            # on plain tables truncated in this transaction.
+            freeze = rebuild_indexes and ref in plain_tables
+            report.tables.append(_copy_in(conn, snapshot_dir, entries[ref], environment, header, freeze, log))
+        put_back(conn, taken)
+        _record_rebuild(report, taken)
         if verify_checksums:
+            verify_started = time.monotonic()
             for ref, loaded in zip(order, report.tables):
                 _verify_checksum(conn, entries[ref], environment)
                 loaded.checksum_verified = True
+            report.verify_seconds = round(time.monotonic() - verify_started, 3)
+        report.materialized_views_refreshed, report.materialized_views_skipped = refresh_materialized_views(conn, order)
+        analyze(conn, order)
     report.sequences_reset = _reset_sequences(conn, manifest)
     report.seconds = round(time.monotonic() - started, 3)
     return report
 
 
+def _plain_tables(conn: psycopg.Connection, tables: list[TableRef]) -> set[TableRef]:
+    """The tables that are ordinary tables (COPY FREEZE is refused on a partitioned one)."""
+    rows = conn.execute(
+        "SELECT n.nspname, c.relname FROM pg_catalog.pg_class c "
+        "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' "
+        "AND c.oid = ANY(%s::pg_catalog.regclass[])",
+        ([t.ident.as_string(conn) for t in tables],),
+    ).fetchall()
+    return {TableRef(schema, name) for schema, name in rows}
+
+
+def _log_fallbacks(taken: TakenOff, environment: str, log: Log | None) -> None:
+    if log is None:
+        return
+    for table, why in taken.fallback.items():
+        log(f"load {environment} {table}: {why}")
+
+
+def _record_rebuild(report: LoadReport, taken: TakenOff) -> None:
+    report.indexes_rebuilt = taken.index_count
+    report.foreign_keys_readded = len(taken.foreign_keys)
+    report.foreign_key_seconds = taken.foreign_key_seconds
+    report.fallback_tables = dict(taken.fallback)
+    for loaded in report.tables:
+        loaded.rebuild_seconds = taken.rebuild_seconds.get(loaded.key, 0.0)
+
+
 def _copy_in(
-    conn: psycopg.Connection, snapshot_dir: Path, entry: TableEntry, environment: str, header: str, log: Log | None
+    conn: psycopg.Connection,
+    snapshot_dir: Path,
+    entry: TableEntry,
+    environment: str,
+    header: str,
+    freeze: bool,
+    log: Log | None,
 ) -> TableLoad:
-    query = sql.SQL("COPY {table} ({cols}) FROM STDIN (FORMAT csv, HEADER {header})").format(
+    query = sql.SQL("COPY {table} ({cols}) FROM STDIN (FORMAT csv, HEADER {header}{freeze})").format(
         table=entry.ref.ident,
         cols=sql.SQL(", ").join(sql.Identifier(n) for n in entry.column_names),
         header=sql.SQL(header),
+        freeze=sql.SQL(", FREEZE" if freeze else ""),
     )
     progress = Progress(
         log, f"load {environment}", entry.key, expected_bytes=entry.bytes, expected_rows=entry.rows

@@ -31,6 +31,14 @@ def test_load_makes_the_environment_equal_prod(cluster, snap):
         conn.execute("DELETE FROM shop.customers WHERE id = %s", (new_id,))
 
 
+def test_slow_path_with_indexes_in_place_gives_the_same_copy(cluster, snap):
+    slow = load(cluster, "qa", snap, rebuild_indexes=False)
+    assert slow.indexes_rebuilt == 0 and cluster.fingerprints("qa") == cluster.fingerprints("prod")
+    fast = load(cluster, "qa", snap)
+    assert fast.indexes_rebuilt >= 8 and fast.foreign_keys_readded == 4
+    assert cluster.fingerprints("qa") == cluster.fingerprints("prod")
+
+
 def test_constraint_violation_in_a_later_table_rolls_everything_back(cluster, snap):
     load(cluster, "staging", snap)
     before = cluster.fingerprints("staging")

@@ -1,0 +1,22 @@
+"""`make bench` at a tiny size: every contender runs and the summary line is complete (no timings asserted)."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_benchmark_smoke_run_prints_every_contender_and_the_ratios():
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "fanout.py"), "--rows", "3000", "--repeat", "1"],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    lines = result.stdout.splitlines()
+    for contender in ("ours", "psql_plain", "psql_tuned", "dagster", "ours_snapshot", "psql_dump", "pandas"):
+        assert any(line.startswith(contender + " ") for line in lines), contender
+    last = lines[-1]
+    assert re.fullmatch(r"ratio_vs_psql=[\d.]+ ratio_vs_tuned=[\d.]+ pandas_slowdown=[\d.]+ peak_rss_mib=\d+ rss_growth=-", last), last
+    assert int(re.search(r"peak_rss_mib=(\d+)", last).group(1)) > 50  # a Dagster step was measured
