@@ -13,27 +13,15 @@ from .engine.manifest import Manifest
 PREVIEW_ROWS = 10
 PREVIEW_CELL_CHARS = 40
 
-SNAPSHOT_TABLE_SCHEMA = dg.TableSchema(
-    columns=[
-        dg.TableColumn("table", "string"),
-        dg.TableColumn("rows", "int"),
-        dg.TableColumn("bytes", "int"),
-        dg.TableColumn("seconds", "float"),
-        dg.TableColumn("rows_per_second", "float"),
-        dg.TableColumn("sha256", "string"),
-    ]
-)
-LOAD_TABLE_SCHEMA = dg.TableSchema(
-    columns=[
-        dg.TableColumn("table", "string"),
-        dg.TableColumn("rows", "int"),
-        dg.TableColumn("bytes", "int"),
-        dg.TableColumn("seconds", "float"),
-        dg.TableColumn("rows_per_second", "float"),
-        dg.TableColumn("rebuild_seconds", "float"),
-        dg.TableColumn("checksum", "string"),
-    ]
-)
+def _per_table_schema(*extra: dg.TableColumn) -> dg.TableSchema:
+    """The columns every per-table summary shares, then what only that summary has."""
+    shared = [dg.TableColumn("table", "string"), dg.TableColumn("rows", "int"), dg.TableColumn("bytes", "int"),
+              dg.TableColumn("seconds", "float"), dg.TableColumn("rows_per_second", "float")]
+    return dg.TableSchema(columns=[*shared, *extra])
+
+
+SNAPSHOT_TABLE_SCHEMA = _per_table_schema(dg.TableColumn("sha256", "string"))
+LOAD_TABLE_SCHEMA = _per_table_schema(dg.TableColumn("rebuild_seconds", "float"), dg.TableColumn("checksum", "string"))
 
 
 def _rate(rows: int, seconds: float) -> float:
