@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -54,6 +54,8 @@ class SnapshotSettings(_Strict):
 
     include: list[str] = Field(default_factory=lambda: ["*"])
     exclude: list[str] = Field(default_factory=list)
+    keep: int = Field(default=7, ge=0)
+    backfill_missing: Literal["capture", "refuse"] = "capture"
 
     @field_validator("include")
     @classmethod

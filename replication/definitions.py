@@ -3,6 +3,7 @@
 import dagster as dg
 
 from .assets import build_environment_assets, prod_snapshot
+from .checks import build_checks
 from .config import ReplicationConfig, load_config
 from .executor import select_executor
 from .jobs import build_job, build_schedule
@@ -13,6 +14,7 @@ def build_definitions(config: ReplicationConfig) -> dg.Definitions:
     job = build_job(config)
     return dg.Definitions(
         assets=[prod_snapshot, *build_environment_assets(config)],
+        asset_checks=build_checks(config),
         resources=build_resources(config),
         jobs=[job],
         schedules=[build_schedule(job)],

@@ -8,6 +8,7 @@ through `redact`, and causes are dropped, so no password reaches the event log.
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
@@ -90,6 +91,15 @@ def explained_failures(where: str, secrets: Iterable[str] = ()) -> Iterator[None
             allow_retries=False,
         ) from None
     except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise dg.Failure(
+                description=(
+                    f"{where}: the disk is full ({redact(_first_line(exc), secrets)}). Retrying into a full "
+                    "disk cannot help, so no retry is scheduled: free space in SNAPSHOT_DIR or lower "
+                    "snapshot.keep in replication.yaml, then run the partition again."
+                ),
+                allow_retries=False,
+            ) from None
         raise TransientReplicationError(
             f"{where}: I/O error: {redact(_first_line(exc), secrets)}. The step will be retried."
         ) from None

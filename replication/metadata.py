@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -9,6 +10,7 @@ import pandas as pd
 
 from .engine.load import LoadReport
 from .engine.manifest import Manifest
+from .engine.retention import PruneReport, folder_bytes, snapshot_folders
 
 PREVIEW_ROWS = 10
 PREVIEW_CELL_CHARS = 40
@@ -37,7 +39,16 @@ def per_table_numbers(items: list[tuple[str, int, int]]) -> dict[str, dg.Metadat
     return numbers
 
 
-def snapshot_metadata(manifest: Manifest, snapshot_dir: Path, reused: bool, seconds: float) -> dict:
+def disk_metadata(root: Path) -> dict[str, dg.MetadataValue]:
+    """How much the retained snapshots take and how much room is left, for the retention plots."""
+    used = sum(folder_bytes(path) for path, _ in snapshot_folders(root))
+    free = shutil.disk_usage(root).free if root.exists() else 0
+    return {"snapshots_retained": dg.MetadataValue.int(len(snapshot_folders(root))),
+            "snapshots_disk_bytes": dg.MetadataValue.int(used),
+            "snapshot_disk_free_bytes": dg.MetadataValue.int(free)}
+
+
+def snapshot_metadata(manifest: Manifest, snapshot_dir: Path, reused: bool, seconds: float, root: Path) -> dict:
     tables = sorted(manifest.tables, key=lambda t: t.key)
     summary = dg.MetadataValue.table(
         records=[
@@ -52,7 +63,10 @@ def snapshot_metadata(manifest: Manifest, snapshot_dir: Path, reused: bool, seco
         "snapshot_path": dg.MetadataValue.path(str(snapshot_dir)),
         "reused": dg.MetadataValue.bool(reused),
         "source": manifest.source,
+        "partition": manifest.partition,
+        # A backfilled past day captured today holds today's data: this says so next to the partition.
         "captured_at": manifest.captured_at,
+        "captured_after_partition_day": dg.MetadataValue.bool(manifest.captured_at[:10] > manifest.partition),
         "source_server_version": manifest.server_version,
         "tables": dg.MetadataValue.int(len(tables)),
         "dagster/row_count": dg.MetadataValue.int(manifest.total_rows),
@@ -62,6 +76,7 @@ def snapshot_metadata(manifest: Manifest, snapshot_dir: Path, reused: bool, seco
         "table_summary": summary,
         "checksums": dg.MetadataValue.json({t.key: {"sha256": t.sha256, "content": t.content_checksum} for t in tables}),
         **per_table_numbers([(t.key, t.rows, t.bytes) for t in tables]),
+        **disk_metadata(root),
     }
     if capture > 0 and not reused:
         metadata["rows_per_second"] = dg.MetadataValue.float(_rate(manifest.total_rows, capture))
@@ -78,7 +93,8 @@ def preview_markdown(csv_path: Path) -> str:
     return frame.to_markdown(index=False)
 
 
-def load_metadata(report: LoadReport, manifest: Manifest, snapshot_dir: Path, target: str) -> dict:
+def load_metadata(report: LoadReport, manifest: Manifest, snapshot_dir: Path, target: str, pruned: PruneReport,
+                  root: Path) -> dict:
     summary = dg.MetadataValue.table(
         records=[
             dg.TableRecord({"table": t.key, "rows": t.rows, "bytes": t.bytes, "seconds": t.seconds,
@@ -109,5 +125,8 @@ def load_metadata(report: LoadReport, manifest: Manifest, snapshot_dir: Path, ta
         "materialized_views_refreshed": dg.MetadataValue.json(report.materialized_views_refreshed),
         "materialized_views_not_refreshed": dg.MetadataValue.json(report.materialized_views_skipped),
         "table_summary": summary,
+        "snapshots_deleted": dg.MetadataValue.json(pruned.deleted),
+        "snapshot_bytes_freed": dg.MetadataValue.int(pruned.freed_bytes),
+        **disk_metadata(root),
         **per_table_numbers([(t.key, t.rows, t.bytes) for t in report.tables]),
     }

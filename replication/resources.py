@@ -86,6 +86,8 @@ class SnapshotStore(dg.ConfigurableResource):
     directory: str | None = None
     include: list[str] = ["*"]
     exclude: list[str] = []
+    keep: int = 7
+    backfill_missing: str = "capture"
 
     @property
     def root(self) -> Path:
@@ -97,7 +99,9 @@ class SnapshotStore(dg.ConfigurableResource):
 
 def build_resources(config: ReplicationConfig) -> dict:
     """prod_db, one `N_db_target` per configured environment, and the snapshot store."""
-    store = SnapshotStore(include=list(config.snapshot.include), exclude=list(config.snapshot.exclude))
+    settings = config.snapshot
+    store = SnapshotStore(include=list(settings.include), exclude=list(settings.exclude), keep=settings.keep,
+                          backfill_missing=settings.backfill_missing)
     resources: dict = {f"{SOURCE}_db": postgres_resource(SOURCE), SNAPSHOT_STORE: store}
     for name in config.environment_names:
         resources[target_resource_key(name)] = postgres_resource(name)

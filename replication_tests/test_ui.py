@@ -72,6 +72,31 @@ def test_materialize_four_assets_for_one_partition(dagster_dev):
         assert "2026-11-20" in materialized_partitions(url, asset)
 
 
+CHECKS_QUERY = """query($key: AssetKeyInput!) { assetNodeOrError(assetKey: $key) { ... on AssetNode {
+    assetChecksOrError { ... on AssetChecks { checks { name blocking
+      executionForLatestMaterialization { status partition evaluation { success } } } } } } } }"""
+
+
+def asset_checks(url: str, asset: str) -> dict[str, dict]:
+    data = graphql(url, CHECKS_QUERY, {"key": {"path": [asset]}})["assetNodeOrError"]["assetChecksOrError"]
+    return {check["name"]: check for check in data["checks"]}
+
+
+def test_asset_checks_are_blocking_and_show_their_results(dagster_dev):
+    url = dagster_dev["url"]
+    run_id = launch_run(url, JOB, "2026-11-19")
+    assert wait_for_run(url, run_id)["status"] == "SUCCESS"
+    expected = {"prod_snapshot": {"snapshot_files_match_manifest", "every_selected_table_captured"},
+                **{f"{env}_db": {"rows_and_checksums_match_snapshot", "sequences_at_or_above_loaded_max",
+                                 "no_orphaned_foreign_keys"} for env in ("dev", "staging", "qa")}}
+    for asset, names in expected.items():
+        checks = asset_checks(url, asset)
+        assert set(checks) == names, asset
+        for check in checks.values():
+            execution = check["executionForLatestMaterialization"]
+            assert check["blocking"] and execution["status"] == "SUCCEEDED" and execution["evaluation"]["success"]
+
+
 def test_backfill_of_three_partitions_runs_one_at_a_time(dagster_dev, capsys):
     url = dagster_dev["url"]
     partitions = ["2026-11-21", "2026-11-22", "2026-11-23"]
@@ -188,6 +213,11 @@ def test_materialize_one_partition_by_clicking_in_the_ui(dagster_dev):
             page.get_by_role("link", name=short_id).first.click()
             sync_api.expect(page.get_by_text("Success", exact=True).first).to_be_visible(timeout=240_000)
             page.screenshot(path=str(ARTIFACTS / "ui-materialization-success.png"))
+            # The checks' results on the asset page, where a person looks for proof of a copy.
+            page.goto(f"{url}/assets/dev_db?view=checks", wait_until="networkidle")
+            sync_api.expect(page.get_by_text("rows_and_checksums_match_snapshot").first).to_be_visible(timeout=60_000)
+            page.wait_for_timeout(1500)
+            page.screenshot(path=str(ARTIFACTS / "ui-asset-checks.png"))
         finally:
             browser.close()
     for asset in ASSETS:

@@ -1,10 +1,13 @@
 """The target environments (Dev, Staging, QA, and any added in replication.yaml), each a full copy of the day's snapshot."""
 
 import dagster as dg
+import psycopg
 from pydantic import Field
 
-from ..config import EnvironmentSettings, ReplicationConfig, display_name
+from ..config import SOURCE, EnvironmentSettings, ReplicationConfig, display_name
+from ..engine.guard import refuse_production_address, refuse_same_database, server_identity
 from ..engine.load import load_snapshot
+from ..engine.retention import PruneReport, folder_lock, prune
 from ..engine.verify import verify_snapshot
 from ..failures import explained_failures
 from ..metadata import load_metadata
@@ -33,7 +36,7 @@ def build_environment_asset(environment: str, settings: EnvironmentSettings) -> 
         partitions_def=daily_partitions,
         deps=["prod_snapshot"],
         retry_policy=RETRY_POLICY,
-        required_resource_keys={resource_key, SNAPSHOT_STORE},
+        required_resource_keys={resource_key, SNAPSHOT_STORE, f"{SOURCE}_db"},
         kinds={"postgres"},
         description=(
             f"The {display_name(environment)} database: every replicated table replaced by the day's production "
@@ -43,31 +46,66 @@ def build_environment_asset(environment: str, settings: EnvironmentSettings) -> 
     )
     def environment_db(context: dg.AssetExecutionContext, config: LoadConfig) -> dg.MaterializeResult:
         target: PostgresResource = getattr(context.resources, resource_key)
+        prod: PostgresResource = getattr(context.resources, f"{SOURCE}_db")
         store: SnapshotStore = getattr(context.resources, SNAPSHOT_STORE)
         snapshot_dir = store.path_for(context.partition_key)
-        with explained_failures(f"{environment}_db from {target.label}", [target.password]):
-            # Verify before connecting: a damaged snapshot must not cost the target anything.
-            manifest = verify_snapshot(snapshot_dir)
-            context.log.info(
-                f"Snapshot {snapshot_dir} verified ({len(manifest.tables)} files, sha256); loading {target.label}"
-            )
-            with target.get_connection() as conn:
-                report = load_snapshot(
-                    conn,
-                    snapshot_dir,
-                    manifest,
-                    environment=environment,
-                    verify_checksums=config.verify_checksums,
-                    lock_timeout_seconds=config.lock_timeout_seconds,
-                    log=context.log.info,
+        with explained_failures(f"{environment}_db from {target.label}", [target.password, prod.password]):
+            refuse_production_address(environment, target.address, prod.address)
+            if not snapshot_dir.is_dir():
+                verify_snapshot(snapshot_dir)  # says which partition to materialize first
+            # Shared: pruning by another run's step cannot delete the snapshot while it loads.
+            with folder_lock(snapshot_dir, exclusive=False):
+                # Verify before connecting: a damaged snapshot must not cost the target anything.
+                manifest = verify_snapshot(snapshot_dir)
+                context.log.info(
+                    f"Snapshot {snapshot_dir} verified ({len(manifest.tables)} files, sha256); loading {target.label}"
                 )
+                with target.get_connection() as conn:
+                    refuse_same_database(environment, target.address, server_identity(conn), _identity(context, prod))
+                    report = load_snapshot(
+                        conn,
+                        snapshot_dir,
+                        manifest,
+                        environment=environment,
+                        verify_checksums=config.verify_checksums,
+                        lock_timeout_seconds=config.lock_timeout_seconds,
+                        log=context.log.info,
+                    )
         context.log.info(
             f"{environment}: {len(report.tables)} tables, {report.total_rows:,} rows committed in {report.seconds:.1f} s "
             f"({report.indexes_rebuilt} indexes rebuilt, {report.foreign_keys_readded} foreign keys re-validated)"
         )
-        return dg.MaterializeResult(metadata=load_metadata(report, manifest, snapshot_dir, target.label))
+        pruned = _prune(context, store, snapshot_dir)
+        return dg.MaterializeResult(
+            metadata=load_metadata(report, manifest, snapshot_dir, target.label, pruned, store.root)
+        )
 
     return environment_db
+
+
+def _identity(context: dg.AssetExecutionContext, prod: PostgresResource):
+    """Production's server identity, or None when production cannot be reached from here."""
+    try:
+        with prod.get_connection() as conn:
+            return server_identity(conn)
+    except psycopg.OperationalError:
+        context.log.warning(f"Production {prod.label} did not answer, so only its address was compared with the target's.")
+        return None
+
+
+def _prune(context: dg.AssetExecutionContext, store: SnapshotStore, snapshot_dir) -> PruneReport:
+    """Retention after a committed load; a failure here must not fail a load that succeeded."""
+    try:
+        pruned = prune(store.root, store.keep, protect=(snapshot_dir,))
+    except OSError as exc:
+        context.log.warning(f"Could not prune old snapshots in {store.root}: {exc}")
+        return PruneReport()
+    if pruned.deleted:
+        context.log.info(f"Retention (snapshot.keep: {store.keep}): deleted {', '.join(pruned.deleted)}, "
+                         f"{pruned.freed_bytes / 1e6:,.1f} MB freed; {len(pruned.kept)} kept")
+    if pruned.in_use:
+        context.log.info(f"Retention: kept {', '.join(pruned.in_use)} for now, another step is using it")
+    return pruned
 
 
 def build_environment_assets(config: ReplicationConfig) -> list[dg.AssetsDefinition]:

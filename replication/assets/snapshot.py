@@ -1,10 +1,19 @@
 """The daily production snapshot asset."""
 
 import time
+from datetime import datetime, timezone
 
 import dagster as dg
 from pydantic import Field
 
+from ..engine.errors import ReplicationError
+from ..engine.retention import (
+    check_free_space,
+    estimate_from_catalog,
+    estimate_from_manifests,
+    folder_bytes,
+    folder_lock,
+)
 from ..engine.snapshot import take_snapshot
 from ..engine.store import reuse_decision
 from ..failures import explained_failures
@@ -56,6 +65,7 @@ def prod_snapshot(
     snapshot_dir = snapshot_store.path_for(partition)
     include = snapshot_store.include if config.include is None else config.include
     exclude = snapshot_store.exclude if config.exclude is None else config.exclude
+    past = partition < datetime.now(timezone.utc).strftime("%Y-%m-%d")
     with explained_failures(f"prod_snapshot {partition} from {prod_db.label}", [prod_db.password]):
         if config.refresh:
             context.log.info("refresh: true, so production is captured again.")
@@ -63,12 +73,23 @@ def prod_snapshot(
             decision = reuse_decision(snapshot_dir, include, exclude, need_checksums=config.content_checksums)
             if decision.reusable:
                 context.log.info(f"Reusing the verified snapshot at {snapshot_dir} (refresh: false); prod was not read.")
-                return dg.MaterializeResult(
-                    metadata=snapshot_metadata(decision.manifest, snapshot_dir, True, time.monotonic() - started)
-                )
+                return dg.MaterializeResult(metadata=snapshot_metadata(
+                    decision.manifest, snapshot_dir, True, time.monotonic() - started, snapshot_store.root))
             context.log.info(f"Capturing a new snapshot: {decision.reason}.")
+            if past:
+                _refuse_or_warn_past_partition(context, snapshot_store, partition)
         context.log.info(f"Capturing {prod_db.label} into {snapshot_dir}")
-        with prod_db.get_connection() as conn:
+        known = estimate_from_manifests(snapshot_store.root, include, exclude)
+
+        def disk_guard(heap_bytes: int) -> None:
+            estimate = known or estimate_from_catalog(heap_bytes)
+            # Files of an earlier capture of this partition are replaced, so their space comes back.
+            reclaimable = folder_bytes(snapshot_dir) if snapshot_dir.exists() else 0
+            free = check_free_space(snapshot_dir, estimate, reclaimable)
+            context.log.info(f"Disk guard: about {estimate.needed / 1e6:,.1f} MB needed ({estimate.basis}), "
+                             f"{free / 1e6:,.1f} MB free in {snapshot_store.root}")
+
+        with folder_lock(snapshot_dir, exclusive=True), prod_db.get_connection() as conn:
             manifest = take_snapshot(
                 conn,
                 snapshot_dir,
@@ -78,10 +99,30 @@ def prod_snapshot(
                 source=str(prod_db.address),
                 checksums=config.content_checksums,
                 log=context.log.info,
+                before_writing=disk_guard,
             )
     seconds = time.monotonic() - started
     context.log.info(
         f"Snapshot {partition}: {len(manifest.tables)} tables, {manifest.total_rows:,} rows, "
         f"{manifest.total_bytes / 1e6:,.1f} MB in {seconds:.1f} s"
     )
-    return dg.MaterializeResult(metadata=snapshot_metadata(manifest, snapshot_dir, False, seconds))
+    return dg.MaterializeResult(
+        metadata=snapshot_metadata(manifest, snapshot_dir, False, seconds, snapshot_store.root)
+    )
+
+
+def _refuse_or_warn_past_partition(context: dg.AssetExecutionContext, store: SnapshotStore, partition: str) -> None:
+    """A past day without a retained snapshot can only be captured as production is now: say so, or refuse."""
+    if store.backfill_missing == "refuse":
+        raise ReplicationError(
+            f"No retained snapshot of {partition} in {store.root}, and snapshot.backfill_missing is refuse: "
+            f"production as it was on {partition} cannot be recovered, so nothing was captured or loaded. "
+            "Pick a partition whose snapshot is retained (the newest snapshot.keep captures), or set "
+            "backfill_missing: capture in replication.yaml to load today's data under this partition."
+        )
+    context.log.warning(
+        f"Partition {partition} is in the past and has no retained snapshot: production is captured as it "
+        f"is now ({datetime.now(timezone.utc).isoformat(timespec='seconds')}), not as it was on {partition}. "
+        "The metadata's captured_at says when the data is from; set snapshot.backfill_missing: refuse to "
+        "forbid this."
+    )

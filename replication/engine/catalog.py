@@ -107,6 +107,14 @@ def table_exists(conn: psycopg.Connection, table: TableRef) -> bool:
     return row is not None
 
 
+def is_partitioned(conn: psycopg.Connection, table: TableRef) -> bool:
+    row = conn.execute(
+        "SELECT c.relkind = 'p' FROM pg_catalog.pg_class c WHERE c.oid = %s::pg_catalog.regclass",
+        (table.ident.as_string(conn),),
+    ).fetchone()
+    return bool(row and row[0])
+
+
 def table_columns(conn: psycopg.Connection, table: TableRef) -> list[Column]:
     """Live columns in their table order, with what a loader needs to know of each."""
     rows = conn.execute(

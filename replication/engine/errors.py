@@ -27,3 +27,15 @@ class SnapshotCorruptError(ReplicationError):
 
 class LoadVerificationError(ReplicationError):
     """Rows or checksums in a target after loading differ from the snapshot."""
+
+
+class SnapshotSpaceError(ReplicationError):
+    """The snapshot folder's disk filled up, or would, during a capture."""
+
+
+class HiddenRowsError(ReplicationError):
+    """Row-level security would hide rows of a table from the reading role."""
+
+
+class ProductionTargetError(ConfigurationError):
+    """A target environment's address leads to the production database."""

@@ -85,10 +85,15 @@ class AtomicWriter:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
+        if exc_type is not None:
             self.abort()
+            return
+        try:
+            self.commit()
+        except BaseException:
+            # A full disk surfaces here, at the last flush or fsync: close and remove the temporary.
+            self.abort()
+            raise
 
 
 def write_atomically(path: Path, chunks: Iterable[bytes]) -> str:

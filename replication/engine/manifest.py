@@ -64,6 +64,8 @@ class Manifest:
     exclude: list[str]
     tables: list[TableEntry]
     format_version: int = FORMAT_VERSION
+    # schema.table of every table the selection matched when the capture began.
+    selected: list[str] = field(default_factory=list)
 
     @property
     def total_rows(self) -> int:

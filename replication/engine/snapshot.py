@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import errno
+import shutil
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
 import psycopg
 from psycopg import IsolationLevel, sql
 
-from .catalog import TableRef, list_tables, owned_sequences, select_tables, table_columns
+from .catalog import TableRef, is_partitioned, list_tables, owned_sequences, select_tables, table_columns
+from .errors import HiddenRowsError, SnapshotSpaceError
 from .files import AtomicWriter, ensure_private_dir, fsync_dir
 from .manifest import ColumnEntry, Manifest, SequenceEntry, TableEntry, remove_manifest, write_manifest
 from .progress import Log, Progress
@@ -30,22 +33,42 @@ def take_snapshot(
     source: str = "",
     checksums: bool = True,
     log: Log | None = None,
+    before_writing: Callable[[int], None] | None = None,
 ) -> Manifest:
     """Copy the selected tables of `conn` into `snapshot_dir` and write its manifest last.
 
     All tables are read in one READ ONLY, REPEATABLE READ transaction, so they show one point in
     time, as pg_dump does. Any manifest already in the folder is removed first: if this capture
     fails half-way the folder is marked incomplete rather than mixing old and new files.
+
+    `before_writing` receives the selected tables' size in bytes before any file is touched
+    (the disk guard). Running out of space removes the folder's files: nothing half-written stays.
     """
     conn.rollback()
     conn.autocommit = False
     conn.isolation_level = IsolationLevel.REPEATABLE_READ
     conn.read_only = True
     with conn.transaction():
+        # As pg_dump does: with row security off, a table whose policies would hide rows from
+        # this role makes the read fail instead of returning fewer rows.
+        conn.execute("SET LOCAL row_security = off")
         tables = select_tables(list_tables(conn), list(include), list(exclude))
+        if before_writing is not None:
+            before_writing(_heap_bytes(conn, tables))
         ensure_private_dir(snapshot_dir)
         remove_manifest(snapshot_dir)
-        entries = [_capture_table(conn, snapshot_dir, table, checksums, log) for table in tables]
+        try:
+            entries = [_capture_table(conn, snapshot_dir, table, checksums, log) for table in tables]
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                _discard(snapshot_dir)
+                raise SnapshotSpaceError(
+                    f"The disk holding {snapshot_dir} filled up while the snapshot was written "
+                    f"({exc.strerror}). The partial files were removed and nothing was loaded; no retry is "
+                    "scheduled. Free space there, move SNAPSHOT_DIR to a larger volume or lower "
+                    "snapshot.keep in replication.yaml, then run the partition again."
+                ) from None
+            raise
         server_version = conn.execute("SELECT pg_catalog.current_setting('server_version')").fetchone()[0]
     _remove_stale_files(snapshot_dir, {e.file for e in entries})
     manifest = Manifest(
@@ -56,9 +79,31 @@ def take_snapshot(
         include=list(include),
         exclude=list(exclude),
         tables=entries,
+        selected=[t.key for t in tables],
     )
     write_manifest(snapshot_dir, manifest)
     return manifest
+
+
+def _heap_bytes(conn: psycopg.Connection, tables: list[TableRef]) -> int:
+    """Size of the selected tables (partitions included), as the disk guard's fallback estimate."""
+    row = conn.execute(
+        """
+        SELECT coalesce(sum(pg_catalog.pg_table_size(t.relid)), 0)::bigint
+        FROM unnest(%s::pg_catalog.regclass[]) AS r(oid),
+             LATERAL pg_catalog.pg_partition_tree(r.oid) AS t
+        """,
+        ([t.ident.as_string(conn) for t in tables],),
+    ).fetchone()
+    return int(row[0])
+
+
+def _discard(snapshot_dir: Path) -> None:
+    for path in snapshot_dir.iterdir():
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.name != ".lock":
+            path.unlink(missing_ok=True)
 
 
 def _capture_table(
@@ -67,9 +112,29 @@ def _capture_table(
     # Generated columns are recomputed by the target, and COPY cannot write them anyway.
     columns = [c for c in table_columns(conn, table) if not c.generated]
     names = [c.name for c in columns]
-    query = sql.SQL("COPY (SELECT {cols} FROM {table}) TO STDOUT (FORMAT csv, HEADER)").format(
-        cols=sql.SQL(", ").join(sql.Identifier(n) for n in names), table=table.ident
+    # ONLY for plain tables: rows of inheritance children belong to those tables, not to this
+    # one (pg_dump does the same). A partitioned table is read whole through its parent.
+    partitioned = is_partitioned(conn, table)
+    query = sql.SQL("COPY (SELECT {cols} FROM {only}{table}) TO STDOUT (FORMAT csv, HEADER)").format(
+        cols=sql.SQL(", ").join(sql.Identifier(n) for n in names),
+        only=sql.SQL("" if partitioned else "ONLY "),
+        table=table.ident,
     )
+    try:
+        return _copy_out(conn, snapshot_dir, table, query, columns, names, checksums, log)
+    except psycopg.errors.InsufficientPrivilege as exc:
+        if "row-level security" not in str(exc):
+            raise
+        user = conn.info.user
+        raise HiddenRowsError(
+            f"Table {table.key} has row-level security policies that would hide rows from {user}, so "
+            f"the snapshot would silently miss rows; it was refused, as pg_dump refuses. Ask an "
+            f"administrator to run ALTER ROLE {user} BYPASSRLS (or to disable row security on the "
+            f"table), or exclude {table.key} in snapshot.exclude."
+        ) from None
+
+
+def _copy_out(conn, snapshot_dir, table, query, columns, names, checksums, log) -> TableEntry:
     file_name = snapshot_file_name(table)
     with Progress(log, "snapshot", table.key) as progress, conn.cursor() as cur, \
             AtomicWriter(snapshot_dir / file_name) as writer:

@@ -7,7 +7,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from .catalog import TableRef
+from .catalog import TableRef, is_partitioned
 from .errors import SnapshotCorruptError, SnapshotIncompleteError
 from .files import sha256_of
 from .manifest import MANIFEST_NAME, Manifest, read_manifest
@@ -54,12 +54,13 @@ def content_checksum(conn: psycopg.Connection, table: TableRef, columns: list[st
 
     Each row's text is hashed and the 64-bit hashes are summed (not XORed, so duplicate rows still
     count). The text of a value depends on session settings, which `session.PINNED_SETTINGS` fixes
-    on every connection, so prod and a target agree exactly when their data does.
+    on every connection, so prod and a target agree exactly when their data does. A plain table is
+    read with ONLY, as the snapshot reads it: inheritance children's rows are their own tables'.
     """
     row_expr = sql.SQL("ROW({})::text").format(sql.SQL(", ").join(sql.Identifier(c) for c in columns))
     query = sql.SQL(
         "SELECT count(*), coalesce(sum(('x' || left(md5({row}), 16))::bit(64)::bigint::numeric), 0)::text "
-        "FROM {table}"
-    ).format(row=row_expr, table=table.ident)
+        "FROM {only}{table}"
+    ).format(row=row_expr, only=sql.SQL("" if is_partitioned(conn, table) else "ONLY "), table=table.ident)
     rows, checksum = conn.execute(query).fetchone()
     return rows, f"{rows}:{checksum}"

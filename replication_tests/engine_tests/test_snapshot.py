@@ -106,3 +106,28 @@ def test_content_checksum_ignores_row_order_but_not_content(cluster):
         assert content_checksum(conn, ref, ["x", "y"]) != first
         conn.execute("DELETE FROM a WHERE ctid IN (SELECT ctid FROM a WHERE x = 2 LIMIT 1)")
         assert content_checksum(conn, ref, ["x", "y"])[0] == 2
+
+
+def test_row_level_security_that_hides_rows_is_refused_not_copied_short(cluster, tmp_path):
+    from replication.engine.errors import HiddenRowsError
+
+    policy = ("ALTER TABLE shop.products ENABLE ROW LEVEL SECURITY; "
+              "CREATE POLICY only_cheap ON shop.products FOR SELECT USING (price < 100)")
+    undo = "DROP POLICY only_cheap ON shop.products; ALTER TABLE shop.products DISABLE ROW LEVEL SECURITY"
+    with cluster.altered("prod", policy, undo):
+        with pytest.raises(HiddenRowsError, match="shop.products has row-level security policies") as caught:
+            snapshot(cluster, tmp_path / "rls", include=["shop.products"])
+    assert "ALTER ROLE prod_reader BYPASSRLS" in str(caught.value)
+
+
+def test_inheritance_children_rows_are_not_copied_into_the_parent(cluster, tmp_path):
+    child = ("CREATE TABLE shop.products_archive (archived_on date) INHERITS (shop.products); "
+             "GRANT SELECT ON shop.products_archive TO prod_reader; "
+             "INSERT INTO shop.products_archive (id, sku, name, price, added_on, archived_on) "
+             "VALUES (999999, 'OLD-1', 'old', 1, '2020-01-01', '2021-01-01')")
+    with cluster.altered("prod", child, "DROP TABLE shop.products_archive"):
+        manifest = snapshot(cluster, tmp_path / "inherit", include=["shop.products", "shop.products_archive"])
+        with cluster.connect("prod") as conn:
+            own_rows = conn.execute("SELECT count(*) FROM ONLY shop.products").fetchone()[0]
+    assert manifest.table("shop.products").rows == own_rows
+    assert manifest.table("shop.products_archive").rows == 1
