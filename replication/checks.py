@@ -10,8 +10,8 @@ back) is caught on the next run.
 import dagster as dg
 import psycopg
 
-from .config import ReplicationConfig
-from .engine.audit import compare_with_manifest, orphaned_rows, sequence_positions
+from .config import EnvironmentSettings, ReplicationConfig
+from .engine.audit import compare_with_manifest, masked_value_overlaps, orphaned_rows, sequence_positions
 from .engine.catalog import list_tables, select_tables
 from .engine.errors import ReplicationError
 from .engine.verify import verify_snapshot
@@ -65,7 +65,18 @@ def every_selected_table_captured(context: dg.AssetCheckExecutionContext, snapsh
     )
 
 
-def build_environment_checks(environment: str) -> list[dg.AssetChecksDefinition]:
+def _loaded_checksums(context: dg.AssetCheckExecutionContext, asset: str) -> dict[str, str]:
+    """Checksums of masked tables as the partition's last load left them (from its materialization)."""
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[context.partition_key]), limit=1
+    ).records
+    if not records:
+        return {}
+    value = records[0].asset_materialization.metadata.get("masked_table_checksums")
+    return dict(value.value) if value is not None else {}
+
+
+def build_environment_checks(environment: str, settings: EnvironmentSettings) -> list[dg.AssetChecksDefinition]:
     asset = f"{environment}_db"
     resource_key = target_resource_key(environment)
     common = {"asset": asset, "blocking": True, "partitions_def": daily_partitions,
@@ -80,7 +91,7 @@ def build_environment_checks(environment: str) -> list[dg.AssetChecksDefinition]
     def rows_and_checksums(context: dg.AssetCheckExecutionContext):
         manifest, target = _manifest_and_target(context)
         with target.get_connection() as conn:
-            found = compare_with_manifest(conn, manifest)
+            found = compare_with_manifest(conn, manifest, _loaded_checksums(context, asset))
         bad = [f for f in found if not f.ok]
         return dg.AssetCheckResult(
             passed=not bad,
@@ -125,11 +136,39 @@ def build_environment_checks(environment: str) -> list[dg.AssetChecksDefinition]
                 for f in found])},
         )
 
-    return [rows_and_checksums, sequences, orphans]
+    checks = [rows_and_checksums, sequences, orphans]
+    if settings.mask:
+        checks.append(_masked_values_check(environment, settings, common, _manifest_and_target))
+    return checks
+
+
+def _masked_values_check(environment: str, settings: EnvironmentSettings, common: dict, manifest_and_target):
+    masked = {table: list(columns) for table, columns in settings.rules().items()}
+
+    @dg.asset_check(name="masked_values_differ_from_production", **common,
+                    description=f"No value of a masked column in {environment} equals a production value of that "
+                                "column (compared through hashes, in bounded memory).")
+    def masked_values(context: dg.AssetCheckExecutionContext):
+        manifest, target = manifest_and_target(context)
+        store: SnapshotStore = getattr(context.resources, SNAPSHOT_STORE)
+        with target.get_connection() as conn:
+            found = masked_value_overlaps(conn, store.path_for(context.partition_key), manifest, masked)
+        leaked = [f for f in found if f.equal]
+        return dg.AssetCheckResult(
+            passed=not leaked,
+            description=("Production values still present: " + ", ".join(
+                f"{f.column} ({f.equal:,} of {f.compared:,} values)" for f in leaked)
+                + ". Choose a strategy that changes every value." if leaked else None),
+            metadata={"columns": _table(["column", "rule", "production_values", "still_present"], [
+                {"column": f.column, "rule": settings.mask[f.column].describe(), "production_values": f.compared,
+                 "still_present": f.equal} for f in found])},
+        )
+
+    return masked_values
 
 
 def build_checks(config: ReplicationConfig) -> list[dg.AssetChecksDefinition]:
     checks = [snapshot_files_match_manifest, every_selected_table_captured]
-    for name in config.environment_names:
-        checks += build_environment_checks(name)
+    for name, settings in config.environments.items():
+        checks += build_environment_checks(name, settings)
     return checks

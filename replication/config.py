@@ -17,8 +17,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .engine.errors import ConfigurationError
+from .engine.mask import MaskRule
 
 CONFIG_VARIABLE = "REPLICATION_CONFIG"
+# The configuration itself, as YAML: how a launched step container gets exactly the configuration
+# the run was launched with, whatever file its image holds.
+CONFIG_TEXT_VARIABLE = "REPLICATION_CONFIG_YAML"
 DEFAULT_CONFIG_NAME = "replication.yaml"
 DEFAULT_ENVIRONMENTS = ("dev", "staging", "qa")
 SOURCE = "prod"
@@ -72,8 +76,59 @@ class SnapshotSettings(_Strict):
         return value
 
 
+_STRATEGY_NAMES = ("hash", "email", "name", "phone", "null", "redact")
+_STRATEGY_HELP = "one of hash, email, name, phone, null, redact, {sql: <expression>} or {constant: <value>}"
+
+
+def _mask_rule(key: str, value) -> MaskRule:
+    if value is None:  # `birthday: null` reads as None in YAML; it means the null strategy
+        return MaskRule("null")
+    if isinstance(value, str):
+        if value not in _STRATEGY_NAMES:
+            raise ValueError(f"{key}: unknown strategy {value!r}; write {_STRATEGY_HELP}")
+        return MaskRule(value)
+    if isinstance(value, dict) and len(value) == 1:
+        (kind, argument), = value.items()
+        if kind == "sql" and isinstance(argument, str) and argument.strip():
+            return MaskRule("sql", argument)
+        if kind == "constant" and not isinstance(argument, (dict, list)):
+            return MaskRule("constant", argument)
+    raise ValueError(f"{key}: {value!r} is not a masking rule; write {_STRATEGY_HELP}")
+
+
 class EnvironmentSettings(_Strict):
-    """One target environment. Empty today (`dev: {}`): later settings are fields here."""
+    """One target environment: `{}` is an exact copy; `mask:` replaces personal columns on the way in."""
+
+    mask: dict[str, MaskRule] = Field(default_factory=dict)
+    unmasked_pii: Literal["error", "warn", "allow"] | None = None
+
+    @field_validator("mask", mode="before")
+    @classmethod
+    def _rules(cls, value):
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ValueError("mask is a mapping of schema.table.column to a rule, e.g. shop.customers.email: email")
+        rules = {}
+        for key, rule in value.items():
+            table, _, column = str(key).rpartition(".")
+            if "." not in table or not column:
+                raise ValueError(f"{key!r} must name a column as schema.table.column, e.g. shop.customers.email")
+            rules[str(key)] = rule if isinstance(rule, MaskRule) else _mask_rule(str(key), rule)
+        return rules
+
+    @property
+    def personal_data_policy(self) -> str:
+        """What an unmasked personal-looking column does: error where a mask: section exists, else allow."""
+        return self.unmasked_pii or ("error" if self.mask else "allow")
+
+    def rules(self) -> dict[str, dict[str, MaskRule]]:
+        """{schema.table: {column: rule}}, the engine's form of `mask:`."""
+        by_table: dict[str, dict[str, MaskRule]] = {}
+        for key, rule in self.mask.items():
+            table, _, column = key.rpartition(".")
+            by_table.setdefault(table, {})[column] = rule
+        return by_table
 
 
 def _default_environments() -> dict[str, EnvironmentSettings]:
@@ -118,6 +173,24 @@ class ReplicationConfig(_Strict):
     def environment_names(self) -> list[str]:
         return list(self.environments)
 
+    def to_yaml(self) -> str:
+        """This configuration as replication.yaml text; parse_config(yaml.safe_load(it)) gives it back."""
+
+        def rule(value: MaskRule):
+            return value.strategy if value.strategy not in ("sql", "constant") else {value.strategy: value.value}
+
+        data = {
+            "snapshot": self.snapshot.model_dump(),
+            "environments": {
+                name: {
+                    **({"mask": {k: rule(v) for k, v in env.mask.items()}} if env.mask else {}),
+                    **({"unmasked_pii": env.unmasked_pii} if env.unmasked_pii else {}),
+                }
+                for name, env in self.environments.items()
+            },
+        }
+        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
 
 def _describe(error: dict) -> str:
     where = ".".join(str(part) for part in error["loc"]) or "(top level)"
@@ -135,7 +208,8 @@ def _known_keys(loc: tuple) -> str:
         elif model is ReplicationConfig and part == "environments":
             model = EnvironmentSettings
         elif model is EnvironmentSettings:
-            continue  # the environment's own name
+            continue  # the environment's own name, or a mask key
+
     keys = ", ".join(model.model_fields)
     return f"the keys allowed here are: {keys}" if keys else "no keys are allowed here yet (write {})"
 
@@ -169,7 +243,13 @@ def config_path(environ: dict[str, str] | None = None) -> Path | None:
 
 
 def load_config(path: Path | None = None) -> ReplicationConfig:
-    """The validated configuration; without a file, dev, staging and qa with every table."""
+    """The validated configuration; without a file, dev, staging and qa with every table.
+
+    `$REPLICATION_CONFIG_YAML`, when set, is the configuration itself and wins over any file.
+    """
+    text = os.environ.get(CONFIG_TEXT_VARIABLE, "")
+    if path is None and text.strip():
+        return parse_config(yaml.safe_load(text), CONFIG_TEXT_VARIABLE)
     path = config_path() if path is None else path
     if path is None:
         return ReplicationConfig()

@@ -7,7 +7,7 @@ import os
 import dagster as dg
 from dagster_docker import docker_executor
 
-from .config import SOURCE, ReplicationConfig, env_vars_for
+from .config import CONFIG_TEXT_VARIABLE, SOURCE, ReplicationConfig, env_vars_for
 
 STEP_NANO_CPUS = 1_000_000_000  # 1 CPU
 STEP_MEMORY = "512m"
@@ -24,7 +24,7 @@ FORWARDED_SETTINGS = [
     "DAGSTER_PG_USERNAME",
     "DAGSTER_PG_PASSWORD",
     "REPLICATION_RETRY_DELAY_SECONDS",
-    "REPLICATION_CONFIG",
+    "MASKING_KEY",
 ]
 
 
@@ -40,8 +40,10 @@ def docker_executor_config(config: ReplicationConfig, environ: dict[str, str] | 
     mount = environ.get("REPLICATION_SNAPSHOT_MOUNT", DEFAULT_SNAPSHOT_MOUNT)
     volume = environ.get("REPLICATION_SNAPSHOT_VOLUME", DEFAULT_SNAPSHOT_VOLUME)
     executor_config: dict = {
-        # Only variables that are set are forwarded; SNAPSHOT_DIR is where the volume is mounted.
-        "env_vars": [name for name in forwarded_variables(config) if name in environ] + [f"SNAPSHOT_DIR={mount}"],
+        # Only variables that are set are forwarded; SNAPSHOT_DIR is where the volume is mounted;
+        # the configuration travels as text, so every step sees the run's own.
+        "env_vars": [name for name in forwarded_variables(config) if name in environ]
+        + [f"SNAPSHOT_DIR={mount}", f"{CONFIG_TEXT_VARIABLE}={config.to_yaml()}"],
         "network": environ.get("REPLICATION_DOCKER_NETWORK", DEFAULT_NETWORK),
         "container_kwargs": {
             "nano_cpus": STEP_NANO_CPUS,

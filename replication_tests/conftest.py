@@ -8,11 +8,20 @@ a test passes only when the data path pins the session settings it depends on.
 from __future__ import annotations
 
 import os
+import tempfile
 
 # Set before the code location is imported: its RetryPolicy (2 retries) then waits 1 s instead of
 # 300 s, so tests watch real retries happen. In-process runs always honour the policy, so this
 # is the one knob; test_definitions checks the shipped delay in a process without it.
 os.environ["REPLICATION_RETRY_DELAY_SECONDS"] = "1"
+# Most tests prove exact copies: they run with dev, staging and qa unmasked. The shipped
+# replication.yaml (Dev and QA masked) has tests of its own that name it.
+EXACT_CONFIG = os.path.join(tempfile.mkdtemp(prefix="replication-test-config-"), "replication.yaml")
+with open(EXACT_CONFIG, "w") as _handle:
+    _handle.write("environments:\n  dev: {}\n  staging: {}\n  qa: {}\n")
+os.environ["REPLICATION_CONFIG"] = EXACT_CONFIG
+os.environ.pop("REPLICATION_CONFIG_YAML", None)
+os.environ["MASKING_KEY"] = "test-suite-masking-key"
 
 import socket
 from collections.abc import Iterator

@@ -24,10 +24,23 @@ def error_for(data) -> str:
     return str(caught.value)
 
 
-def test_the_shipped_file_is_the_default_configuration():
-    assert load_config(REPO / "replication.yaml") == ReplicationConfig()
-    assert ReplicationConfig().environment_names == ["dev", "staging", "qa"]
-    assert ReplicationConfig().snapshot.include == ["*"]
+def test_the_shipped_file_masks_dev_and_qa_and_keeps_staging_exact():
+    shipped = load_config(REPO / "replication.yaml")
+    assert shipped.environment_names == ReplicationConfig().environment_names == ["dev", "staging", "qa"]
+    assert shipped.snapshot == ReplicationConfig().snapshot
+    assert shipped.environments["staging"].mask == {} and shipped.environments["staging"].personal_data_policy == "allow"
+    for env in ("dev", "qa"):
+        assert shipped.environments[env].mask["shop.customers.email"].strategy == "email"
+        assert shipped.environments[env].personal_data_policy == "error"
+
+
+def test_the_configuration_round_trips_as_text_for_step_containers(monkeypatch):
+    import yaml
+
+    shipped = load_config(REPO / "replication.yaml")
+    assert parse_config(yaml.safe_load(shipped.to_yaml())) == shipped
+    monkeypatch.setenv("REPLICATION_CONFIG_YAML", shipped.to_yaml())
+    assert load_config() == shipped
 
 
 def test_env_vars_for_names_the_three_variables():
@@ -40,7 +53,11 @@ def test_env_vars_for_names_the_three_variables():
     [
         ({"snapshot": {"inclde": ["*"]}}, "snapshot.inclde: unknown key; the keys allowed here are: include, exclude"),
         ({"snaphot": {}}, "snaphot: unknown key; the keys allowed here are: snapshot, environments"),
-        ({"environments": {"dev": {"mask": {}}}}, "environments.dev.mask: unknown key; no keys are allowed here yet"),
+        ({"environments": {"dev": {"maks": {}}}}, "environments.dev.maks: unknown key; the keys allowed here are: mask, unmasked_pii"),
+        ({"environments": {"dev": {"mask": {"shop.customers.email": "emial"}}}}, "unknown strategy 'emial'"),
+        ({"environments": {"dev": {"mask": {"email": "email"}}}}, "must name a column as schema.table.column"),
+        ({"environments": {"dev": {"unmasked_pii": "maybe"}}}, "environments.dev.unmasked_pii: Input should be 'error', 'warn' or 'allow'"),
+        ({"snapshot": {"keep": -1}}, "snapshot.keep: Input should be greater than or equal to 0"),
         ({"environments": {"Dev QA": {}}}, "'Dev QA' is not a valid environment name"),
         ({"environments": {"Staging": {}}}, "write 'staging' instead"),
         ({"environments": {"2nd": {}}}, "write 'env_2nd' instead"),
@@ -80,7 +97,7 @@ def test_broken_yaml_and_missing_file_are_explained(tmp_path, monkeypatch):
 
 
 def test_without_a_file_the_definitions_hold_the_four_default_assets(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "REPLICATION_CONFIG"}
+    env = {k: v for k, v in os.environ.items() if k not in ("REPLICATION_CONFIG", "SNAPSHOT_DIR")}
     script = "from replication import defs; print(sorted(k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()))"
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
@@ -113,13 +130,14 @@ def test_a_fourth_environment_follows_from_one_line():
     environ = {name: "x" for env in ("prod", "dev", "staging", "qa", "uat") for name in env_vars_for(env)}
     forwarded = docker_executor_config(config, environ)["env_vars"]
     assert {"UAT_DB_CONNECTION", "UAT_DB_USER", "UAT_DB_PASSWORD"} <= set(forwarded)
+    assert f"REPLICATION_CONFIG_YAML={config.to_yaml()}" in forwarded
 
 
 def test_uat_added_through_the_file_alone_is_replicated_end_to_end(cluster, replication_env, tmp_path):
     """A user's whole change: one line in replication.yaml and three variables, then the Dagster CLI."""
     cluster.add_environment("uat")
     config = tmp_path / "replication.yaml"
-    config.write_text((REPO / "replication.yaml").read_text().replace("  qa: {}\n", "  qa: {}\n  uat: {}\n"))
+    config.write_text(Path(os.environ["REPLICATION_CONFIG"]).read_text() + "  uat: {}\n")
     home = tmp_path / "dagster_home"
     home.mkdir()
     env = {**os.environ, **cluster.env_vars(), "REPLICATION_CONFIG": str(config), "DAGSTER_HOME": str(home)}

@@ -27,7 +27,8 @@ def test_executor_config_limits_forwarding_volume_and_retries():
     kwargs = config["container_kwargs"]
     assert (kwargs["nano_cpus"], kwargs["mem_limit"]) == (1_000_000_000, "512m")
     assert kwargs["volumes"] == {"replication_snapshots": {"bind": "/snapshots", "mode": "rw"}}
-    assert config["env_vars"] == ["PROD_DB_PASSWORD", "SNAPSHOT_DIR=/snapshots"]
+    assert config["env_vars"] == ["PROD_DB_PASSWORD", "SNAPSHOT_DIR=/snapshots",
+                                  f"REPLICATION_CONFIG_YAML={ReplicationConfig().to_yaml()}"]
     assert (config["image"], config["network"], config["retries"]) == ("img:1", "net", {"enabled": {}})
 
 

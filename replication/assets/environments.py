@@ -1,11 +1,16 @@
 """The target environments (Dev, Staging, QA, and any added in replication.yaml), each a full copy of the day's snapshot."""
 
+import os
+
 import dagster as dg
 import psycopg
 from pydantic import Field
 
 from ..config import SOURCE, EnvironmentSettings, ReplicationConfig, display_name
+from ..engine.errors import ReplicationError
 from ..engine.guard import refuse_production_address, refuse_same_database, server_identity
+from ..engine.manifest import Manifest
+from ..engine.mask import unmasked_personal_columns
 from ..engine.load import load_snapshot
 from ..engine.retention import PruneReport, folder_lock, prune
 from ..engine.verify import verify_snapshot
@@ -29,6 +34,8 @@ class LoadConfig(dg.Config):
 def build_environment_asset(environment: str, settings: EnvironmentSettings) -> dg.AssetsDefinition:
     """`{env}_db`, loading the snapshot through the `{env}_db_target` resource."""
     resource_key = target_resource_key(environment)
+    masks = settings.rules()
+    masked = f", with {len(settings.mask)} column(s) masked" if settings.mask else ", an exact copy"
 
     @dg.asset(
         name=f"{environment}_db",
@@ -41,7 +48,7 @@ def build_environment_asset(environment: str, settings: EnvironmentSettings) -> 
         description=(
             f"The {display_name(environment)} database: every replicated table replaced by the day's production "
             "snapshot in one transaction, in pg_restore's order (indexes and foreign keys rebuilt after COPY), "
-            "verified by row counts and checksums before COMMIT."
+            f"verified by row counts and checksums before COMMIT{masked}."
         ),
     )
     def environment_db(context: dg.AssetExecutionContext, config: LoadConfig) -> dg.MaterializeResult:
@@ -49,7 +56,8 @@ def build_environment_asset(environment: str, settings: EnvironmentSettings) -> 
         prod: PostgresResource = getattr(context.resources, f"{SOURCE}_db")
         store: SnapshotStore = getattr(context.resources, SNAPSHOT_STORE)
         snapshot_dir = store.path_for(context.partition_key)
-        with explained_failures(f"{environment}_db from {target.label}", [target.password, prod.password]):
+        masking_key = os.environ.get("MASKING_KEY", "")
+        with explained_failures(f"{environment}_db from {target.label}", [target.password, prod.password, masking_key]):
             refuse_production_address(environment, target.address, prod.address)
             if not snapshot_dir.is_dir():
                 verify_snapshot(snapshot_dir)  # says which partition to materialize first
@@ -60,6 +68,7 @@ def build_environment_asset(environment: str, settings: EnvironmentSettings) -> 
                 context.log.info(
                     f"Snapshot {snapshot_dir} verified ({len(manifest.tables)} files, sha256); loading {target.label}"
                 )
+                uncovered = _apply_privacy_policy(context, environment, settings, manifest)
                 with target.get_connection() as conn:
                     refuse_same_database(environment, target.address, server_identity(conn), _identity(context, prod))
                     report = load_snapshot(
@@ -69,6 +78,8 @@ def build_environment_asset(environment: str, settings: EnvironmentSettings) -> 
                         environment=environment,
                         verify_checksums=config.verify_checksums,
                         lock_timeout_seconds=config.lock_timeout_seconds,
+                        masks=masks,
+                        masking_key=masking_key or None,
                         log=context.log.info,
                     )
         context.log.info(
@@ -76,11 +87,34 @@ def build_environment_asset(environment: str, settings: EnvironmentSettings) -> 
             f"({report.indexes_rebuilt} indexes rebuilt, {report.foreign_keys_readded} foreign keys re-validated)"
         )
         pruned = _prune(context, store, snapshot_dir)
-        return dg.MaterializeResult(
-            metadata=load_metadata(report, manifest, snapshot_dir, target.label, pruned, store.root)
-        )
+        metadata = load_metadata(report, manifest, snapshot_dir, target.label, pruned, store.root)
+        metadata["masked_columns"] = dg.MetadataValue.json(report.masked_columns)
+        # What the rows_and_checksums check compares masked tables with, after this load.
+        metadata["masked_table_checksums"] = dg.MetadataValue.json(report.masked_table_checksums)
+        metadata["unmasked_pii_policy"] = settings.personal_data_policy
+        metadata["unmasked_personal_columns"] = dg.MetadataValue.json(uncovered)
+        return dg.MaterializeResult(metadata=metadata)
 
     return environment_db
+
+
+def _apply_privacy_policy(
+    context: dg.AssetExecutionContext, environment: str, settings: EnvironmentSettings, manifest: Manifest
+) -> dict[str, str]:
+    """Personal-looking columns without a rule: refuse (error), report (warn) or accept (allow)."""
+    policy = settings.personal_data_policy
+    uncovered = dict(unmasked_personal_columns(manifest, settings.rules())) if policy != "allow" else {}
+    if uncovered and policy == "error":
+        rules = "\n".join(f"      {column}: {rule}" for column, rule in uncovered.items())
+        raise ReplicationError(
+            f"{environment}: these columns look personal and have no masking rule, and unmasked_pii is error, "
+            f"so nothing was written. Add rules under environments.{environment}.mask in replication.yaml, "
+            f"for example:\n{rules}\nor set unmasked_pii: warn (or allow) for {environment} if they are not personal."
+        )
+    if uncovered:
+        context.log.warning(f"{environment}: loading unmasked columns that look personal: {', '.join(uncovered)} "
+                            "(unmasked_pii: warn)")
+    return uncovered
 
 
 def _identity(context: dg.AssetExecutionContext, prod: PostgresResource):

@@ -11,7 +11,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..config import SOURCE, env_vars_for
+from ..config import SOURCE, env_vars_for, load_config
 from ..engine.connection import connect, parse_address
 from ..engine.manifest import read_manifest
 from ..engine.store import snapshot_path
@@ -58,16 +58,42 @@ def run(setup: LocalSetup, partition: str, scale: float) -> int:
             connections[name] = connect(
                 parse_address(env[names.connection], names.connection), env[names.user], env[names.password]
             )
-        results = compare(connections.pop(SOURCE), connections, manifest)
+        config = load_config()
+        masks = {name: {table: list(cols) for table, cols in config.environments[name].rules().items()}
+                 for name in setup.environments}
+        results = compare(connections.pop(SOURCE), connections, manifest, masks)
     finally:
         for conn in connections.values():
             conn.close()
     print(f"\nSnapshot {snapshot_dir}: {len(manifest.tables)} tables, {manifest.total_rows:,} rows, "
           f"{manifest.total_bytes / 1e6:,.1f} MB; run took {elapsed:.1f} s\n")
     print(render(results))
-    bad = [r for r in results if not r.checksum_matches]
-    print(f"\n{len(results) - len(bad)} of {len(results)} environment tables match production.")
+    bad = [r for r in results if not r.ok]
+    print(f"\n{len(results) - len(bad)} of {len(results)} environment tables match production "
+          "(masked tables: on every unmasked column).")
+    for name in setup.environments:
+        rules = config.environments[name].mask
+        print(f"  {name}: " + (f"{len(rules)} columns masked ({', '.join(f'{k}: {v.describe()}' for k, v in rules.items())})"
+                              if rules else "an exact copy"))
+    checks = _check_summary(setup, env, partition)
+    if checks:
+        print(checks)
     return 1 if bad else 0
+
+
+def _check_summary(setup: LocalSetup, env: dict[str, str], partition: str) -> str:
+    """The run's asset check results, read back from the instance as the UI shows them."""
+    script = """
+import dagster as dg
+instance = dg.DagsterInstance.get()
+run = instance.get_runs(limit=1)[0]
+evaluations = [e.dagster_event.event_specific_data for e in instance.all_logs(run.run_id)
+               if e.dagster_event and e.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"]
+failed = [f"{r.asset_key.to_user_string()}:{r.check_name}" for r in evaluations if not r.passed]
+print(f"Asset checks: {len(evaluations) - len(failed)} of {len(evaluations)} passed" + (f"; FAILED: {failed}" if failed else ""))
+"""
+    result = subprocess.run([sys.executable, "-c", script], env=env, cwd=REPO, capture_output=True, text=True)
+    return result.stdout.strip()
 
 
 def ui(setup: LocalSetup, host: str, port: int) -> int:

@@ -53,7 +53,7 @@ class LocalSetup:
         if self.secrets_file.exists():
             pairs = (line.split("=", 1) for line in self.secrets_file.read_text().splitlines() if "=" in line)
             values = {k: v for k, v in pairs}
-        wanted = ("SUPERUSER", "DAGSTER", SOURCE.upper(), *(env.upper() for env in self.environments))
+        wanted = ("SUPERUSER", "DAGSTER", "MASKING_KEY", SOURCE.upper(), *(env.upper() for env in self.environments))
         missing = {name: secrets.token_urlsafe(18) for name in wanted if name not in values}
         if missing:
             fd = os.open(self.secrets_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -100,6 +100,7 @@ class LocalSetup:
             "DAGSTER_PG_USERNAME": accounts["dagster"].user,
             "DAGSTER_PG_PASSWORD": accounts["dagster"].password,
             "SNAPSHOT_DIR": str(self.snapshot_dir),
+            "MASKING_KEY": self._secrets()["MASKING_KEY"],
         }
         for name in (SOURCE, *self.environments):
             account = accounts[name]

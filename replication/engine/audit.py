@@ -5,7 +5,10 @@ Each returns what it found, table by table, so a check can pass or fail with the
 
 from __future__ import annotations
 
+import csv
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 from psycopg import sql
@@ -27,13 +30,20 @@ class TableAudit:
         return self.rows == self.expected_rows and self.checksum_matches
 
 
-def compare_with_manifest(conn: psycopg.Connection, manifest: Manifest) -> list[TableAudit]:
-    """Row count and content checksum of every snapshot table in the target, against the manifest."""
+def compare_with_manifest(
+    conn: psycopg.Connection, manifest: Manifest, loaded_checksums: dict[str, str] | None = None
+) -> list[TableAudit]:
+    """Row count and content checksum of every snapshot table in the target, against the manifest.
+
+    A masked table's checksum is compared with the one recorded right after its load instead
+    (`loaded_checksums`), since masking changes it on purpose.
+    """
+    loaded_checksums = loaded_checksums or {}
     found = []
     for entry in manifest.tables:
         rows, checksum = content_checksum(conn, entry.ref, entry.column_names)
-        matches = checksum == entry.content_checksum if entry.content_checksum else True
-        found.append(TableAudit(entry.key, rows, entry.rows, matches))
+        expected = loaded_checksums.get(entry.key, entry.content_checksum)
+        found.append(TableAudit(entry.key, rows, entry.rows, checksum == expected if expected else True))
     return found
 
 
@@ -110,4 +120,54 @@ def orphaned_rows(conn: psycopg.Connection, tables: list[TableRef]) -> list[Orph
             )
         ).fetchone()[0]
         found.append(OrphanAudit(name, child, parent, int(count)))
+    return found
+
+
+@dataclass(frozen=True)
+class MaskAudit:
+    column: str
+    compared: int  # distinct production values, NULL and empty left out
+    equal: int  # of those, how many the environment still holds in that column
+
+
+def _value_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def masked_value_overlaps(
+    conn: psycopg.Connection, snapshot_dir: Path, manifest: Manifest, masked: dict[str, list[str]]
+) -> list[MaskAudit]:
+    """For every masked column: how many production values the environment still holds there.
+
+    Production's values are read from the snapshot file, hashed here, and only the hashes are
+    copied (streamed) into a temporary table on the target, which compares them with hashes of its
+    own values in SQL. Memory stays bounded by the COPY buffer; no production value is sent.
+    """
+    found = []
+    entries = {e.key: e for e in manifest.tables}
+    with conn.transaction(force_rollback=True):
+        conn.execute("CREATE TEMP TABLE replication_prod_hashes (col int, h text) ON COMMIT DROP")
+        for table, columns in masked.items():
+            entry = entries[table]
+            positions = [entry.column_names.index(c) for c in columns]
+            conn.execute("TRUNCATE replication_prod_hashes")
+            with open(snapshot_dir / entry.file, newline="", encoding="utf-8") as handle, conn.cursor() as cur:
+                reader = csv.reader(handle)
+                next(reader)  # header
+                with cur.copy("COPY replication_prod_hashes (col, h) FROM STDIN") as copy:
+                    for row in reader:
+                        for slot, position in enumerate(positions):
+                            if row[position] != "":
+                                copy.write_row((slot, _value_hash(row[position])))
+            for slot, column in enumerate(columns):
+                compared, equal = conn.execute(
+                    sql.SQL(
+                        "WITH prod AS (SELECT DISTINCT h FROM replication_prod_hashes WHERE col = {slot}), "
+                        "env AS (SELECT DISTINCT pg_catalog.left(pg_catalog.encode(pg_catalog.sha256("
+                        "pg_catalog.convert_to(t.{col}::text, 'UTF8')), 'hex'), 16) AS h FROM {table} t "
+                        "WHERE t.{col} IS NOT NULL AND t.{col}::text <> '') "
+                        "SELECT (SELECT count(*) FROM prod), (SELECT count(*) FROM prod JOIN env USING (h))"
+                    ).format(slot=sql.Literal(slot), col=sql.Identifier(column), table=entry.ref.ident)
+                ).fetchone()
+                found.append(MaskAudit(f"{table}.{column}", int(compared), int(equal)))
     return found

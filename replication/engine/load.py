@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import psycopg
 from psycopg import IsolationLevel, sql
 
 from .catalog import TableRef, foreign_key_order, foreign_key_parents, owned_sequences, table_columns, table_exists
-from .errors import LoadVerificationError, SchemaMismatchError
+from .errors import ConfigurationError, LoadVerificationError, SchemaMismatchError
 from .files import read_chunks
 from .manifest import Manifest, TableEntry
+from .mask import ColumnInfo, MaskRule, check_rules, foreign_key_gaps, mask_expression, set_key
 from .postload import analyze, refresh_materialized_views
 from .progress import Log, Progress
 from .rebuild import TakenOff, put_back, take_off
@@ -43,6 +44,10 @@ class LoadReport:
     fallback_tables: dict[str, str] = field(default_factory=dict)  # kept their indexes, and why
     materialized_views_refreshed: list[str] = field(default_factory=list)
     materialized_views_skipped: dict[str, str] = field(default_factory=dict)
+    masked_columns: dict[str, str] = field(default_factory=dict)  # schema.table.column -> rule
+    # Masked tables cannot be compared with production's checksum; their checksum as loaded is
+    # kept instead, so a later check can tell whether anything changed since.
+    masked_table_checksums: dict[str, str] = field(default_factory=dict)
 
     @property
     def total_rows(self) -> int:
@@ -97,6 +102,8 @@ def load_snapshot(
     verify_checksums: bool = True,
     lock_timeout_seconds: int = 60,
     rebuild_indexes: bool = True,
+    masks: dict[str, dict[str, MaskRule]] | None = None,
+    masking_key: str | None = None,
     log: Log | None = None,
 ) -> LoadReport:
     """Replace the replicated tables of `conn` with the snapshot, all or nothing, in pg_restore's order.
@@ -108,6 +115,8 @@ def load_snapshot(
     definitions, and readers wait on the locks rather than seeing a partial load. Sequences are
     set only after COMMIT, because setval is not transactional and must not move on a rollback.
     `rebuild_indexes=False` keeps indexes in place during COPY (the slower path, for comparison).
+    `masks` ({schema.table: {column: rule}}) masks those columns on the way in (see engine.mask);
+    their checksums are then compared on the unmasked columns only.
     """
     started = time.monotonic()
     report = LoadReport(environment)
@@ -120,9 +129,15 @@ def load_snapshot(
     order, cyclic = foreign_key_order(foreign_key_parents(conn, list(entries)))
     header = "MATCH" if conn.info.server_version >= 150000 else "true"
     plain_tables = _plain_tables(conn, order)
+    masks = masks or {}
+    mask_columns = _check_masks(conn, environment, entries, masks, masking_key)
+    report.masked_columns = {f"{table}.{col}": rule.describe() for table, rules in masks.items() for col, rule in rules.items()}
+    expected_unmasked: dict[TableRef, tuple[list[str], str]] = {}
     conn.rollback()  # end the read-only catalog transaction before the write transaction
     with conn.transaction():
         conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{lock_timeout_seconds}s")))
+        if masking_key:
+            set_key(conn, masking_key)
         if cyclic:
             # Foreign keys that stay in place (tables not ours to alter) may form a cycle: no
             # order satisfies them row by row, so they are checked at COMMIT.
@@ -132,17 +147,29 @@ def load_snapshot(
         taken = take_off(conn, order) if rebuild_indexes else TakenOff()
         _log_fallbacks(taken, environment, log)
         conn.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(ref.ident for ref in order)))
-        for ref in order:
+        for number, ref in enumerate(order):
+            entry = entries[ref]
+            if entry.key in masks:
+                loaded, expected = _copy_masked(conn, snapshot_dir, entry, environment, header, masks[entry.key],
+                                                mask_columns[entry.key], number, verify_checksums, log)
+                report.tables.append(loaded)
+                expected_unmasked[ref] = expected
+                continue
             # FREEZE writes rows already frozen, sparing a later VACUUM; PostgreSQL allows it
             # on plain tables truncated in this transaction.
             freeze = rebuild_indexes and ref in plain_tables
-            report.tables.append(_copy_in(conn, snapshot_dir, entries[ref], environment, header, freeze, log))
+            report.tables.append(_copy_in(conn, snapshot_dir, entry, environment, header, freeze, log))
         put_back(conn, taken)
         _record_rebuild(report, taken)
         if verify_checksums:
             verify_started = time.monotonic()
             for ref, loaded in zip(order, report.tables):
-                _verify_checksum(conn, entries[ref], environment)
+                if ref in expected_unmasked:
+                    _verify_unmasked(conn, entries[ref], environment, *expected_unmasked[ref])
+                    report.masked_table_checksums[entries[ref].key] = content_checksum(
+                        conn, ref, entries[ref].column_names)[1]
+                else:
+                    _verify_checksum(conn, entries[ref], environment)
                 loaded.checksum_verified = True
             report.verify_seconds = round(time.monotonic() - verify_started, 3)
         report.materialized_views_refreshed, report.materialized_views_skipped = refresh_materialized_views(conn, order)
@@ -150,6 +177,95 @@ def load_snapshot(
     report.sequences_reset = _reset_sequences(conn, manifest)
     report.seconds = round(time.monotonic() - started, 3)
     return report
+
+
+def _check_masks(
+    conn: psycopg.Connection, environment: str, entries: dict, masks: dict[str, dict[str, MaskRule]], key: str | None
+) -> dict[str, dict[str, ColumnInfo]]:
+    """Validate the masking policy against the target's catalog, before the write transaction."""
+    by_key = {entry.key: entry for entry in entries.values()}
+    columns: dict[str, dict[str, ColumnInfo]] = {}
+    for table, rules in masks.items():
+        entry = by_key.get(table)
+        if entry is None:
+            raise ConfigurationError(
+                f"{environment}: the masking policy names table {table}, which is not in the snapshot. "
+                "Fix the mask keys in replication.yaml or the snapshot selection."
+            )
+        for column in rules:
+            if column not in entry.column_names:
+                raise ConfigurationError(
+                    f"{environment}: the masking policy names {table}.{column}, which the snapshot does not "
+                    f"hold (its columns: {', '.join(entry.column_names)}). Fix the key in replication.yaml."
+                )
+        columns[table] = check_rules(conn, environment, entry.ref, rules)
+    gaps = foreign_key_gaps(conn, masks)
+    if gaps:
+        raise ConfigurationError(
+            f"{environment}: a masked column is part of a foreign key whose other side is not masked the same "
+            f"way, so the key would break: {'; '.join(gaps)}. Nothing was written."
+        )
+    if not key and any(rule.keyed for rules in masks.values() for rule in rules.values()):
+        raise ConfigurationError(
+            f"{environment}: MASKING_KEY is not set, and the hash, email, name and phone strategies need it. "
+            "Set it to a long random secret, the same for every environment whose masked values must join. "
+            "Nothing was written."
+        )
+    return columns
+
+
+def _copy_masked(
+    conn: psycopg.Connection,
+    snapshot_dir: Path,
+    entry: TableEntry,
+    environment: str,
+    header: str,
+    rules: dict[str, MaskRule],
+    columns: dict[str, ColumnInfo],
+    number: int,
+    verify: bool,
+    log: Log | None,
+) -> tuple[TableLoad, tuple[list[str], str]]:
+    """COPY into a private temporary table, then INSERT the masked rows into the real one."""
+    staging = TableRef("pg_temp", f"replication_masked_{number}")
+    names = entry.column_names
+    cols = sql.SQL(", ").join(sql.Identifier(n) for n in names)
+    conn.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
+        sql.Identifier(staging.name), cols, entry.ref.ident))
+    staged = replace(entry, schema=staging.schema, name=staging.name)
+    loaded = _copy_in(conn, snapshot_dir, staged, environment, header, False, log)
+    loaded.key = entry.key
+    unmasked = [n for n in names if n not in rules]
+    expected = ""
+    if verify:
+        # The staged rows are production's exactly; then the unmasked columns must survive as they are.
+        _verify_checksum(conn, staged, environment)
+        expected = content_checksum(conn, staging, unmasked)[1] if unmasked else ""
+    values = sql.SQL(", ").join(
+        mask_expression(rules[n], columns[n]) if n in rules else sql.Identifier(n) for n in names
+    )
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM {}").format(
+            entry.ref.ident, cols, values, sql.Identifier(staging.name)))
+        inserted = cur.rowcount
+    if inserted != entry.rows:
+        raise LoadVerificationError(
+            f"{environment}: table {entry.key} received {inserted} masked rows but the snapshot holds {entry.rows}. "
+            "The load was rolled back; check the target's triggers and rules on this table."
+        )
+    conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(staging.name)))
+    return loaded, (unmasked, expected)
+
+
+def _verify_unmasked(conn: psycopg.Connection, entry: TableEntry, environment: str, unmasked: list[str], expected: str) -> None:
+    if not unmasked or not expected:
+        return
+    _, checksum = content_checksum(conn, entry.ref, unmasked)
+    if checksum != expected:
+        raise LoadVerificationError(
+            f"{environment}: the unmasked columns of {entry.key} differ from production after masking "
+            f"(checksum {checksum} vs {expected}). The load was rolled back."
+        )
 
 
 def _plain_tables(conn: psycopg.Connection, tables: list[TableRef]) -> set[TableRef]:

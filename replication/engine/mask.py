@@ -1,0 +1,279 @@
+"""Masking personal data on the target, in SQL, inside the load transaction.
+
+A masked table's file is copied into a session-private temporary table (ON COMMIT DROP), then
+inserted into the real table through one SELECT that applies each column's strategy. No row
+passes through Python, no unmasked value ever lands in the target table's files, and nobody
+connected to the environment can see the temporary table.
+
+Keyed strategies hash with `MASKING_KEY`, passed as a transaction-local setting through a bound
+parameter (never in the SQL text): the same input gives the same output in every table, day and
+environment with the same key, so joins on masked columns keep working.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from .catalog import TableRef
+from .errors import ConfigurationError, SchemaMismatchError
+from .manifest import Manifest
+
+KEYED = ("hash", "email", "name", "phone")
+TEXT_STRATEGIES = (*KEYED, "redact")
+STRATEGIES = (*TEXT_STRATEGIES, "null", "constant", "sql")
+KEY_SETTING = "replication.masking_key"
+
+FIRST_NAMES = ("Alex", "Sam", "Jordan", "Taylor", "Morgan", "Casey", "Riley", "Jamie", "Avery", "Quinn",
+               "Robin", "Drew", "Kai", "Noa", "Eli", "Ari")
+LAST_NAMES = ("Smith", "Jones", "Garcia", "Kim", "Novak", "Silva", "Okafor", "Larsen", "Rossi", "Dubois",
+              "Tanaka", "Nowak", "Haddad", "Moreau", "Berg", "Costa")
+
+
+@dataclass(frozen=True)
+class MaskRule:
+    """One column's strategy; `value` is the constant or the SQL expression where they apply."""
+
+    strategy: str
+    value: object = None
+
+    @property
+    def keyed(self) -> bool:
+        return self.strategy in KEYED
+
+    def describe(self) -> str:
+        if self.strategy == "sql":
+            return f"sql: {self.value}"
+        if self.strategy == "constant":
+            return f"constant: {self.value!r}"
+        return self.strategy
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    name: str
+    type: str  # format_type, schema-qualified under the pinned search_path
+    category: str  # pg_type.typcategory of the base type (of the element type for arrays)
+    is_array: bool
+    not_null: bool
+
+
+def split_column_key(key: str) -> tuple[str, str]:
+    """`shop.customers.email` -> (`shop.customers`, `email`)."""
+    table, _, column = key.rpartition(".")
+    if not table or "." not in table or not column:
+        raise ConfigurationError(f"mask key {key!r} must be schema.table.column.")
+    return table, column
+
+
+def column_info(conn: psycopg.Connection, table: TableRef) -> dict[str, ColumnInfo]:
+    rows = conn.execute(
+        """
+        SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod),
+               coalesce(e.typcategory, b.typcategory), e.oid IS NOT NULL,
+               a.attnotnull OR coalesce(t.typnotnull, false)
+        FROM pg_catalog.pg_attribute a
+        JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+        JOIN pg_catalog.pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+        LEFT JOIN pg_catalog.pg_type e ON e.oid = b.typelem AND b.typcategory = 'A'
+        WHERE a.attrelid = %s::pg_catalog.regclass AND a.attnum > 0 AND NOT a.attisdropped
+        """,
+        (table.ident.as_string(conn),),
+    ).fetchall()
+    return {name: ColumnInfo(name, type_, category, is_array, not_null) for name, type_, category, is_array, not_null in rows}
+
+
+def _key() -> sql.Composable:
+    return sql.SQL("pg_catalog.current_setting({})").format(sql.Literal(KEY_SETTING))
+
+
+def _digest(value: sql.Composable) -> sql.Composable:
+    """Hex sha256 of key, a separator and the value: deterministic per key, different across keys."""
+    return sql.SQL("pg_catalog.encode(pg_catalog.sha256(pg_catalog.convert_to({} || chr(31) || {}, 'UTF8')), 'hex')").format(
+        _key(), value
+    )
+
+
+def _number(digest: sql.Composable, digits: int = 15) -> sql.Composable:
+    return sql.SQL("(('x' || pg_catalog.left({}, {}))::bit({})::bigint)").format(digest, sql.Literal(digits), sql.Literal(digits * 4))
+
+
+def _text_strategy(strategy: str, value: sql.Composable) -> sql.Composable:
+    """The masked text of one text value; NULL and the empty string stay as they are."""
+    digest = _digest(value)
+    if strategy == "hash":
+        body = digest
+    elif strategy == "email":
+        body = sql.SQL("'u' || pg_catalog.left({}, 20) || '@example.com'").format(digest)
+    elif strategy == "name":
+        first = sql.SQL("(ARRAY[{}])[1 + {} % {}]").format(
+            sql.SQL(", ").join(map(sql.Literal, FIRST_NAMES)), _number(digest), sql.Literal(len(FIRST_NAMES)))
+        last = sql.SQL("(ARRAY[{}])[1 + ({} / {}) % {}]").format(
+            sql.SQL(", ").join(map(sql.Literal, LAST_NAMES)), _number(digest), sql.Literal(len(FIRST_NAMES)),
+            sql.Literal(len(LAST_NAMES)))
+        # A short hash suffix keeps distinct people distinct, as the real names were.
+        body = sql.SQL("{} || ' ' || {} || '-' || pg_catalog.left({}, 4)").format(first, last, digest)
+    elif strategy == "phone":
+        digits = sql.SQL("pg_catalog.lpad(({} % 10000000)::text, 7, '0')").format(_number(digest))
+        body = sql.SQL("'+1-555-' || pg_catalog.left({0}, 3) || '-' || pg_catalog.right({0}, 4)").format(digits)
+    elif strategy == "redact":
+        body = sql.SQL(
+            "pg_catalog.regexp_replace(pg_catalog.regexp_replace(pg_catalog.regexp_replace({}, "
+            "'[[:lower:]]', 'x', 'g'), '[[:upper:]]', 'X', 'g'), '[[:digit:]]', '9', 'g')"
+        ).format(value)
+    else:
+        raise ConfigurationError(f"unknown text strategy {strategy!r}")
+    return sql.SQL("CASE WHEN {v} IS NULL OR {v} = '' THEN {v} ELSE {b} END").format(v=value, b=body)
+
+
+def mask_expression(rule: MaskRule, column: ColumnInfo) -> sql.Composable:
+    """The SELECT-list expression that produces the masked column, cast back to its own type."""
+    ident = sql.Identifier(column.name)
+    target_type = sql.SQL(column.type)
+    if rule.strategy == "null":
+        return sql.SQL("NULL::{}").format(target_type)
+    if rule.strategy == "constant":
+        return sql.SQL("CASE WHEN {c} IS NULL THEN NULL ELSE {v}::{t} END").format(
+            c=ident, v=sql.Literal(None if rule.value is None else str(rule.value)), t=target_type)
+    if rule.strategy == "sql":
+        return sql.SQL("({})::{}").format(sql.SQL(str(rule.value)), target_type)
+    if column.is_array:
+        element = _text_strategy(rule.strategy, sql.SQL("e::text"))
+        return sql.SQL(
+            "CASE WHEN {c} IS NULL THEN NULL ELSE coalesce((SELECT pg_catalog.array_agg({el} ORDER BY i) "
+            "FROM pg_catalog.unnest({c}) WITH ORDINALITY AS u(e, i)), '{{}}') END::{t}"
+        ).format(c=ident, el=element, t=target_type)
+    return sql.SQL("{}::{}").format(_text_strategy(rule.strategy, sql.SQL("{}::text").format(ident)), target_type)
+
+
+def check_rules(conn: psycopg.Connection, environment: str, table: TableRef, rules: dict[str, MaskRule]) -> dict[str, ColumnInfo]:
+    """Every rule names an existing column and can produce its type; raise before any write otherwise."""
+    columns = column_info(conn, table)
+    for name, rule in rules.items():
+        where = f"{environment}: mask {table.key}.{name}"
+        column = columns.get(name)
+        if column is None:
+            raise SchemaMismatchError(f"{where}: the column does not exist in the target. Fix the key in replication.yaml.")
+        if rule.strategy in TEXT_STRATEGIES and column.category != "S":
+            raise SchemaMismatchError(
+                f"{where}: {rule.strategy} produces text, but the column is {column.type}. Use null, "
+                "constant: or sql: for it, in replication.yaml. Nothing was written."
+            )
+        if rule.strategy == "null" and column.not_null:
+            raise SchemaMismatchError(f"{where}: null cannot fill a NOT NULL column ({column.type}). Nothing was written.")
+        if rule.strategy in ("constant", "sql"):
+            probe = sql.SQL("EXPLAIN SELECT {} FROM {}").format(mask_expression(rule, column), table.ident)
+            try:
+                with conn.transaction():
+                    conn.execute(probe)
+                    if rule.strategy == "constant":
+                        conn.execute(sql.SQL("SELECT {}::{}").format(sql.Literal(str(rule.value)), sql.SQL(column.type)))
+            except psycopg.Error as exc:
+                raise SchemaMismatchError(
+                    f"{where}: {rule.describe()} cannot produce {column.type}: {str(exc).splitlines()[0]}. "
+                    "Nothing was written."
+                ) from None
+    return columns
+
+
+def foreign_key_gaps(conn: psycopg.Connection, masks: dict[str, dict[str, MaskRule]]) -> list[str]:
+    """Foreign keys with a masked column on one side and not the same deterministic rule on the other."""
+    rows = conn.execute(
+        """
+        SELECT k.conname, cn.nspname || '.' || c.relname, a.attname, pn.nspname || '.' || p.relname, pa.attname
+        FROM pg_catalog.pg_constraint k
+        JOIN pg_catalog.pg_class c ON c.oid = k.conrelid JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace
+        JOIN pg_catalog.pg_class p ON p.oid = k.confrelid JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace
+        CROSS JOIN LATERAL unnest(k.conkey, k.confkey) AS u(child, parent)
+        JOIN pg_catalog.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.child
+        JOIN pg_catalog.pg_attribute pa ON pa.attrelid = k.confrelid AND pa.attnum = u.parent
+        WHERE k.contype = 'f' AND k.conparentid = 0
+        """
+    ).fetchall()
+    gaps = []
+    for name, child, child_col, parent, parent_col in rows:
+        left = masks.get(child, {}).get(child_col)
+        right = masks.get(parent, {}).get(parent_col)
+        if left is None and right is None:
+            continue
+        consistent = left is not None and right is not None and left == right and left.strategy in (*KEYED, "redact")
+        if not consistent:
+            gaps.append(f"{child}.{child_col} -> {parent}.{parent_col} ({name}): mask both with the same "
+                        f"deterministic strategy (now {left.describe() if left else 'unmasked'} and "
+                        f"{right.describe() if right else 'unmasked'})")
+    return gaps
+
+
+def set_key(conn: psycopg.Connection, key: str) -> None:
+    conn.execute("SELECT pg_catalog.set_config(%s, %s, true)", (KEY_SETTING, key))
+
+
+# --- privacy by default --------------------------------------------------------------------------
+
+_PERSONAL_WORDS = {
+    "email", "mail", "phone", "mobile", "fax", "surname", "firstname", "lastname", "fullname", "displayname",
+    "givenname", "familyname", "address", "street", "zip", "postcode", "postal", "birth", "birthday", "dob",
+    "birthdate", "ssn", "passport", "iban", "ip", "ipaddress", "taxid", "salary", "nationalid",
+}
+_PERSONAL_TYPES = ("inet", "cidr", "macaddr")
+
+
+def _words(name: str) -> list[str]:
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name)
+    return [w for w in re.split(r"[^a-z0-9]+", spaced.lower()) if w]
+
+
+def looks_personal(column: str, type_name: str) -> bool:
+    """By name (email, phone, first/last/full/display name, address, birth, ssn, passport, iban, ip, ...)
+    and by type (inet, cidr, macaddr, a domain named like email). A bare `name` is not enough:
+    products and tables have names too."""
+    words = _words(column)
+    joined = {"".join(words[i:i + 2]) for i in range(len(words))}
+    if (set(words) | joined) & _PERSONAL_WORDS:
+        return True
+    base = type_name.removesuffix("[]").rsplit(".", 1)[-1].strip('"').lower()
+    return base in _PERSONAL_TYPES or "email" in base or "phone" in base
+
+
+def suggested_rule(column: str, type_name: str) -> str:
+    words = set(_words(column))
+    if words & {"email", "mail"} or "email" in type_name.lower():
+        return "email"
+    if words & {"phone", "mobile", "fax"}:
+        return "phone"
+    if "name" in words or words & {"surname", "firstname", "lastname", "fullname", "displayname"}:
+        return "name"
+    if words & {"birth", "birthday", "dob", "birthdate"}:
+        return "null"
+    return "hash"
+
+
+def unmasked_personal_columns(manifest: Manifest, rules: dict[str, dict[str, MaskRule]]) -> list[tuple[str, str]]:
+    """Snapshot columns that look personal and have no rule, each with the rule to add."""
+    found = []
+    for entry in manifest.tables:
+        covered = rules.get(entry.key, {})
+        for column in entry.columns:
+            if column.name not in covered and looks_personal(column.name, column.type):
+                found.append((f"{entry.key}.{column.name}", suggested_rule(column.name, column.type)))
+    return found
+
+
+def policy_problems(environment: str, rules: dict[str, dict[str, MaskRule]], manifest: Manifest) -> list[str]:
+    """Mask keys that name a table or column the snapshot does not hold."""
+    tables = {entry.key: entry for entry in manifest.tables}
+    problems = []
+    for table, columns in rules.items():
+        entry = tables.get(table)
+        if entry is None:
+            problems.append(f"environments.{environment}.mask: table {table} is not in the snapshot "
+                            f"(tables: {', '.join(sorted(tables))})")
+            continue
+        for column in columns:
+            if column not in entry.column_names:
+                problems.append(f"environments.{environment}.mask: {table} has no column {column!r} "
+                                f"(columns: {', '.join(entry.column_names)})")
+    return problems
