@@ -48,7 +48,7 @@ def deployment(tmp_path_factory):
     project, network, volume, port = f"replctest{suffix}", f"replication_ctest_{suffix}", f"replication_ctest_snap_{suffix}", free_port()
     env_file = tmp_path_factory.mktemp("compose") / "replication.env"
     # This test's own databases live in the storage server; a real deployment points at its own.
-    values = {"DAGSTER_PG_PASSWORD": "storage-Pw-9", "DAGSTER_UI_PORT": str(port),
+    values = {"DAGSTER_PG_PASSWORD": "storage-Pw-9", "DAGSTER_UI_PORT": str(port), "MASKING_KEY": "compose-mask-key",
               "REPLICATION_DOCKER_NETWORK": network, "REPLICATION_SNAPSHOT_VOLUME": volume}
     for env, user, password in [("PROD", "prod_reader", "prod-Pw-2"), ("DEV", "dev_loader", "dev-Pw-3"),
                                 ("STAGING", "staging_loader", "staging-Pw-3"), ("QA", "qa_loader", "qa-Pw-3")]:
@@ -73,9 +73,17 @@ def test_compose_deployment_runs_a_partition_with_steps_in_containers(deployment
     run_id = launch_run(deployment["url"], JOB, PARTITION)
     assert wait_for_run(deployment["url"], run_id)["status"] == "SUCCESS"
     steps = {c["step"]: (c["nano_cpus"], c["memory"], c["exit_code"]) for c in step_containers(deployment["network"])}
-    assert steps == {key: (1_000_000_000, 536870912, 0) for key in ASSETS}
+    assert set(ASSETS) <= set(steps)  # and every asset check step, each in its own container
+    assert set(steps.values()) == {(1_000_000_000, 536870912, 0)}
     compare = subprocess.run(["docker", "exec", "-e", "PYTHONWARNINGS=ignore", deployment["storage"], "python", "-c", FINGERPRINTS],
                              check=True, capture_output=True, text=True)
     fingerprints = json.loads(compare.stdout)
     assert fingerprints["prod"]["shop.order_items"][0] > 0
-    assert fingerprints["dev"] == fingerprints["staging"] == fingerprints["qa"] == fingerprints["prod"]
+    # The image ships replication.yaml: Staging exact, Dev and QA with shop.customers masked.
+    assert fingerprints["staging"] == fingerprints["prod"]
+    for env in ("dev", "qa"):
+        assert fingerprints[env]["shop.customers"] != fingerprints["prod"]["shop.customers"]
+        assert fingerprints[env]["shop.customers"][0] == fingerprints["prod"]["shop.customers"][0]
+        unmasked = {k: v for k, v in fingerprints[env].items() if k != "shop.customers"}
+        assert unmasked == {k: v for k, v in fingerprints["prod"].items() if k != "shop.customers"}
+    assert fingerprints["dev"]["shop.customers"] == fingerprints["qa"]["shop.customers"]  # one key, same fakes

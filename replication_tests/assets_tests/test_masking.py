@@ -1,0 +1,125 @@
+"""Per-environment masking through Dagster: the shipped policy, privacy by default, proof in checks."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from replication.config import parse_config
+from replication.definitions import build_definitions
+from replication.engine.session import libpq_options
+
+from ..helpers import JOB
+from .test_replication_run import failure_messages, materializations
+from .test_unattended import check_results
+
+REPO = Path(__file__).resolve().parents[2]
+MASKED = ["email", "full_name", "Display Name", "note", "birthday"]
+
+
+def run(config: dict, instance, partition="2026-11-12", assets=None):
+    defs = build_definitions(parse_config(config))
+    return defs.resolve_job_def(JOB).execute_in_process(
+        partition_key=partition, instance=instance, raise_on_error=False,
+        asset_selection=[dg.AssetKey(a) for a in assets] if assets else None)
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
+def customers(cluster, name):
+    with cluster.server_for(name).connect(cluster.accounts[name].database, options=libpq_options()) as conn:
+        return {row[0]: row for row in conn.execute(
+            'SELECT id, email, full_name, "Display Name", note, birthday::text, is_active, created_at::text, tags::text FROM shop.customers')}
+
+
+def test_the_shipped_policy_masks_dev_and_qa_and_keeps_staging_exact(cluster, replication_env, tmp_path):
+    """`make demo`'s configuration, through the Dagster CLI: every check green."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, **cluster.env_vars(), "REPLICATION_CONFIG": str(REPO / "replication.yaml"),
+           "DAGSTER_HOME": str(home)}
+    result = subprocess.run([sys.executable, "-m", "dagster", "job", "execute", "-m", "replication", "-j", JOB,
+                             "--tags", json.dumps({"dagster/partition": "2026-11-11"})],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    output = result.stdout + result.stderr
+    assert "masked_values_differ_from_production' on 'dev_db' passed" in output
+    assert "masked_values_differ_from_production' on 'qa_db' passed" in output
+    assert "failed" not in output.lower().replace("failed: 0", "")
+    prod = customers(cluster, "prod")
+    assert customers(cluster, "staging") == prod
+    assert cluster.fingerprints("staging") == cluster.fingerprints("prod")
+    for name in ("dev", "qa"):
+        masked = customers(cluster, name)
+        assert set(masked) == set(prod)
+        for key, row in masked.items():
+            original = prod[key]
+            assert row[6:] == original[6:]  # unmasked columns are production's
+            assert row[1] != original[1] and row[2] != original[2]
+            assert row[5] is None
+        others = {k: v for k, v in cluster.fingerprints(name).items() if k != "shop.customers"}
+        assert others == {k: v for k, v in cluster.fingerprints("prod").items() if k != "shop.customers"}
+    # One key, every environment: the same person has the same fake email in Dev and QA.
+    assert {k: r[1] for k, r in customers(cluster, "dev").items()} == {k: r[1] for k, r in customers(cluster, "qa").items()}
+
+
+def test_error_refuses_an_uncovered_personal_column_and_names_it(cluster, replication_env, instance):
+    assert run({"environments": {"dev": {}, "staging": {}, "qa": {}}}, instance).success
+    before = cluster.fingerprints("dev")
+    partial = {"environments": {"dev": {"mask": {"shop.customers.email": "email"}}, "staging": {}, "qa": {}}}
+    result = run(partial, instance, assets=["prod_snapshot", "dev_db"])
+    message = failure_messages(result)["dev_db"]
+    for column, rule in [("shop.customers.full_name", "name"), ("shop.customers.Display Name", "name"),
+                         ("shop.customers.birthday", "null")]:
+        assert f"{column}: {rule}" in message
+    assert "unmasked_pii is error" in message and "nothing was written" in message
+    assert not any(e.event_type_value == "STEP_UP_FOR_RETRY" for e in result.all_events)
+    assert cluster.fingerprints("dev") == before
+
+
+def test_warn_loads_and_reports_and_allow_is_silent(cluster, replication_env, instance):
+    config = {"environments": {"dev": {"unmasked_pii": "warn", "mask": {"shop.customers.email": "email"}},
+                               "staging": {}, "qa": {"unmasked_pii": "allow", "mask": {"shop.customers.full_name": "hash"}}}}
+    result = run(config, instance)
+    assert result.success
+    metadata = materializations(result)
+    assert "shop.customers.full_name" in metadata["dev_db"]["unmasked_personal_columns"].value
+    assert metadata["qa_db"]["unmasked_personal_columns"].value == {}
+    assert metadata["dev_db"]["masked_columns"].value == {"shop.customers.email": "email"}
+    warnings = [e.message for e in result.all_events if e.event_type_value == "STEP_WORKER_STARTED"] + [
+        r.message for r in instance.all_logs(result.run_id) if r.level == 30]
+    assert any("dev: loading unmasked columns that look personal" in w for w in warnings)
+    assert not any(w.startswith("qa:") for w in warnings)
+    assert all(check_results(result).values()), check_results(result)
+
+
+def test_masked_values_check_fails_when_a_production_value_survives(cluster, replication_env, instance):
+    # {sql: email} keeps the value as it is: the check must catch it.
+    config = {"environments": {"dev": {"unmasked_pii": "allow", "mask": {"shop.customers.email": {"sql": "email"}}},
+                               "staging": {}, "qa": {}}}
+    result = run(config, instance)
+    checks = check_results(result)
+    assert checks["dev_db:masked_values_differ_from_production"] is False
+    evaluation = next(e for e in result.get_asset_check_evaluations() if e.check_name == "masked_values_differ_from_production")
+    assert "shop.customers.email (" in evaluation.description and "example.com" not in evaluation.description
+
+
+def test_a_policy_naming_an_unknown_column_fails_when_the_definitions_load(cluster, replication_env, instance, tmp_path):
+    assert run({"environments": {"dev": {}, "staging": {}, "qa": {}}}, instance).success  # a snapshot to check against
+    bad = tmp_path / "replication.yaml"
+    bad.write_text("environments:\n  dev:\n    mask:\n      shop.customers.emial: email\n  staging: {}\n")
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("DAGSTER_")},
+           "DAGSTER_HOME": str(tmp_path), "REPLICATION_CONFIG": str(bad), "SNAPSHOT_DIR": str(replication_env)}
+    result = subprocess.run([sys.executable, "-m", "dagster", "definitions", "validate", "-w", str(REPO / "workspace.yaml")],
+                            cwd=tmp_path, env=env, capture_output=True, text=True)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "environments.dev.mask: shop.customers has no column 'emial'" in output
