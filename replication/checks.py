@@ -65,6 +65,15 @@ def every_selected_table_captured(context: dg.AssetCheckExecutionContext, snapsh
     )
 
 
+def _verdict(problems: list[str], lead: str, advice: str, name: str, columns: list[str], rows: list[dict]):
+    """Pass when nothing is wrong; otherwise say what, where and what to do. The table always shows."""
+    return dg.AssetCheckResult(
+        passed=not problems,
+        description=f"{lead}: {', '.join(problems)}. {advice}" if problems else None,
+        metadata={name: _table(columns, rows)},
+    )
+
+
 def _loaded_checksums(context: dg.AssetCheckExecutionContext, asset: str) -> dict[str, str]:
     """Checksums of masked tables as the partition's last load left them (from its materialization)."""
     records = context.instance.fetch_materializations(
@@ -86,55 +95,42 @@ def build_environment_checks(environment: str, settings: EnvironmentSettings) ->
         store: SnapshotStore = getattr(context.resources, SNAPSHOT_STORE)
         return verify_snapshot(store.path_for(context.partition_key)), getattr(context.resources, resource_key)
 
+    def _audit(context, audit):
+        """Run one read-only audit of the environment against the partition's snapshot."""
+        manifest, target = _manifest_and_target(context)
+        with target.get_connection() as conn:
+            return audit(conn, manifest)
+
     @dg.asset_check(name="rows_and_checksums_match_snapshot", **common,
                     description=f"Every table in {environment} has the snapshot's row count and content checksum.")
     def rows_and_checksums(context: dg.AssetCheckExecutionContext):
-        manifest, target = _manifest_and_target(context)
-        with target.get_connection() as conn:
-            found = compare_with_manifest(conn, manifest, _loaded_checksums(context, asset))
-        bad = [f for f in found if not f.ok]
-        return dg.AssetCheckResult(
-            passed=not bad,
-            description=("Differs from the snapshot: " + ", ".join(
-                f"{f.table} ({f.rows:,} rows, snapshot {f.expected_rows:,}, checksum "
-                f"{'matches' if f.checksum_matches else 'differs'})" for f in bad) + ". Run the partition again."
-                if bad else None),
-            metadata={"tables": _table(["table", "rows", "snapshot_rows", "checksum"], [
-                {"table": f.table, "rows": f.rows, "snapshot_rows": f.expected_rows,
-                 "checksum": "matches" if f.checksum_matches else "DIFFERS"} for f in found])},
-        )
+        found = _audit(context, lambda conn, manifest: compare_with_manifest(conn, manifest, _loaded_checksums(context, asset)))
+        problems = [f"{f.table} ({f.rows:,} rows, snapshot {f.expected_rows:,}, checksum "
+                    f"{'matches' if f.checksum_matches else 'differs'})" for f in found if not f.ok]
+        return _verdict(problems, "Differs from the snapshot", "Run the partition again.", "tables",
+                        ["table", "rows", "snapshot_rows", "checksum"],
+                        [{"table": f.table, "rows": f.rows, "snapshot_rows": f.expected_rows,
+                          "checksum": "matches" if f.checksum_matches else "DIFFERS"} for f in found])
 
     @dg.asset_check(name="sequences_at_or_above_loaded_max", **common,
                     description="Every serial and identity sequence will hand out a value above the loaded maximum.")
     def sequences(context: dg.AssetCheckExecutionContext):
-        manifest, target = _manifest_and_target(context)
-        with target.get_connection() as conn:
-            found = sequence_positions(conn, [t.ref for t in manifest.tables])
-        bad = [f for f in found if not f.ok]
-        return dg.AssetCheckResult(
-            passed=not bad,
-            description=("Behind the data: " + ", ".join(
-                f"{f.sequence} would give {f.next_value} but {f.table}.{f.column} holds {f.loaded_max}" for f in bad)
-                + ". An insert would collide; run the partition again to reset them." if bad else None),
-            metadata={"sequences": _table(["sequence", "next_value", "loaded_max"], [
-                {"sequence": f.sequence, "next_value": f.next_value, "loaded_max": f.loaded_max} for f in found])},
-        )
+        found = _audit(context, lambda conn, manifest: sequence_positions(conn, [t.ref for t in manifest.tables]))
+        problems = [f"{f.sequence} would give {f.next_value} but {f.table}.{f.column} holds {f.loaded_max}"
+                    for f in found if not f.ok]
+        return _verdict(problems, "Behind the data", "An insert would collide; run the partition again to reset them.",
+                        "sequences", ["sequence", "next_value", "loaded_max"],
+                        [{"sequence": f.sequence, "next_value": f.next_value, "loaded_max": f.loaded_max} for f in found])
 
     @dg.asset_check(name="no_orphaned_foreign_keys", **common,
                     description="No row's foreign key points at a row that does not exist.")
     def orphans(context: dg.AssetCheckExecutionContext):
-        manifest, target = _manifest_and_target(context)
-        with target.get_connection() as conn:
-            found = orphaned_rows(conn, [t.ref for t in manifest.tables])
-        bad = [f for f in found if f.orphans]
-        return dg.AssetCheckResult(
-            passed=not bad,
-            description=("Orphaned rows: " + ", ".join(
-                f"{f.orphans:,} in {f.table} ({f.constraint} to {f.references})" for f in bad) if bad else None),
-            metadata={"foreign_keys": _table(["constraint", "table", "references", "orphans"], [
-                {"constraint": f.constraint, "table": f.table, "references": f.references, "orphans": f.orphans}
-                for f in found])},
-        )
+        found = _audit(context, lambda conn, manifest: orphaned_rows(conn, [t.ref for t in manifest.tables]))
+        problems = [f"{f.orphans:,} in {f.table} ({f.constraint} to {f.references})" for f in found if f.orphans]
+        return _verdict(problems, "Orphaned rows", "Run the partition again; validate the foreign key if it is NOT VALID.",
+                        "foreign_keys", ["constraint", "table", "references", "orphans"],
+                        [{"constraint": f.constraint, "table": f.table, "references": f.references, "orphans": f.orphans}
+                         for f in found])
 
     checks = [rows_and_checksums, sequences, orphans]
     if settings.mask:
@@ -153,16 +149,11 @@ def _masked_values_check(environment: str, settings: EnvironmentSettings, common
         store: SnapshotStore = getattr(context.resources, SNAPSHOT_STORE)
         with target.get_connection() as conn:
             found = masked_value_overlaps(conn, store.path_for(context.partition_key), manifest, masked)
-        leaked = [f for f in found if f.equal]
-        return dg.AssetCheckResult(
-            passed=not leaked,
-            description=("Production values still present: " + ", ".join(
-                f"{f.column} ({f.equal:,} of {f.compared:,} values)" for f in leaked)
-                + ". Choose a strategy that changes every value." if leaked else None),
-            metadata={"columns": _table(["column", "rule", "production_values", "still_present"], [
-                {"column": f.column, "rule": settings.mask[f.column].describe(), "production_values": f.compared,
-                 "still_present": f.equal} for f in found])},
-        )
+        problems = [f"{f.column} ({f.equal:,} of {f.compared:,} values)" for f in found if f.equal]
+        return _verdict(problems, "Production values still present", "Choose a strategy that changes every value.",
+                        "columns", ["column", "rule", "production_values", "still_present"],
+                        [{"column": f.column, "rule": settings.mask[f.column].describe(), "production_values": f.compared,
+                          "still_present": f.equal} for f in found])
 
     return masked_values
 
