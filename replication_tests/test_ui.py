@@ -215,8 +215,8 @@ def test_materialize_one_partition_by_clicking_in_the_ui(dagster_dev):
             page.screenshot(path=str(ARTIFACTS / "ui-materialization-success.png"))
             # The checks' results on the asset page, where a person looks for proof of a copy.
             page.goto(f"{url}/assets/dev_db?view=checks", wait_until="networkidle")
-            check_name = page.locator("text=rows_and_checksums_match_snapshot >> visible=true").first
-            sync_api.expect(check_name).to_be_visible(timeout=60_000)
+            sync_api.expect(page.get_by_text(re.compile(r"^Checks \(3\)$")).first).to_be_visible(timeout=60_000)
+            sync_api.expect(page.get_by_text("Evaluation result").first).to_be_visible(timeout=60_000)
             page.wait_for_timeout(1500)
             page.screenshot(path=str(ARTIFACTS / "ui-asset-checks.png"))
         finally:
