@@ -80,6 +80,7 @@ def test_a_past_partition_is_captured_honestly_or_refused(cluster, replication_e
     before = sorted(p.name for p in replication_env.iterdir())
     refused = run(definitions(backfill_missing="refuse"), instance, "2024-03-02")
     message = failure_messages(refused)["prod_snapshot"]
+    print(f"\nrefused backfill: {message}")
     assert "No retained snapshot of 2024-03-02" in message and "backfill_missing is refuse" in message
     assert not any(e.event_type_value == "STEP_UP_FOR_RETRY" for e in refused.all_events)
     assert sorted(p.name for p in replication_env.iterdir()) == before
@@ -146,6 +147,7 @@ def test_a_target_that_is_production_under_another_name_is_refused(cluster, repl
     monkeypatch.setenv("DEV_DB_PASSWORD", cluster.accounts["prod"].password)
     result = run(definitions(), instance, "2026-11-06")
     message = failure_messages(result)["dev_db"]
+    print(f"\nrefused prod target: {message}")
     assert "dev: the target localhost:" in message and "is the production database" in message
     assert "refused before connecting" in message
     assert not any(e.event_type_value == "STEP_UP_FOR_RETRY" for e in result.all_events)
