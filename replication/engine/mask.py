@@ -262,8 +262,18 @@ def unmasked_personal_columns(manifest: Manifest, rules: dict[str, dict[str, Mas
     return found
 
 
+_BUILTIN_TEXT = re.compile(r"^(text|character varying(\(\d+\))?|character(\(\d+\))?|citext|name)(\[\])?$")
+# Built-in types that are certainly not text; a user type (a domain, say) is left to the load's
+# catalog check, which sees its base type.
+_BUILTIN_NOT_TEXT = re.compile(
+    r"^(smallint|integer|bigint|numeric.*|real|double precision|boolean|date|time.*|interval.*|uuid|jsonb?|"
+    r"bytea|inet|cidr|macaddr8?|money|bit.*|oid|xml|point|tsvector)(\[\])?$"
+)
+
+
 def policy_problems(environment: str, rules: dict[str, dict[str, MaskRule]], manifest: Manifest) -> list[str]:
-    """Mask keys that name a table or column the snapshot does not hold."""
+    """Mask keys naming a table or column the snapshot does not hold, or a text strategy on a
+    column whose recorded type is certainly not text."""
     tables = {entry.key: entry for entry in manifest.tables}
     problems = []
     for table, columns in rules.items():
@@ -272,8 +282,13 @@ def policy_problems(environment: str, rules: dict[str, dict[str, MaskRule]], man
             problems.append(f"environments.{environment}.mask: table {table} is not in the snapshot "
                             f"(tables: {', '.join(sorted(tables))})")
             continue
-        for column in columns:
-            if column not in entry.column_names:
+        types = {c.name: c.type for c in entry.columns}
+        for column, rule in columns.items():
+            if column not in types:
                 problems.append(f"environments.{environment}.mask: {table} has no column {column!r} "
                                 f"(columns: {', '.join(entry.column_names)})")
+            elif rule.strategy in TEXT_STRATEGIES and _BUILTIN_NOT_TEXT.match(types[column]) \
+                    and not _BUILTIN_TEXT.match(types[column]):
+                problems.append(f"environments.{environment}.mask: {table}.{column} is {types[column]}, and "
+                                f"{rule.strategy} produces text; use null, {{constant: ...}} or {{sql: ...}}")
     return problems

@@ -115,7 +115,8 @@ def test_masked_values_check_fails_when_a_production_value_survives(cluster, rep
 def test_a_policy_naming_an_unknown_column_fails_when_the_definitions_load(cluster, replication_env, instance, tmp_path):
     assert run({"environments": {"dev": {}, "staging": {}, "qa": {}}}, instance).success  # a snapshot to check against
     bad = tmp_path / "replication.yaml"
-    bad.write_text("environments:\n  dev:\n    mask:\n      shop.customers.emial: email\n  staging: {}\n")
+    bad.write_text("environments:\n  dev:\n    mask:\n      shop.customers.emial: email\n"
+                   "      shop.customers.created_at: name\n  staging: {}\n")
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("DAGSTER_")},
            "DAGSTER_HOME": str(tmp_path), "REPLICATION_CONFIG": str(bad), "SNAPSHOT_DIR": str(replication_env)}
     result = subprocess.run([sys.executable, "-m", "dagster", "definitions", "validate", "-w", str(REPO / "workspace.yaml")],
@@ -123,3 +124,4 @@ def test_a_policy_naming_an_unknown_column_fails_when_the_definitions_load(clust
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "environments.dev.mask: shop.customers has no column 'emial'" in output
+    assert "shop.customers.created_at is timestamp with time zone, and name produces text" in output
