@@ -41,9 +41,10 @@ def per_table_numbers(items: list[tuple[str, int, int]]) -> dict[str, dg.Metadat
 
 def disk_metadata(root: Path) -> dict[str, dg.MetadataValue]:
     """How much the retained snapshots take and how much room is left, for the retention plots."""
-    used = sum(folder_bytes(path) for path, _ in snapshot_folders(root))
+    folders = snapshot_folders(root)
+    used = sum(folder_bytes(path) for path, _ in folders)
     free = shutil.disk_usage(root).free if root.exists() else 0
-    return {"snapshots_retained": dg.MetadataValue.int(len(snapshot_folders(root))),
+    return {"snapshots_retained": dg.MetadataValue.int(len(folders)),
             "snapshots_disk_bytes": dg.MetadataValue.int(used),
             "snapshot_disk_free_bytes": dg.MetadataValue.int(free)}
 
