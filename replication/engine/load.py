@@ -9,7 +9,15 @@ from pathlib import Path
 import psycopg
 from psycopg import IsolationLevel, sql
 
-from .catalog import TableRef, foreign_key_order, foreign_key_parents, owned_sequences, table_columns, table_exists
+from .catalog import (
+    TableRef,
+    foreign_key_order,
+    foreign_key_parents,
+    is_partitioned,
+    owned_sequences,
+    table_columns,
+    table_exists,
+)
 from .errors import ConfigurationError, LoadVerificationError, SchemaMismatchError
 from .files import read_chunks
 from .manifest import Manifest, TableEntry
@@ -128,7 +136,6 @@ def load_snapshot(
     check_target_schema(conn, manifest, environment)
     order, cyclic = foreign_key_order(foreign_key_parents(conn, list(entries)))
     header = "MATCH" if conn.info.server_version >= 150000 else "true"
-    plain_tables = _plain_tables(conn, order)
     masks = masks or {}
     mask_columns = _check_masks(conn, environment, entries, masks, masking_key)
     report.masked_columns = {f"{table}.{col}": rule.describe() for table, rules in masks.items() for col, rule in rules.items()}
@@ -157,7 +164,7 @@ def load_snapshot(
                 continue
             # FREEZE writes rows already frozen, sparing a later VACUUM; PostgreSQL allows it
             # on plain tables truncated in this transaction.
-            freeze = rebuild_indexes and ref in plain_tables
+            freeze = rebuild_indexes and not is_partitioned(conn, ref)
             report.tables.append(_copy_in(conn, snapshot_dir, entry, environment, header, freeze, log))
         put_back(conn, taken)
         _record_rebuild(report, taken)
@@ -266,17 +273,6 @@ def _verify_unmasked(conn: psycopg.Connection, entry: TableEntry, environment: s
             f"{environment}: the unmasked columns of {entry.key} differ from production after masking "
             f"(checksum {checksum} vs {expected}). The load was rolled back."
         )
-
-
-def _plain_tables(conn: psycopg.Connection, tables: list[TableRef]) -> set[TableRef]:
-    """The tables that are ordinary tables (COPY FREEZE is refused on a partitioned one)."""
-    rows = conn.execute(
-        "SELECT n.nspname, c.relname FROM pg_catalog.pg_class c "
-        "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' "
-        "AND c.oid = ANY(%s::pg_catalog.regclass[])",
-        ([t.ident.as_string(conn) for t in tables],),
-    ).fetchall()
-    return {TableRef(schema, name) for schema, name in rows}
 
 
 def _log_fallbacks(taken: TakenOff, environment: str, log: Log | None) -> None:
