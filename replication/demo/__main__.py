@@ -61,7 +61,7 @@ def run(setup: LocalSetup, partition: str, scale: float) -> int:
         config = load_config()
         masks = {name: {table: list(cols) for table, cols in config.environments[name].rules().items()}
                  for name in setup.environments}
-        results = compare(connections.pop(SOURCE), connections, manifest, masks)
+        results = compare(connections.pop(SOURCE), connections, manifest, snapshot_dir, masks)
     finally:
         for conn in connections.values():
             conn.close()
