@@ -30,7 +30,7 @@ FINGERPRINTS = """
 import json, os, psycopg
 from replication.engine.catalog import list_tables, table_columns
 from replication.engine.session import libpq_options
-from replication.engine.verify import content_checksum
+from replication.engine.checksum import content_checksum
 result = {}
 for db in ('prod', 'dev', 'staging', 'qa'):
     with psycopg.connect(host='127.0.0.1', dbname=db, user='postgres', password=os.environ['POSTGRES_PASSWORD'],

@@ -11,7 +11,7 @@ import psycopg
 from ..engine.audit import masked_value_overlaps
 from ..engine.catalog import TableRef
 from ..engine.manifest import Manifest
-from ..engine.verify import content_checksum
+from ..engine.checksum import content_checksum
 
 
 @dataclass

@@ -15,7 +15,7 @@ from psycopg import sql
 
 from .catalog import TableRef, owned_sequences
 from .manifest import Manifest
-from .verify import content_checksum
+from .checksum import checksum_algorithm, content_checksum
 
 
 @dataclass(frozen=True)
@@ -41,8 +41,8 @@ def compare_with_manifest(
     loaded_checksums = loaded_checksums or {}
     found = []
     for entry in manifest.tables:
-        rows, checksum = content_checksum(conn, entry.ref, entry.column_names)
         expected = loaded_checksums.get(entry.key, entry.content_checksum)
+        rows, checksum = content_checksum(conn, entry.ref, entry.column_names, algorithm=checksum_algorithm(expected))
         found.append(TableAudit(entry.key, rows, entry.rows, checksum == expected if expected else True))
     return found
 

@@ -16,7 +16,7 @@ from .errors import HiddenRowsError, SnapshotSpaceError
 from .files import AtomicWriter, ensure_private_dir, fsync_dir
 from .manifest import ColumnEntry, Manifest, SequenceEntry, TableEntry, remove_manifest, write_manifest
 from .progress import Log, Progress
-from .verify import content_checksum
+from .checksum import content_checksum
 
 
 def snapshot_file_name(table: TableRef) -> str:
