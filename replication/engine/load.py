@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
@@ -19,13 +20,17 @@ from .catalog import (
     table_exists,
 )
 from .errors import ConfigurationError, LoadVerificationError, SchemaMismatchError
-from .files import read_chunks
+from .files import read_chunks, sha256_of
 from .manifest import Manifest, TableEntry
 from .mask import ColumnInfo, MaskRule, check_rules, foreign_key_gaps, mask_expression, set_key
 from .postload import analyze, refresh_materialized_views
 from .progress import Log, Progress
 from .rebuild import TakenOff, put_back, take_off
-from .verify import content_checksum
+from .checksum import checksum_algorithm, content_checksum
+from .verify import check_file
+
+
+ROLLED_BACK = "The load was rolled back: the environment keeps its previous data."
 
 
 @dataclass
@@ -239,14 +244,12 @@ def _copy_masked(
     cols = sql.SQL(", ").join(sql.Identifier(n) for n in names)
     conn.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
         sql.Identifier(staging.name), cols, entry.ref.ident))
-    staged = replace(entry, schema=staging.schema, name=staging.name)
-    loaded = _copy_in(conn, snapshot_dir, staged, environment, header, False, log)
-    loaded.key = entry.key
+    loaded = _copy_in(conn, snapshot_dir, entry, environment, header, False, log, into=staging)
     unmasked = [n for n in names if n not in rules]
     expected = ""
     if verify:
         # The staged rows are production's exactly; then the unmasked columns must survive as they are.
-        _verify_checksum(conn, staged, environment)
+        _verify_checksum(conn, entry, environment, staging)
         expected = content_checksum(conn, staging, unmasked)[1] if unmasked else ""
     values = sql.SQL(", ").join(
         mask_expression(rules[n], columns[n]) if n in rules else sql.Identifier(n) for n in names
@@ -267,7 +270,7 @@ def _copy_masked(
 def _verify_unmasked(conn: psycopg.Connection, entry: TableEntry, environment: str, unmasked: list[str], expected: str) -> None:
     if not unmasked or not expected:
         return
-    _, checksum = content_checksum(conn, entry.ref, unmasked)
+    _, checksum = content_checksum(conn, entry.ref, unmasked, algorithm=checksum_algorithm(expected))
     if checksum != expected:
         raise LoadVerificationError(
             f"{environment}: the unmasked columns of {entry.key} differ from production after masking "
@@ -299,9 +302,11 @@ def _copy_in(
     header: str,
     freeze: bool,
     log: Log | None,
+    into: TableRef | None = None,
 ) -> TableLoad:
+    """COPY one snapshot file into its table (or into `into`, a staging table for masking)."""
     query = sql.SQL("COPY {table} ({cols}) FROM STDIN (FORMAT csv, HEADER {header}{freeze})").format(
-        table=entry.ref.ident,
+        table=(into or entry.ref).ident,
         cols=sql.SQL(", ").join(sql.Identifier(n) for n in entry.column_names),
         header=sql.SQL(header),
         freeze=sql.SQL(", FREEZE" if freeze else ""),
@@ -309,12 +314,25 @@ def _copy_in(
     progress = Progress(
         log, f"load {environment}", entry.key, expected_bytes=entry.bytes, expected_rows=entry.rows
     )
-    with progress, conn.cursor() as cur:
-        with cur.copy(query) as copy:
-            for chunk in read_chunks(snapshot_dir / entry.file):
-                copy.write(chunk)
-                progress.advance(len(chunk))
-        rows = cur.rowcount
+    path = snapshot_dir / entry.file
+    # The file is hashed as it streams, so its data is read once; a mismatch raises before
+    # COMMIT and the transaction rolls back, which leaves the target as untouched as a
+    # refusal before connecting would.
+    digest, size = hashlib.sha256(), 0
+    try:
+        with progress, conn.cursor() as cur:
+            with cur.copy(query) as copy:
+                for chunk in read_chunks(path):
+                    digest.update(chunk)
+                    size += len(chunk)
+                    copy.write(chunk)
+                    progress.advance(len(chunk))
+            rows = cur.rowcount
+    except psycopg.Error:
+        # A damaged file usually breaks COPY before its end: name the damage, not the symptom.
+        check_file(path, entry, *sha256_of(path), ROLLED_BACK)
+        raise
+    check_file(path, entry, digest.hexdigest(), size, ROLLED_BACK)
     if rows != entry.rows:
         raise LoadVerificationError(
             f"{environment}: table {entry.key} received {rows} rows but the snapshot holds {entry.rows}. "
@@ -323,10 +341,11 @@ def _copy_in(
     return TableLoad(entry.key, rows, entry.bytes, round(progress.seconds, 3), False)
 
 
-def _verify_checksum(conn: psycopg.Connection, entry: TableEntry, environment: str) -> None:
+def _verify_checksum(conn: psycopg.Connection, entry: TableEntry, environment: str, table: TableRef | None = None) -> None:
     if not entry.content_checksum:
         return
-    _, checksum = content_checksum(conn, entry.ref, entry.column_names)
+    _, checksum = content_checksum(conn, table or entry.ref, entry.column_names,
+                                   algorithm=checksum_algorithm(entry.content_checksum))
     if checksum != entry.content_checksum:
         raise LoadVerificationError(
             f"{environment}: table {entry.key} differs from production after loading (checksum "
