@@ -34,8 +34,8 @@ VALUE_HASHED_TYPES = (
     "date", "time", "timetz", "timestamp", "timestamptz", "interval", "inet", "cidr", "macaddr", "macaddr8",
 )
 
-# Per column: whether it takes COLLATE, whether an array sits between it and its base type, and
-# the base type's extended hash function (NULL when the type is hashed by its text).
+# Per column: NOT NULL or not, whether it takes COLLATE, whether an array sits between it and
+# its base type, and the base type's extended hash function (NULL: hashed by its text).
 _COLUMN_HASHES = """
 WITH RECURSIVE resolved(attnum, typ, is_array) AS (
     SELECT a.attnum, a.atttypid, false FROM pg_catalog.pg_attribute a
@@ -45,7 +45,7 @@ WITH RECURSIVE resolved(attnum, typ, is_array) AS (
     FROM resolved r JOIN pg_catalog.pg_type t ON t.oid = r.typ
     WHERE t.typtype = 'd' OR (t.typcategory = 'A' AND t.typelem <> 0)
 )
-SELECT a.attname, a.attcollation <> 0, r.is_array,
+SELECT a.attname, a.attnotnull, a.attcollation <> 0, r.is_array,
        (SELECT p.amproc::pg_catalog.regproc::pg_catalog.text
         FROM pg_catalog.pg_opclass oc
         JOIN pg_catalog.pg_am am ON am.oid = oc.opcmethod AND am.amname = 'hash'
@@ -98,12 +98,12 @@ def content_checksum(
 
 
 def _row_hash(conn: psycopg.Connection, table: TableRef, columns: list[str]) -> sql.Composable:
-    hashes = {name: (collatable, is_array, function) for name, collatable, is_array, function in conn.execute(
-        _COLUMN_HASHES, {"table": table.ident.as_string(conn), "types": list(VALUE_HASHED_TYPES)}).fetchall()}
+    rows = conn.execute(_COLUMN_HASHES, {"table": table.ident.as_string(conn), "types": list(VALUE_HASHED_TYPES)})
+    hashes = {name: details for name, *details in rows.fetchall()}
 
     def term(position: int, column: str) -> sql.Composable:
         value: sql.Composable = sql.Identifier("t", column)
-        collatable, is_array, function = hashes.get(column, (False, False, None))
+        not_null, collatable, is_array, function = hashes.get(column, (False, False, False, None))
         if function is None:
             value, function = sql.SQL('{}::pg_catalog.text COLLATE pg_catalog."C"').format(value), "hashtextextended"
         else:
@@ -111,11 +111,13 @@ def _row_hash(conn: psycopg.Connection, table: TableRef, columns: list[str]) -> 
                 function = "hash_array_extended"
             if collatable:
                 value = sql.SQL('{} COLLATE pg_catalog."C"').format(value)
+        hashed = sql.SQL("{}({}, {})").format(
+            sql.SQL(function if "." in function else f"pg_catalog.{function}"), value, sql.Literal(position))
+        if not_null:
+            return hashed
         # Hash functions return NULL for NULL: a per-position constant keeps the row's hash
         # defined and tells a NULL in one column from a NULL in another.
-        return sql.SQL("coalesce({}({}, {}), {})").format(
-            sql.SQL(function if "." in function else f"pg_catalog.{function}"), value,
-            sql.Literal(position), sql.Literal(_null_hash(position)))
+        return sql.SQL("coalesce({}, {})").format(hashed, sql.Literal(_null_hash(position)))
 
     if not columns:
         return sql.SQL("0::pg_catalog.int8")
