@@ -12,11 +12,12 @@ import psycopg
 from psycopg import IsolationLevel, sql
 
 from .catalog import TableRef, is_partitioned, list_tables, owned_sequences, select_tables, table_columns
+from .checksum import content_checksum
+from .copyout import copy_out
 from .errors import HiddenRowsError, SnapshotSpaceError
 from .files import AtomicWriter, ensure_private_dir, fsync_dir
 from .manifest import ColumnEntry, Manifest, SequenceEntry, TableEntry, remove_manifest, write_manifest
 from .progress import Log, Progress
-from .checksum import content_checksum
 
 
 def snapshot_file_name(table: TableRef) -> str:
@@ -136,15 +137,8 @@ def _capture_table(
 
 def _copy_out(conn, snapshot_dir, table, query, columns, names, checksums, log) -> TableEntry:
     file_name = snapshot_file_name(table)
-    with Progress(log, "snapshot", table.key) as progress, conn.cursor() as cur, \
-            AtomicWriter(snapshot_dir / file_name) as writer:
-        with cur.copy(query) as copy:
-            # libpq hands COPY data over one row per message; the writer batches them into
-            # 1 MiB writes so the per-row cost stays a memory append.
-            for data in copy:
-                writer.write(data)
-                progress.advance(len(data), 1)
-        rows = cur.rowcount
+    with Progress(log, "snapshot", table.key) as progress, AtomicWriter(snapshot_dir / file_name) as writer:
+        rows = copy_out(conn, query, writer.write, progress.advance)
     seconds = progress.seconds
     checksum = content_checksum(conn, table, names)[1] if checksums else ""
     sequences = [
