@@ -50,7 +50,9 @@ from replication.engine.rebuild import take_off  # noqa: E402
 from replication.engine.verify import verify_snapshot  # noqa: E402
 
 ENVIRONMENTS = ("dev", "staging", "qa")
-SHIPPED_MASKS = {name: env.rules() for name, env in load_config(REPO / "replication.yaml").environments.items()}
+SHIPPED = load_config(REPO / "replication.yaml")
+SHIPPED_MASKS = {name: env.rules() for name, env in SHIPPED.environments.items()}
+SNAPSHOT_JOBS = SHIPPED.snapshot.jobs  # as the asset captures
 ITEMS_PER_SCALE = 150_000  # the demo's order_items rows at scale 1.0
 PANDAS_SAMPLE = 100_000
 PARTITION = "2026-11-25"
@@ -68,9 +70,11 @@ import sys
 from pathlib import Path
 from replication.engine.connection import connect, parse_address
 from replication.engine.snapshot import take_snapshot
-address, user, password, folder = sys.argv[1:5]
-with connect(parse_address(address, "PROD_DB_CONNECTION"), user, password) as conn:
-    take_snapshot(conn, Path(folder), partition="%s")
+address, user, password, folder, jobs = sys.argv[1:6]
+def prod():
+    return connect(parse_address(address, "PROD_DB_CONNECTION"), user, password)
+with prod() as conn:
+    take_snapshot(conn, Path(folder), partition="%s", connect=prod, jobs=int(jobs))
 """ % PARTITION + REPORT_PEAK
 LOAD_WORKER = """
 import json, os, sys
@@ -137,7 +141,8 @@ class Bench:
 
     def _snapshot_args(self, folder: Path) -> list[str]:
         account = self.accounts[SOURCE]
-        return [sys.executable, "-c", SNAPSHOT_WORKER, self.server.address(SOURCE), account.user, account.password, str(folder)]
+        return [sys.executable, "-c", SNAPSHOT_WORKER, self.server.address(SOURCE), account.user, account.password, str(folder),
+                str(SNAPSHOT_JOBS)]
 
     def _load_args(self, env: str, masked: bool = False) -> list[str]:
         account = self.accounts[env]

@@ -60,6 +60,7 @@ class SnapshotSettings(_Strict):
     exclude: list[str] = Field(default_factory=list)
     keep: int = Field(default=7, ge=0)
     backfill_missing: Literal["capture", "refuse"] = "capture"
+    jobs: int = Field(default=2, ge=1, le=16)
 
     @field_validator("include")
     @classmethod

@@ -88,6 +88,7 @@ class SnapshotStore(dg.ConfigurableResource):
     exclude: list[str] = []
     keep: int = 7
     backfill_missing: str = "capture"
+    jobs: int = 2
 
     @property
     def root(self) -> Path:
@@ -101,7 +102,7 @@ def build_resources(config: ReplicationConfig) -> dict:
     """prod_db, one `N_db_target` per configured environment, and the snapshot store."""
     settings = config.snapshot
     store = SnapshotStore(include=list(settings.include), exclude=list(settings.exclude), keep=settings.keep,
-                          backfill_missing=settings.backfill_missing)
+                          backfill_missing=settings.backfill_missing, jobs=settings.jobs)
     resources: dict = {f"{SOURCE}_db": postgres_resource(SOURCE), SNAPSHOT_STORE: store}
     for name in config.environment_names:
         resources[target_resource_key(name)] = postgres_resource(name)

@@ -100,6 +100,8 @@ def prod_snapshot(
                 checksums=config.content_checksums,
                 log=context.log.info,
                 before_writing=disk_guard,
+                connect=prod_db.get_connection,
+                jobs=snapshot_store.jobs,
             )
     seconds = time.monotonic() - started
     context.log.info(

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import errno
 import shutil
+import threading
+from collections import deque
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -35,12 +38,18 @@ def take_snapshot(
     checksums: bool = True,
     log: Log | None = None,
     before_writing: Callable[[int], None] | None = None,
+    connect: Callable[[], AbstractContextManager[psycopg.Connection]] | None = None,
+    jobs: int = 1,
 ) -> Manifest:
     """Copy the selected tables of `conn` into `snapshot_dir` and write its manifest last.
 
     All tables are read in one READ ONLY, REPEATABLE READ transaction, so they show one point in
     time, as pg_dump does. Any manifest already in the folder is removed first: if this capture
     fails half-way the folder is marked incomplete rather than mixing old and new files.
+
+    With `jobs` > 1, up to `jobs - 1` more connections from `connect` join that transaction's
+    snapshot (`pg_export_snapshot`, as `pg_dump -j` does) and capture tables at the same time,
+    largest first. A helper that cannot connect is logged and the others carry on.
 
     `before_writing` receives the selected tables' size in bytes before any file is touched
     (the disk guard). Running out of space removes the folder's files: nothing half-written stays.
@@ -59,7 +68,7 @@ def take_snapshot(
         ensure_private_dir(snapshot_dir)
         remove_manifest(snapshot_dir)
         try:
-            entries = [_capture_table(conn, snapshot_dir, table, checksums, log) for table in tables]
+            entries = _capture_tables(conn, snapshot_dir, tables, checksums, log, connect, jobs)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 _discard(snapshot_dir)
@@ -97,6 +106,86 @@ def _heap_bytes(conn: psycopg.Connection, tables: list[TableRef]) -> int:
         ([t.ident.as_string(conn) for t in tables],),
     ).fetchone()
     return int(row[0])
+
+
+def _capture_tables(
+    conn: psycopg.Connection,
+    snapshot_dir: Path,
+    tables: list[TableRef],
+    checksums: bool,
+    log: Log | None,
+    connect: Callable[[], AbstractContextManager[psycopg.Connection]] | None,
+    jobs: int,
+) -> list[TableEntry]:
+    helpers = min(jobs, len(tables)) - 1 if connect is not None else 0
+    if helpers <= 0:
+        return [_capture_table(conn, snapshot_dir, table, checksums, log) for table in tables]
+    snapshot_id = conn.execute("SELECT pg_catalog.pg_export_snapshot()").fetchone()[0]
+    sizes = _table_sizes(conn, tables)
+    queue = deque(sorted(tables, key=lambda t: -sizes.get(t, 0)))  # largest first: the shortest tail
+    captured: dict[TableRef, TableEntry] = {}
+    failures: list[BaseException] = []
+    lock = threading.Lock()
+
+    def work(connection: psycopg.Connection) -> None:
+        while True:
+            with lock:
+                if failures or not queue:
+                    return
+                table = queue.popleft()
+            try:
+                entry = _capture_table(connection, snapshot_dir, table, checksums, log)
+            except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
+                with lock:
+                    failures.append(exc)
+                return
+            with lock:
+                captured[table] = entry
+
+    def helper(number: int) -> None:
+        try:
+            with connect() as connection:
+                _join_snapshot(connection, snapshot_id)
+                work(connection)
+                connection.rollback()
+        except psycopg.Error as exc:
+            # Production may be short of connections: fewer helpers is slower, not wrong.
+            if log is not None:
+                log(f"snapshot: helper connection {number} unavailable ({str(exc).strip()}); "
+                    "the other connections capture its share")
+
+    threads = [threading.Thread(target=helper, args=(n,), name=f"snapshot helper {n}") for n in range(1, helpers + 1)]
+    for thread in threads:
+        thread.start()
+    work(conn)
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
+    return [captured[table] for table in tables]
+
+
+def _join_snapshot(conn: psycopg.Connection, snapshot_id: str) -> None:
+    conn.rollback()
+    conn.autocommit = False
+    conn.isolation_level = IsolationLevel.REPEATABLE_READ
+    conn.read_only = True
+    # SET TRANSACTION SNAPSHOT must come first in the transaction psycopg opens with BEGIN.
+    conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot_id)))
+    conn.execute("SET LOCAL row_security = off")
+
+
+def _table_sizes(conn: psycopg.Connection, tables: list[TableRef]) -> dict[TableRef, int]:
+    rows = conn.execute(
+        """
+        SELECT r.ord, coalesce(sum(pg_catalog.pg_table_size(t.relid)), 0)::bigint
+        FROM unnest(%s::pg_catalog.regclass[]) WITH ORDINALITY AS r(oid, ord),
+             LATERAL pg_catalog.pg_partition_tree(r.oid) AS t
+        GROUP BY r.ord
+        """,
+        ([t.ident.as_string(conn) for t in tables],),
+    ).fetchall()
+    return {tables[ordinal - 1]: int(size) for ordinal, size in rows}
 
 
 def _discard(snapshot_dir: Path) -> None:

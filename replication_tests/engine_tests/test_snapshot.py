@@ -115,3 +115,51 @@ def test_inheritance_children_rows_are_not_copied_into_the_parent(cluster, tmp_p
             own_rows = conn.execute("SELECT count(*) FROM ONLY shop.products").fetchone()[0]
     assert manifest.table("shop.products").rows == own_rows
     assert manifest.table("shop.products_archive").rows == 1
+
+
+def comparable(manifest):
+    """What two captures of the same data share: everything but timings and capture time."""
+    return [(t.key, t.rows, t.bytes, t.sha256, t.content_checksum) for t in manifest.tables]
+
+
+def test_parallel_capture_reads_one_snapshot_across_its_connections(cluster, tmp_path):
+    """Helpers join the first connection's snapshot: a change committed after it began is in no file."""
+    alone = snapshot(cluster, tmp_path / "alone")
+    opened = []
+
+    def connect():
+        opened.append(1)
+        return role_connection(cluster, "prod")
+
+    def commit_a_change_meanwhile(_bytes):
+        with cluster.connect("prod") as conn:
+            conn.execute("UPDATE shop.products SET name = name || ' (later)'")
+            conn.execute("UPDATE shop.order_items SET quantity = quantity + 1")
+            conn.execute("UPDATE \"Ops\".\"Audit Log\" SET \"Event Type\" = \"Event Type\" || ' (later)'")
+
+    undo = ("UPDATE shop.products SET name = replace(name, ' (later)', ''); "
+            "UPDATE shop.order_items SET quantity = quantity - 1; "
+            "UPDATE \"Ops\".\"Audit Log\" SET \"Event Type\" = replace(\"Event Type\", ' (later)', '')")
+    with cluster.altered("prod", "SELECT 1", undo):
+        together = snapshot(cluster, tmp_path / "together", connect=connect, jobs=4,
+                            before_writing=commit_a_change_meanwhile)
+        after = snapshot(cluster, tmp_path / "after", connect=connect, jobs=4)
+    assert len(opened) == 6  # three helpers per capture
+    assert [t.key for t in together.tables] == [t.key for t in alone.tables]  # the selection's order
+    assert comparable(together) == comparable(alone)
+    changed = {a[0] for a, b in zip(comparable(after), comparable(alone)) if a != b}
+    assert changed == {"shop.products", "shop.order_items", "Ops.Audit Log"}
+
+
+def test_a_helper_that_cannot_connect_leaves_its_share_to_the_others(cluster, tmp_path):
+    import psycopg
+
+    alone = snapshot(cluster, tmp_path / "alone")
+    lines = []
+
+    def refused():
+        raise psycopg.OperationalError("FATAL: sorry, too many clients already")
+
+    manifest = snapshot(cluster, tmp_path / "short", connect=refused, jobs=3, log=lines.append)
+    assert comparable(manifest) == comparable(alone)
+    assert sum("helper connection" in line and "too many clients" in line for line in lines) == 2
