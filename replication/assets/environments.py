@@ -63,12 +63,10 @@ def build_environment_asset(environment: str, settings: EnvironmentSettings) -> 
                 verify_snapshot(snapshot_dir)  # says which partition to materialize first
             # Shared: pruning by another run's step cannot delete the snapshot while it loads.
             with folder_lock(snapshot_dir, exclusive=False):
-                # Complete and of the recorded sizes before connecting; each file's sha256 is
-                # checked as it streams into the load, whose transaction a mismatch rolls back.
-                manifest = verify_snapshot(snapshot_dir, hashes=False)
+                # Verify before connecting: a damaged snapshot must not cost the target anything.
+                manifest = verify_snapshot(snapshot_dir)
                 context.log.info(
-                    f"Snapshot {snapshot_dir} complete ({len(manifest.tables)} files); loading {target.label}, "
-                    "checking each file's sha256 as it streams"
+                    f"Snapshot {snapshot_dir} verified ({len(manifest.tables)} files, sha256); loading {target.label}"
                 )
                 uncovered = _apply_privacy_policy(context, environment, settings, manifest)
                 with target.get_connection() as conn:
