@@ -59,6 +59,8 @@ def test_env_vars_for_names_the_three_variables():
         ({"environments": {"dev": {"unmasked_pii": "maybe"}}}, "environments.dev.unmasked_pii: Input should be 'error', 'warn' or 'allow'"),
         ({"snapshot": {"keep": -1}}, "snapshot.keep: Input should be greater than or equal to 0"),
         ({"snapshot": {"backfill_missing": "skip"}}, "snapshot.backfill_missing: Input should be 'capture' or 'refuse'"),
+        ({"snapshot": {"jobs": 0}}, "snapshot.jobs: Input should be greater than or equal to 1"),
+        ({"snapshot": {"jobs": "two"}}, "snapshot.jobs: Input should be a valid integer"),
         ({"environments": {"Dev QA": {}}}, "'Dev QA' is not a valid environment name"),
         ({"environments": {"Staging": {}}}, "write 'staging' instead"),
         ({"environments": {"2nd": {}}}, "write 'env_2nd' instead"),
