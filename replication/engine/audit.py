@@ -14,8 +14,8 @@ import psycopg
 from psycopg import sql
 
 from .catalog import TableRef, owned_sequences
-from .manifest import Manifest
 from .checksum import checksum_algorithm, content_checksum
+from .manifest import Manifest
 
 
 @dataclass(frozen=True)

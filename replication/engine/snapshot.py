@@ -97,15 +97,7 @@ def take_snapshot(
 
 def _heap_bytes(conn: psycopg.Connection, tables: list[TableRef]) -> int:
     """Size of the selected tables (partitions included), as the disk guard's fallback estimate."""
-    row = conn.execute(
-        """
-        SELECT coalesce(sum(pg_catalog.pg_table_size(t.relid)), 0)::bigint
-        FROM unnest(%s::pg_catalog.regclass[]) AS r(oid),
-             LATERAL pg_catalog.pg_partition_tree(r.oid) AS t
-        """,
-        ([t.ident.as_string(conn) for t in tables],),
-    ).fetchone()
-    return int(row[0])
+    return sum(_table_sizes(conn, tables).values())
 
 
 def _capture_tables(
@@ -176,6 +168,7 @@ def _join_snapshot(conn: psycopg.Connection, snapshot_id: str) -> None:
 
 
 def _table_sizes(conn: psycopg.Connection, tables: list[TableRef]) -> dict[TableRef, int]:
+    """On-disk size of each table, its partitions included."""
     rows = conn.execute(
         """
         SELECT r.ord, coalesce(sum(pg_catalog.pg_table_size(t.relid)), 0)::bigint
