@@ -77,30 +77,39 @@ def content_checksum(
     their own tables'. `algorithm` defaults to HASH64; to compare with a stored checksum, pass
     `checksum_algorithm(stored)`.
     """
+    return content_checksums(conn, table, [columns], algorithm=algorithm)[0]
+
+
+def content_checksums(
+    conn: psycopg.Connection, table: TableRef, column_sets: list[list[str]], *, algorithm: str | None = None
+) -> list[tuple[int, str]]:
+    """`content_checksum` of several sets of columns of one table, in one read of it."""
     algorithm = algorithm or HASH64
     only = sql.SQL("" if is_partitioned(conn, table) else "ONLY ")
     if algorithm == MD5_TEXT:
-        row_hash = sql.SQL("('x' || left(md5(ROW({})::text), 16))::bit(64)::bigint::numeric").format(
-            sql.SQL(", ").join(sql.Identifier(c) for c in columns))
         prefix = ""
+        row_hashes = [
+            sql.SQL("('x' || left(md5(ROW({})::text), 16))::bit(64)::bigint::numeric").format(
+                sql.SQL(", ").join(sql.Identifier(c) for c in columns))
+            for columns in column_sets
+        ]
     else:
         if conn.info.server_version < 110000:
             raise LoadVerificationError(
                 f"Table {table.key} was checksummed with the extended hash functions of PostgreSQL 11 and later; "
                 f"this server is {conn.info.server_version // 10000}. Upgrade it, or re-materialize prod_snapshot."
             )
-        row_hash = _row_hash(conn, table, columns)
         prefix = f"{HASH64}:"
-    query = sql.SQL("SELECT count(*), coalesce(sum({hash}), 0)::text FROM {only}{table} AS t").format(
-        hash=row_hash, only=only, table=table.ident)
-    rows, total = conn.execute(query).fetchone()
-    return rows, f"{prefix}{rows}:{total}"
+        rows = conn.execute(_COLUMN_HASHES, {"table": table.ident.as_string(conn), "types": list(VALUE_HASHED_TYPES)})
+        hashes = {name: details for name, *details in rows.fetchall()}
+        row_hashes = [_row_hash(hashes, columns) for columns in column_sets]
+    sums = sql.SQL(", ").join(sql.SQL("coalesce(sum({}), 0)::text").format(h) for h in row_hashes)
+    query = sql.SQL("SELECT count(*), {sums} FROM {only}{table} AS t").format(sums=sums, only=only, table=table.ident)
+    count, *totals = conn.execute(query).fetchone()
+    return [(count, f"{prefix}{count}:{total}") for total in totals]
 
 
-def _row_hash(conn: psycopg.Connection, table: TableRef, columns: list[str]) -> sql.Composable:
-    rows = conn.execute(_COLUMN_HASHES, {"table": table.ident.as_string(conn), "types": list(VALUE_HASHED_TYPES)})
-    hashes = {name: details for name, *details in rows.fetchall()}
-
+def _row_hash(hashes: dict[str, list], columns: list[str]) -> sql.Composable:
     def term(position: int, column: str) -> sql.Composable:
         value: sql.Composable = sql.Identifier("t", column)
         not_null, collatable, is_array, function = hashes.get(column, (False, False, False, None))

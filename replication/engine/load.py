@@ -18,6 +18,7 @@ from .catalog import (
     table_columns,
     table_exists,
 )
+from .checksum import checksum_algorithm, content_checksum, content_checksums
 from .errors import ConfigurationError, LoadVerificationError, SchemaMismatchError
 from .files import read_chunks
 from .manifest import Manifest, TableEntry
@@ -25,8 +26,6 @@ from .mask import ColumnInfo, MaskRule, check_rules, foreign_key_gaps, mask_expr
 from .postload import analyze, refresh_materialized_views
 from .progress import Log, Progress
 from .rebuild import TakenOff, put_back, take_off
-from .checksum import checksum_algorithm, content_checksum
-
 
 
 @dataclass
@@ -173,9 +172,8 @@ def load_snapshot(
             verify_started = time.monotonic()
             for ref, loaded in zip(order, report.tables):
                 if ref in expected_unmasked:
-                    _verify_unmasked(conn, entries[ref], environment, *expected_unmasked[ref])
-                    report.masked_table_checksums[entries[ref].key] = content_checksum(
-                        conn, ref, entries[ref].column_names)[1]
+                    report.masked_table_checksums[entries[ref].key] = _verify_masked(
+                        conn, entries[ref], environment, *expected_unmasked[ref])
                 else:
                     _verify_checksum(conn, entries[ref], environment)
                 loaded.checksum_verified = True
@@ -244,9 +242,12 @@ def _copy_masked(
     unmasked = [n for n in names if n not in rules]
     expected = ""
     if verify:
-        # The staged rows are production's exactly; then the unmasked columns must survive as they are.
-        _verify_checksum(conn, entry, environment, staging)
-        expected = content_checksum(conn, staging, unmasked)[1] if unmasked else ""
+        # The staged rows are production's exactly; then the unmasked columns must survive as they
+        # are. One read of the staging table gives both checksums.
+        algorithm = checksum_algorithm(entry.content_checksum) if entry.content_checksum else None
+        full, kept = content_checksums(conn, staging, [names, unmasked], algorithm=algorithm)
+        _compare(entry, environment, full[1])
+        expected = kept[1] if unmasked else ""
     values = sql.SQL(", ").join(
         mask_expression(rules[n], columns[n]) if n in rules else sql.Identifier(n) for n in names
     )
@@ -263,15 +264,16 @@ def _copy_masked(
     return loaded, (unmasked, expected)
 
 
-def _verify_unmasked(conn: psycopg.Connection, entry: TableEntry, environment: str, unmasked: list[str], expected: str) -> None:
-    if not unmasked or not expected:
-        return
-    _, checksum = content_checksum(conn, entry.ref, unmasked, algorithm=checksum_algorithm(expected))
-    if checksum != expected:
+def _verify_masked(conn: psycopg.Connection, entry: TableEntry, environment: str, unmasked: list[str], expected: str) -> str:
+    """Check the unmasked columns against production's; return the whole table's checksum as loaded."""
+    algorithm = checksum_algorithm(expected) if expected else None
+    kept, full = content_checksums(conn, entry.ref, [unmasked, entry.column_names], algorithm=algorithm)
+    if unmasked and expected and kept[1] != expected:
         raise LoadVerificationError(
             f"{environment}: the unmasked columns of {entry.key} differ from production after masking "
-            f"(checksum {checksum} vs {expected}). The load was rolled back."
+            f"(checksum {kept[1]} vs {expected}). The load was rolled back."
         )
+    return full[1]
 
 
 def _log_fallbacks(taken: TakenOff, environment: str, log: Log | None) -> None:
@@ -324,12 +326,14 @@ def _copy_in(
     return TableLoad(entry.key, rows, entry.bytes, round(progress.seconds, 3), False)
 
 
-def _verify_checksum(conn: psycopg.Connection, entry: TableEntry, environment: str, table: TableRef | None = None) -> None:
-    if not entry.content_checksum:
-        return
-    _, checksum = content_checksum(conn, table or entry.ref, entry.column_names,
-                                   algorithm=checksum_algorithm(entry.content_checksum))
-    if checksum != entry.content_checksum:
+def _verify_checksum(conn: psycopg.Connection, entry: TableEntry, environment: str) -> None:
+    if entry.content_checksum:
+        algorithm = checksum_algorithm(entry.content_checksum)
+        _compare(entry, environment, content_checksum(conn, entry.ref, entry.column_names, algorithm=algorithm)[1])
+
+
+def _compare(entry: TableEntry, environment: str, checksum: str) -> None:
+    if entry.content_checksum and checksum != entry.content_checksum:
         raise LoadVerificationError(
             f"{environment}: table {entry.key} differs from production after loading (checksum "
             f"{checksum} vs {entry.content_checksum}). The load was rolled back. Column types in "

@@ -3,7 +3,7 @@
 from contextlib import contextmanager
 
 from replication.engine.catalog import TableRef
-from replication.engine.checksum import HASH64, MD5_TEXT, checksum_algorithm, content_checksum
+from replication.engine.checksum import HASH64, MD5_TEXT, checksum_algorithm, content_checksum, content_checksums
 
 # One column of each kind the checksum treats differently: hashed by value (scalars, arrays,
 # domains, jsonb, text), hashed by text (json, money, point, enum, range, composite).
@@ -99,3 +99,12 @@ def test_checksums_made_the_first_way_are_still_computed_the_same_way(cluster):
         legacy = content_checksum(conn, TABLE, COLUMNS, algorithm=MD5_TEXT)
         assert checksum_algorithm(legacy[1]) == MD5_TEXT and legacy[1].startswith("3:")
         assert content_checksum(conn, TABLE, COLUMNS, algorithm=checksum_algorithm(legacy[1])) == legacy
+
+
+def test_several_column_sets_in_one_read_match_one_at_a_time(cluster):
+    with checksum_table(cluster, "dev") as conn:
+        sets = [COLUMNS, ["s", "m"], []]
+        for algorithm in (HASH64, MD5_TEXT):
+            together = content_checksums(conn, TABLE, sets, algorithm=algorithm)
+            assert together == [content_checksum(conn, TABLE, columns, algorithm=algorithm) for columns in sets]
+        assert len({checksum for _, checksum in content_checksums(conn, TABLE, sets)}) == 3
