@@ -64,8 +64,13 @@ WHERE NOT (t.typtype = 'd' OR (t.typcategory = 'A' AND t.typelem <> 0))
 
 
 def checksum_algorithm(checksum: str) -> str:
-    """The algorithm a stored checksum was made with, to compute a comparable one."""
-    return HASH64 if checksum.startswith(HASH64 + ":") else MD5_TEXT
+    """The algorithm a stored checksum was made with, to compute a comparable one.
+
+    No stored checksum (a snapshot taken without them) compares with nothing: the default.
+    """
+    if not checksum or checksum.startswith(HASH64 + ":"):
+        return HASH64
+    return MD5_TEXT
 
 
 def content_checksum(

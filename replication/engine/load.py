@@ -244,7 +244,7 @@ def _copy_masked(
     if verify:
         # The staged rows are production's exactly; then the unmasked columns must survive as they
         # are. One read of the staging table gives both checksums.
-        algorithm = checksum_algorithm(entry.content_checksum) if entry.content_checksum else None
+        algorithm = checksum_algorithm(entry.content_checksum)
         full, kept = content_checksums(conn, staging, [names, unmasked], algorithm=algorithm)
         _compare(entry, environment, full[1])
         expected = kept[1] if unmasked else ""
@@ -266,8 +266,7 @@ def _copy_masked(
 
 def _verify_masked(conn: psycopg.Connection, entry: TableEntry, environment: str, unmasked: list[str], expected: str) -> str:
     """Check the unmasked columns against production's; return the whole table's checksum as loaded."""
-    algorithm = checksum_algorithm(expected) if expected else None
-    kept, full = content_checksums(conn, entry.ref, [unmasked, entry.column_names], algorithm=algorithm)
+    kept, full = content_checksums(conn, entry.ref, [unmasked, entry.column_names], algorithm=checksum_algorithm(expected))
     if unmasked and expected and kept[1] != expected:
         raise LoadVerificationError(
             f"{environment}: the unmasked columns of {entry.key} differ from production after masking "
