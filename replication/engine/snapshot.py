@@ -63,12 +63,13 @@ def take_snapshot(
         # this role makes the read fail instead of returning fewer rows.
         conn.execute("SET LOCAL row_security = off")
         tables = select_tables(list_tables(conn), list(include), list(exclude))
+        sizes = _table_sizes(conn, tables)  # the disk guard's fallback estimate; largest first for helpers
         if before_writing is not None:
-            before_writing(_heap_bytes(conn, tables))
+            before_writing(sum(sizes.values()))
         ensure_private_dir(snapshot_dir)
         remove_manifest(snapshot_dir)
         try:
-            entries = _capture_tables(conn, snapshot_dir, tables, checksums, log, connect, jobs)
+            entries = _capture_tables(conn, snapshot_dir, tables, sizes, checksums, log, connect, jobs)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 _discard(snapshot_dir)
@@ -95,15 +96,11 @@ def take_snapshot(
     return manifest
 
 
-def _heap_bytes(conn: psycopg.Connection, tables: list[TableRef]) -> int:
-    """Size of the selected tables (partitions included), as the disk guard's fallback estimate."""
-    return sum(_table_sizes(conn, tables).values())
-
-
 def _capture_tables(
     conn: psycopg.Connection,
     snapshot_dir: Path,
     tables: list[TableRef],
+    sizes: dict[TableRef, int],
     checksums: bool,
     log: Log | None,
     connect: Callable[[], AbstractContextManager[psycopg.Connection]] | None,
@@ -113,7 +110,6 @@ def _capture_tables(
     if helpers <= 0:
         return [_capture_table(conn, snapshot_dir, table, checksums, log) for table in tables]
     snapshot_id = conn.execute("SELECT pg_catalog.pg_export_snapshot()").fetchone()[0]
-    sizes = _table_sizes(conn, tables)
     queue = deque(sorted(tables, key=lambda t: -sizes.get(t, 0)))  # largest first: the shortest tail
     captured: dict[TableRef, TableEntry] = {}
     failures: list[BaseException] = []
