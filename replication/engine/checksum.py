@@ -89,10 +89,18 @@ def content_checksums(
     conn: psycopg.Connection, table: TableRef, column_sets: list[list[str]], *, algorithm: str | None = None
 ) -> list[tuple[int, str]]:
     """`content_checksum` of several sets of columns of one table, in one read of it."""
+    prefix = "" if (algorithm or HASH64) == MD5_TEXT else f"{HASH64}:"
+    count, *totals = conn.execute(checksum_query(conn, table, column_sets, algorithm=algorithm)).fetchone()
+    return [(count, f"{prefix}{count}:{total}") for total in totals]
+
+
+def checksum_query(
+    conn: psycopg.Connection, table: TableRef, column_sets: list[list[str]], *, algorithm: str | None = None
+) -> sql.Composed:
+    """The query `content_checksums` runs: one row of count(*) and one sum per column set."""
     algorithm = algorithm or HASH64
     only = sql.SQL("" if is_partitioned(conn, table) else "ONLY ")
     if algorithm == MD5_TEXT:
-        prefix = ""
         row_hashes = [
             sql.SQL("('x' || left(md5(ROW({})::text), 16))::bit(64)::bigint::numeric").format(
                 sql.SQL(", ").join(sql.Identifier(c) for c in columns))
@@ -104,14 +112,11 @@ def content_checksums(
                 f"Table {table.key} was checksummed with the extended hash functions of PostgreSQL 11 and later; "
                 f"this server is {conn.info.server_version // 10000}. Upgrade it, or re-materialize prod_snapshot."
             )
-        prefix = f"{HASH64}:"
         rows = conn.execute(_COLUMN_HASHES, {"table": table.ident.as_string(conn), "types": list(VALUE_HASHED_TYPES)})
         hashes = {name: details for name, *details in rows.fetchall()}
         row_hashes = [_row_hash(hashes, columns) for columns in column_sets]
     sums = sql.SQL(", ").join(sql.SQL("coalesce(sum({}), 0)::text").format(h) for h in row_hashes)
-    query = sql.SQL("SELECT count(*), {sums} FROM {only}{table} AS t").format(sums=sums, only=only, table=table.ident)
-    count, *totals = conn.execute(query).fetchone()
-    return [(count, f"{prefix}{count}:{total}") for total in totals]
+    return sql.SQL("SELECT count(*), {sums} FROM {only}{table} AS t").format(sums=sums, only=only, table=table.ident)
 
 
 def _row_hash(hashes: dict[str, list], columns: list[str]) -> sql.Composable:
