@@ -105,7 +105,9 @@ class Bench:
     def __init__(self, rows: int, root: Path, port: int):
         self.rows = rows
         self.root = root
-        self.server = EmbeddedPostgres(root / "pg", port)
+        # No autovacuum: the psql contenders leave VACUUM and ANALYZE work behind, and it would
+        # land in the time of whichever contender runs next.
+        self.server = EmbeddedPostgres(root / "pg", port, settings={"autovacuum": "off"})
         self.accounts = {"dagster": Account("dagster", "dagster", "bench-dagster"),
                          SOURCE: Account(SOURCE, "prod_reader", "bench-prod")}
         self.accounts.update({env: Account(env, f"{env}_loader", f"bench-{env}") for env in ENVIRONMENTS})
