@@ -15,8 +15,10 @@ def test_benchmark_smoke_run_prints_every_contender_and_the_ratios():
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     lines = result.stdout.splitlines()
-    for contender in ("ours", "ours_masked", "psql_plain", "psql_tuned", "dagster", "ours_snapshot", "psql_dump", "pandas"):
+    for contender in ("ours", "ours_masked", "psql_plain", "psql_tuned", "psql_required", "dagster", "ours_snapshot", "psql_dump", "pandas"):
         assert any(line.startswith(contender + " ") for line in lines), contender
+    assert re.fullmatch(r"snapshot_ratio_vs_psql_dump=[\d.]+ masked_vs_unmasked=[\d.]+ end_to_end_vs_tuned=[\d.]+ "
+                        r"required_vs_tuned=[\d.]+ ratio_vs_required=[\d.]+", lines[-2]), lines[-2]
     last = lines[-1]
     assert re.fullmatch(r"ratio_vs_psql=[\d.]+ ratio_vs_tuned=[\d.]+ pandas_slowdown=[\d.]+ peak_rss_mib=\d+ rss_growth=-", last), last
     assert int(re.search(r"peak_rss_mib=(\d+)", last).group(1)) > 50  # a Dagster step was measured
