@@ -138,6 +138,9 @@ class Bench:
         print(f"snapshot: {len(manifest.tables)} tables, {self.total_rows:,} rows, {self.total_bytes / 1e6:,.1f} MB; "
               f"largest table {self.largest:,} rows", flush=True)
         self._write_psql_scripts(manifest)
+        # The seed's WAL would otherwise be checkpointed during the first contender's run.
+        with self.server.connect() as admin:
+            admin.execute("CHECKPOINT")
 
     def env(self) -> dict[str, str]:
         values = {"PYTHONWARNINGS": "ignore"}
