@@ -9,7 +9,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from .errors import ConfigurationError
-from .session import libpq_options
+from .session import libpq_options, pin_versioned_settings
 
 _HOST_PORT_DB = re.compile(r"^(?P<host>\[[^\]]+\]|[^:/\s]+)(?::(?P<port>\d+))?/(?P<dbname>[^/?\s]+)$")
 _CREDENTIAL_KEYS = {"user", "password", "passfile"}
@@ -76,7 +76,7 @@ def connect(
     connect_timeout: int = 10,
 ) -> psycopg.Connection:
     """Open a connection with the pinned session settings; the caller owns and closes it."""
-    return psycopg.connect(
+    conn = psycopg.connect(
         host=address.host,
         port=address.port,
         dbname=address.dbname,
@@ -87,3 +87,9 @@ def connect(
         options=libpq_options(),
         **address.params,
     )
+    try:
+        pin_versioned_settings(conn)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
