@@ -29,20 +29,49 @@ class TableRef:
     def ident(self) -> sql.Identifier:
         return sql.Identifier(self.schema, self.name)
 
+    @property
+    def quoted(self) -> str:
+        """`"schema"."table"` as SQL text, for statements built as strings where there are thousands."""
+        return f"{quote_ident(self.schema)}.{quote_ident(self.name)}"
+
+
+def quote_ident(name: str) -> str:
+    """An identifier always quoted, as PostgreSQL reads it: double quotes, inner quotes doubled."""
+    return '"' + name.replace('"', '""') + '"'
+
 
 @dataclass(frozen=True)
 class Column:
+    """A live column of a table, with what the snapshot, the loader and masking need to know of it."""
+
     name: str
-    type: str
+    type: str  # format_type: schema-qualified under the pinned search_path
     not_null: bool
     has_default: bool
     generated: bool
     identity: bool
+    category: str = "U"  # pg_type.typcategory of the base type (of the element type for arrays)
+    is_array: bool = False
+    domain_not_null: bool = False  # a domain that refuses NULL
+    base_type: str = ""  # pg_type.typname with domains resolved (an array type for arrays: _int4)
+    storage_length: int = -1  # pg_type.typlen of that type: -1 for variable-length values
 
     @property
     def fillable_by_target(self) -> bool:
         """True when the target can fill this column itself on a COPY that leaves it out."""
         return self.generated or self.identity or self.has_default or not self.not_null
+
+    @property
+    def refuses_null(self) -> bool:
+        return self.not_null or self.domain_not_null
+
+
+@dataclass(frozen=True)
+class TableSize:
+    """Bytes on disk of a table's leaves (the table itself, or every partition below it)."""
+
+    bytes: int  # heap, TOAST, free space and visibility maps, as pg_table_size counts them
+    toast_bytes: int  # of which TOAST: values too large to stay in the row
 
 
 def list_tables(conn: psycopg.Connection) -> list[TableRef]:
@@ -96,44 +125,91 @@ def select_tables(available: list[TableRef], include: list[str], exclude: list[s
     return chosen
 
 
-def table_exists(conn: psycopg.Connection, table: TableRef) -> bool:
-    row = conn.execute(
+def _names(tables: list[TableRef]) -> tuple[list[str], list[str]]:
+    return [t.schema for t in tables], [t.name for t in tables]
+
+
+def columns_of(conn: psycopg.Connection, tables: list[TableRef]) -> dict[TableRef, list[Column]]:
+    """Live columns of each ordinary or partitioned table, in table order, read in one query.
+
+    A table that does not exist (or is not a table) is absent from the result.
+    """
+    rows = conn.execute(
         """
-        SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')
+        SELECT w.nsp, w.rel, a.attname,
+               pg_catalog.format_type(a.atttypid, a.atttypmod),
+               a.attnotnull, a.atthasdef, a.attgenerated <> '', a.attidentity <> '',
+               coalesce(e.typcategory, b.typcategory), e.oid IS NOT NULL, coalesce(t.typnotnull, false),
+               b.typname, b.typlen
+        FROM unnest(%s::pg_catalog.text[], %s::pg_catalog.text[]) AS w(nsp, rel)
+        JOIN pg_catalog.pg_namespace n ON n.nspname = w.nsp
+        JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = w.rel AND c.relkind IN ('r', 'p')
+        LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+        LEFT JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+        LEFT JOIN pg_catalog.pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
+        LEFT JOIN pg_catalog.pg_type e ON e.oid = b.typelem AND b.typcategory = 'A'
+        ORDER BY w.nsp, w.rel, a.attnum
         """,
-        (table.schema, table.name),
-    ).fetchone()
-    return row is not None
-
-
-def is_partitioned(conn: psycopg.Connection, table: TableRef) -> bool:
-    row = conn.execute(
-        "SELECT c.relkind = 'p' FROM pg_catalog.pg_class c WHERE c.oid = %s::pg_catalog.regclass",
-        (table.ident.as_string(conn),),
-    ).fetchone()
-    return bool(row and row[0])
+        _names(tables),
+    ).fetchall()
+    found: dict[TableRef, list[Column]] = {}
+    for schema, name, *column in rows:
+        columns = found.setdefault(TableRef(schema, name), [])
+        if column[0] is not None:  # a table may have no columns at all
+            columns.append(Column(*column))
+    return found
 
 
 def table_columns(conn: psycopg.Connection, table: TableRef) -> list[Column]:
     """Live columns in their table order, with what a loader needs to know of each."""
+    return columns_of(conn, [table]).get(table, [])
+
+
+def partitioned_tables(conn: psycopg.Connection, tables: list[TableRef]) -> set[TableRef]:
+    """Which of `tables` are partitioned (read whole through the parent, never with ONLY)."""
     rows = conn.execute(
         """
-        SELECT a.attname,
-               pg_catalog.format_type(a.atttypid, a.atttypmod),
-               a.attnotnull,
-               a.atthasdef,
-               a.attgenerated <> '',
-               a.attidentity <> ''
-        FROM pg_catalog.pg_attribute a
-        JOIN pg_catalog.pg_class c ON c.oid = a.attrelid
-        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-        WHERE n.nspname = %s AND c.relname = %s AND a.attnum > 0 AND NOT a.attisdropped
-        ORDER BY a.attnum
+        SELECT n.nspname, c.relname
+        FROM unnest(%s::pg_catalog.text[], %s::pg_catalog.text[]) AS w(nsp, rel)
+        JOIN pg_catalog.pg_namespace n ON n.nspname = w.nsp
+        JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = w.rel
+        WHERE c.relkind = 'p'
         """,
-        (table.schema, table.name),
+        _names(tables),
     ).fetchall()
-    return [Column(*row) for row in rows]
+    return {TableRef(schema, name) for schema, name in rows}
+
+
+def is_partitioned(conn: psycopg.Connection, table: TableRef) -> bool:
+    return table in partitioned_tables(conn, [table])
+
+
+def table_sizes(conn: psycopg.Connection, tables: list[TableRef]) -> dict[TableRef, TableSize]:
+    """On-disk size of each table: a plain table's own, a partitioned table's leaf partitions'.
+
+    Inheritance children of a plain table are left out, as the snapshot reads it with ONLY.
+    """
+    rows = conn.execute(
+        """
+        WITH RECURSIVE leaves(ord, oid) AS (
+            SELECT r.ord, r.oid::pg_catalog.oid
+            FROM unnest(%s::pg_catalog.regclass[]) WITH ORDINALITY AS r(oid, ord)
+            UNION ALL
+            SELECT l.ord, i.inhrelid
+            FROM leaves l
+            JOIN pg_catalog.pg_class p ON p.oid = l.oid AND p.relkind = 'p'
+            JOIN pg_catalog.pg_inherits i ON i.inhparent = l.oid
+        )
+        SELECT l.ord,
+               coalesce(sum(pg_catalog.pg_table_size(l.oid)), 0)::bigint,
+               coalesce(sum(pg_catalog.pg_total_relation_size(c.reltoastrelid))
+                        FILTER (WHERE c.reltoastrelid <> 0), 0)::bigint
+        FROM leaves l JOIN pg_catalog.pg_class c ON c.oid = l.oid
+        GROUP BY l.ord
+        """,
+        ([t.ident.as_string(conn) for t in tables],),
+    ).fetchall()
+    return {tables[ordinal - 1]: TableSize(int(size), int(toast)) for ordinal, size, toast in rows}
 
 
 def foreign_key_parents(conn: psycopg.Connection, tables: list[TableRef]) -> dict[TableRef, set[TableRef]]:
@@ -176,28 +252,3 @@ def foreign_key_order(parents: dict[TableRef, set[TableRef]]) -> tuple[list[Tabl
             done.add(table)
         remaining = [t for t in remaining if t not in done]
     return ordered, cyclic
-
-
-@dataclass(frozen=True)
-class OwnedSequence:
-    column: str
-    sequence: str  # schema-qualified, quoted as regclass text prints it
-
-
-def owned_sequences(conn: psycopg.Connection, table: TableRef) -> list[OwnedSequence]:
-    """Sequences behind serial and identity columns of a table."""
-    rows = conn.execute(
-        """
-        SELECT a.attname, s.oid::regclass::text
-        FROM pg_catalog.pg_depend d
-        JOIN pg_catalog.pg_class s ON s.oid = d.objid AND s.relkind = 'S'
-        JOIN pg_catalog.pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
-        WHERE d.classid = 'pg_catalog.pg_class'::regclass
-          AND d.refclassid = 'pg_catalog.pg_class'::regclass
-          AND d.deptype IN ('a', 'i')
-          AND d.refobjid = %s::regclass
-        ORDER BY a.attnum
-        """,
-        (table.ident.as_string(conn),),
-    ).fetchall()
-    return [OwnedSequence(column, seq) for column, seq in rows]

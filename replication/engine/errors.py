@@ -1,5 +1,7 @@
 """Errors the engine raises when retrying cannot help: the user has to change something."""
 
+import errno
+
 
 class ReplicationError(Exception):
     """A permanent problem: bad configuration, a schema that does not match, a damaged snapshot."""
@@ -31,6 +33,21 @@ class LoadVerificationError(ReplicationError):
 
 class SnapshotSpaceError(ReplicationError):
     """The snapshot folder's disk filled up, or would, during a capture."""
+
+
+SPACE_ADVICE = (
+    "Free space there, move SNAPSHOT_DIR to a larger volume, lower snapshot.keep in replication.yaml or "
+    "narrow snapshot.include; then run the partition again."
+)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def snapshot_space_error(what_happened: str) -> "SnapshotSpaceError":
+    """The one message for a snapshot disk that is, or would be, full: retrying cannot help."""
+    return SnapshotSpaceError(f"{what_happened} Nothing was loaded and no retry is scheduled. {SPACE_ADVICE}")
 
 
 class HiddenRowsError(ReplicationError):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from replication.engine.catalog import TableSize
 from replication.engine.errors import SnapshotSpaceError
 from replication.engine.retention import (
     SpaceEstimate,
@@ -93,7 +94,9 @@ def test_estimates_come_from_the_last_manifest_of_the_same_selection_or_the_cata
     (folder / "manifest.json").write_text(json.dumps(manifest))
     assert estimate_from_manifests(tmp_path, ["*"], []).needed == 5_500_000
     assert estimate_from_manifests(tmp_path, ["shop.*"], []) is None
-    assert estimate_from_catalog(1_000_000).needed == 1_500_000
+    # Rows plus 50%; TOAST values (bytea prints as hex, twice its size) two and a half times.
+    assert estimate_from_catalog([TableSize(1_000_000, 0)]).needed == 1_500_000
+    assert estimate_from_catalog([TableSize(1_000_000, 0), TableSize(3_000_000, 2_000_000)]).needed == 8_000_000
 
 
 def test_free_space_check_names_folder_estimate_and_free_space(tmp_path):
@@ -133,8 +136,8 @@ def test_estimate_larger_than_the_disk_refuses_before_writing(cluster, tmp_path)
     with tiny_filesystem(tmp_path, "64k") as mount:
         folder = snapshot_path(mount, "2026-11-25")
 
-        def guard(heap_bytes):
-            check_free_space(folder, estimate_from_catalog(heap_bytes))
+        def guard(sizes):
+            check_free_space(folder, estimate_from_catalog(sizes))
 
         with pytest.raises(SnapshotSpaceError, match="Not enough space for the snapshot"):
             with role_connection(cluster, "prod") as conn:
