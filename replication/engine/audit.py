@@ -5,17 +5,17 @@ Each returns what it found, table by table, so a check can pass or fail with the
 
 from __future__ import annotations
 
-import csv
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
-from .catalog import TableRef, owned_sequences
-from .checksum import checksum_algorithm, content_checksum
+from .catalog import TableRef
+from .checksum import ChecksumRequest, checksum_algorithm, checksum_many
+from .csvread import column_hashes
 from .manifest import Manifest
+from .sequences import loaded_maxima, owned_sequences, sequence_states
 
 
 @dataclass(frozen=True)
@@ -39,11 +39,13 @@ def compare_with_manifest(
     (`loaded_checksums`), since masking changes it on purpose.
     """
     loaded_checksums = loaded_checksums or {}
+    expected = {entry.key: loaded_checksums.get(entry.key, entry.content_checksum) for entry in manifest.tables}
+    requests = [ChecksumRequest.of(entry.ref, entry.column_names, algorithm=checksum_algorithm(expected[entry.key]))
+                for entry in manifest.tables]
     found = []
-    for entry in manifest.tables:
-        expected = loaded_checksums.get(entry.key, entry.content_checksum)
-        rows, checksum = content_checksum(conn, entry.ref, entry.column_names, algorithm=checksum_algorithm(expected))
-        found.append(TableAudit(entry.key, rows, entry.rows, checksum == expected if expected else True))
+    for entry, [(rows, checksum)] in zip(manifest.tables, checksum_many(conn, requests)):
+        wanted = expected[entry.key]
+        found.append(TableAudit(entry.key, rows, entry.rows, checksum == wanted if wanted else True))
     return found
 
 
@@ -62,22 +64,11 @@ class SequenceAudit:
 
 def sequence_positions(conn: psycopg.Connection, tables: list[TableRef]) -> list[SequenceAudit]:
     """For each serial or identity column: the value nextval would give and the loaded maximum."""
-    found = []
-    for table in tables:
-        for seq in owned_sequences(conn, table):
-            last_value, is_called = conn.execute(
-                sql.SQL("SELECT last_value, is_called FROM {}").format(sql.SQL(seq.sequence))
-            ).fetchone()
-            increment = conn.execute(
-                "SELECT seqincrement FROM pg_catalog.pg_sequence WHERE seqrelid = %s::pg_catalog.regclass",
-                (seq.sequence,),
-            ).fetchone()[0]
-            loaded_max = conn.execute(
-                sql.SQL("SELECT max({})::bigint FROM {}").format(sql.Identifier(seq.column), table.ident)
-            ).fetchone()[0]
-            next_value = last_value + increment if is_called else last_value
-            found.append(SequenceAudit(seq.sequence, table.key, seq.column, int(next_value), loaded_max))
-    return found
+    owned = owned_sequences(conn, tables)
+    states = sequence_states(conn, [seq.sequence for seq in owned])
+    maxima = loaded_maxima(conn, owned)
+    return [SequenceAudit(seq.sequence, seq.table.key, seq.column, states[seq.sequence].next_value,
+                          maxima.get(seq.sequence)) for seq in owned]
 
 
 @dataclass(frozen=True)
@@ -130,8 +121,8 @@ class MaskAudit:
     equal: int  # of those, how many the environment still holds in that column
 
 
-def _value_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+# Sixteen hex digits of sha256 per value: enough to tell values apart, too few to recover one.
+HASH_HEX_CHARS = 16
 
 
 def masked_value_overlaps(
@@ -151,23 +142,21 @@ def masked_value_overlaps(
             entry = entries[table]
             positions = [entry.column_names.index(c) for c in columns]
             conn.execute("TRUNCATE replication_prod_hashes")
-            with open(snapshot_dir / entry.file, newline="", encoding="utf-8") as handle, conn.cursor() as cur:
-                reader = csv.reader(handle)
-                next(reader)  # header
-                with cur.copy("COPY replication_prod_hashes (col, h) FROM STDIN") as copy:
-                    for row in reader:
-                        for slot, position in enumerate(positions):
-                            if row[position] != "":
-                                copy.write_row((slot, _value_hash(row[position])))
+            with conn.cursor() as cur, cur.copy("COPY replication_prod_hashes (col, h) FROM STDIN") as copy:
+                for digests in column_hashes(snapshot_dir / entry.file, positions):
+                    for slot, digest in enumerate(digests):
+                        if digest is not None:
+                            copy.write_row((slot, digest[:HASH_HEX_CHARS]))
             for slot, column in enumerate(columns):
                 compared, equal = conn.execute(
                     sql.SQL(
                         "WITH prod AS (SELECT DISTINCT h FROM replication_prod_hashes WHERE col = {slot}), "
                         "env AS (SELECT DISTINCT pg_catalog.left(pg_catalog.encode(pg_catalog.sha256("
-                        "pg_catalog.convert_to(t.{col}::text, 'UTF8')), 'hex'), 16) AS h FROM {table} t "
+                        "pg_catalog.convert_to(t.{col}::text, 'UTF8')), 'hex'), {chars}) AS h FROM {table} t "
                         "WHERE t.{col} IS NOT NULL AND t.{col}::text <> '') "
                         "SELECT (SELECT count(*) FROM prod), (SELECT count(*) FROM prod JOIN env USING (h))"
-                    ).format(slot=sql.Literal(slot), col=sql.Identifier(column), table=entry.ref.ident)
+                    ).format(slot=sql.Literal(slot), col=sql.Identifier(column), table=entry.ref.ident,
+                             chars=sql.Literal(HASH_HEX_CHARS))
                 ).fetchone()
                 found.append(MaskAudit(f"{table}.{column}", int(compared), int(equal)))
     return found

@@ -20,11 +20,12 @@ BATCH = 1 << 20
 
 def copy_out(
     conn: psycopg.Connection, query: sql.Composable, write: Callable[[bytearray], None],
-    advance: Callable[[int, int], None] | None = None,
+    advance: Callable[[int, int], None] | None = None, *, header: bool = False,
 ) -> int:
     """Run a COPY ... TO STDOUT on `conn`'s open transaction; returns the row count.
 
-    `write` receives the data in batches of about 1 MiB; `advance(bytes, rows)` counts them.
+    `write` receives the data in batches of about 1 MiB; `advance(bytes, rows)` counts them,
+    leaving out the header line when the COPY prints one (`header`).
     If `write` raises (a full disk), the COPY is cancelled and drained before the error goes on,
     so the connection can still roll back.
     """
@@ -36,7 +37,7 @@ def copy_out(
             _drain_results(pgconn)
             raise _error(result, conn)
         try:
-            _stream(pgconn, write, advance)
+            _stream(pgconn, write, advance, -1 if header else 0)
         except BaseException:
             conn.cancel_safe()
             _drain_copy(pgconn)
@@ -48,9 +49,8 @@ def copy_out(
         return result.command_tuples or 0
 
 
-def _stream(pgconn: pq.abc.PGconn, write: Callable[[bytearray], None], advance) -> None:
+def _stream(pgconn: pq.abc.PGconn, write: Callable[[bytearray], None], advance, rows: int) -> None:
     batch = bytearray()
-    rows = 0
     get = pgconn.get_copy_data
     while True:
         size, data = get(1)  # non-blocking: 0 means the next row has not arrived yet

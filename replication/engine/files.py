@@ -19,6 +19,10 @@ def ensure_private_dir(path: Path) -> Path:
 
 
 def fsync_dir(path: Path) -> None:
+    fsync_file(path)
+
+
+def fsync_file(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -34,11 +38,13 @@ class AtomicWriter:
     """Writes to a hidden temporary file and moves it into place only on success.
 
     Readers see the old file or the whole new one, never a torn one; the data is fsynced before
-    the rename so a crash cannot leave a renamed file with missing blocks.
+    the rename so a crash cannot leave a renamed file with missing blocks. `sync=False` leaves
+    both fsyncs to the caller, who writes many files and syncs them all before anything names them.
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, sync: bool = True):
         self.path = path
+        self.sync = sync
         self.tmp = temp_name(path)
         self.bytes = 0
         self._sha = hashlib.sha256()
@@ -66,11 +72,13 @@ class AtomicWriter:
 
     def commit(self) -> None:
         self._flush()
-        os.fsync(self._fd)
+        if self.sync:
+            os.fsync(self._fd)
         os.close(self._fd)
         self._fd = -1
         os.replace(self.tmp, self.path)
-        fsync_dir(self.path.parent)
+        if self.sync:
+            fsync_dir(self.path.parent)
 
     def abort(self) -> None:
         if self._fd >= 0:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 
 from .catalog import TableRef
@@ -82,7 +82,7 @@ class Manifest:
         raise KeyError(key)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=False)
+        return json.dumps(_plain(self), indent=2, sort_keys=False)
 
     @classmethod
     def from_json(cls, text: str) -> "Manifest":
@@ -98,6 +98,15 @@ class Manifest:
             for t in raw.pop("tables")
         ]
         return cls(**raw, tables=tables)
+
+
+def _plain(value):
+    """dataclasses.asdict without its deep copies, which cost seconds on a manifest of a thousand tables."""
+    if is_dataclass(value):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    return value
 
 
 def manifest_path(snapshot_dir: Path) -> Path:

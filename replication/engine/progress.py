@@ -12,33 +12,67 @@ REPORT_EVERY_SECONDS = 5.0
 Log = Callable[[str], None]
 
 
-class Progress:
-    """Counts rows and bytes for one table and reports them every few seconds while in use.
+class Ticker:
+    """One thread that reports every table in progress every few seconds, for a whole snapshot or load.
 
-    Used as a context manager, a timer thread reports on schedule even when the stream itself
-    stalls (a slow trigger, a long scan before the first row), which a check inside `advance`
-    would miss. `expected_rows`, when known, lets a loader estimate rows from bytes: COPY FROM
-    only learns the row count at the end.
+    A timer reports on schedule even when a stream itself stalls (a slow trigger, a long scan
+    before the first row), which a check inside `advance` would miss; one timer for all tables
+    keeps a schema of a thousand small tables from starting a thousand threads.
     """
 
-    def __init__(
-        self,
-        report: Log | None,
-        action: str,
-        table: str,
-        *,
-        expected_bytes: int | None = None,
-        expected_rows: int | None = None,
-        interval: float = REPORT_EVERY_SECONDS,
-    ):
+    def __init__(self, report: Log | None, interval: float = REPORT_EVERY_SECONDS):
         self._report = report
+        self._interval = interval
+        self._active: list[Progress] = []
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> "Ticker":
+        if self._report is not None:
+            self._thread = threading.Thread(target=self._run, name="progress", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stopped.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def track(self, action: str, table: str, *, expected_bytes: int | None = None,
+              expected_rows: int | None = None) -> "Progress":
+        return Progress(self, action, table, expected_bytes=expected_bytes, expected_rows=expected_rows)
+
+    def _add(self, progress: "Progress") -> None:
+        with self._lock:
+            self._active.append(progress)
+
+    def _remove(self, progress: "Progress") -> None:
+        with self._lock:
+            self._active.remove(progress)
+
+    def _run(self) -> None:
+        while not self._stopped.wait(self._interval):
+            with self._lock:
+                lines = [p.line() for p in self._active if p.seconds >= self._interval / 2]
+            for line in lines:
+                self._report(line)
+
+
+class Progress:
+    """Counts rows and bytes for one table while it is copied; used as a context manager.
+
+    `expected_rows`, when known, lets a loader estimate rows from bytes: COPY FROM only learns
+    the row count at the end.
+    """
+
+    def __init__(self, ticker: Ticker | None, action: str, table: str, *, expected_bytes: int | None = None,
+                 expected_rows: int | None = None):
+        self._ticker = ticker
         self._action = action
         self._table = table
         self._expected_bytes = expected_bytes
         self._expected_rows = expected_rows
-        self._interval = interval
-        self._stopped = threading.Event()
-        self._thread: threading.Thread | None = None
         self.started = time.monotonic()
         self.ended: float | None = None
         self.rows = 0
@@ -48,22 +82,16 @@ class Progress:
         self.bytes += nbytes
         self.rows += rows
 
-    def _run(self) -> None:
-        while not self._stopped.wait(self._interval):
-            self._report(self.line())
-
     def __enter__(self) -> "Progress":
         self.started = time.monotonic()
-        if self._report is not None:
-            self._thread = threading.Thread(target=self._run, name=f"progress {self._table}", daemon=True)
-            self._thread.start()
+        if self._ticker is not None:
+            self._ticker._add(self)
         return self
 
     def __exit__(self, *exc) -> None:
         self.ended = time.monotonic()
-        self._stopped.set()
-        if self._thread is not None:
-            self._thread.join()
+        if self._ticker is not None:
+            self._ticker._remove(self)
 
     def _row_estimate(self) -> int:
         if self.rows or not self._expected_rows or not self._expected_bytes:

@@ -2,29 +2,61 @@
 
 from __future__ import annotations
 
-import errno
 import shutil
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import psycopg
 from psycopg import IsolationLevel, sql
 
-from .catalog import TableRef, is_partitioned, list_tables, owned_sequences, select_tables, table_columns
-from .checksum import content_checksum
+from .bigrows import copy_large_rows, large_row_filter
+from .catalog import Column, TableRef, TableSize, columns_of, list_tables, partitioned_tables, select_tables, table_sizes
+from .checksum import ChecksumRequest, checksum_many, content_checksum
 from .copyout import copy_out
-from .errors import HiddenRowsError, SnapshotSpaceError
-from .files import AtomicWriter, ensure_private_dir, fsync_dir
+from .errors import HiddenRowsError, is_disk_full, snapshot_space_error
+from .files import AtomicWriter, ensure_private_dir, fsync_dir, fsync_file
+from .locks import LockPolicy, acquire, lock_statement
 from .manifest import ColumnEntry, Manifest, SequenceEntry, TableEntry, remove_manifest, write_manifest
-from .progress import Log, Progress
+from .progress import Log, Ticker
+from .sequences import owned_sequences, sequence_states
+from .session import prepare_transaction
+
+# Production is never a place to end other sessions: the snapshot waits for a migration's lock
+# (logging who holds it) for this long, then fails and names it.
+SNAPSHOT_LOCKS = LockPolicy("wait")
+# A table this large is checksummed by the connection that captured it, right after, so large
+# tables' checksums run in parallel too; smaller ones are checksummed together at the end, many
+# to a statement, where one round trip each would cost more than the work.
+CHECKSUM_AT_ONCE_BYTES = 4 << 20
 
 
 def snapshot_file_name(table: TableRef) -> str:
     return f"{table.key}.csv"
+
+
+@dataclass(frozen=True)
+class TablePlan:
+    """What capturing one table needs, read from the catalog for all tables at once."""
+
+    table: TableRef
+    columns: list[Column]  # generated columns left out: the target computes them
+    partitioned: bool
+    size: TableSize | None
+
+    @property
+    def checksum_at_once(self) -> bool:
+        return self.size is not None and self.size.bytes >= CHECKSUM_AT_ONCE_BYTES
+
+    @property
+    def only(self) -> sql.SQL:
+        # ONLY for plain tables: rows of inheritance children belong to those tables, not to this
+        # one (pg_dump does the same). A partitioned table is read whole through its parent.
+        return sql.SQL("" if self.partitioned else "ONLY ")
 
 
 def take_snapshot(
@@ -37,49 +69,51 @@ def take_snapshot(
     source: str = "",
     checksums: bool = True,
     log: Log | None = None,
-    before_writing: Callable[[int], None] | None = None,
+    before_writing: Callable[[list[TableSize]], None] | None = None,
     connect: Callable[[], AbstractContextManager[psycopg.Connection]] | None = None,
     jobs: int = 1,
+    locks: LockPolicy = SNAPSHOT_LOCKS,
 ) -> Manifest:
     """Copy the selected tables of `conn` into `snapshot_dir` and write its manifest last.
 
     All tables are read in one READ ONLY, REPEATABLE READ transaction, so they show one point in
-    time, as pg_dump does. Any manifest already in the folder is removed first: if this capture
-    fails half-way the folder is marked incomplete rather than mixing old and new files.
+    time, as pg_dump does, and, as pg_dump does, they are locked in ACCESS SHARE mode first, so no
+    migration can change them half-way. Any manifest already in the folder is removed first: if
+    this capture fails half-way the folder is marked incomplete rather than mixing old and new files.
 
     With `jobs` > 1, up to `jobs - 1` more connections from `connect` join that transaction's
     snapshot (`pg_export_snapshot`, as `pg_dump -j` does) and capture tables at the same time,
     largest first. A helper that cannot connect is logged and the others carry on.
 
-    `before_writing` receives the selected tables' size in bytes before any file is touched
-    (the disk guard). Running out of space removes the folder's files: nothing half-written stays.
+    `before_writing` receives the selected tables' sizes before any file is touched (the disk
+    guard). Running out of space removes the folder's files: nothing half-written stays.
     """
-    conn.rollback()
-    conn.autocommit = False
-    conn.isolation_level = IsolationLevel.REPEATABLE_READ
-    conn.read_only = True
+    prepare_transaction(conn, IsolationLevel.REPEATABLE_READ, read_only=True)
     with conn.transaction():
         # As pg_dump does: with row security off, a table whose policies would hide rows from
         # this role makes the read fail instead of returning fewer rows.
         conn.execute("SET LOCAL row_security = off")
-        tables = select_tables(list_tables(conn), list(include), list(exclude))
-        sizes = _table_sizes(conn, tables)  # the disk guard's fallback estimate; largest first for helpers
+        plans = _plan(conn, select_tables(list_tables(conn), list(include), list(exclude)))
+        _lock(conn, plans, locks, log)
         if before_writing is not None:
-            before_writing(sum(sizes.values()))
+            before_writing([p.size for p in plans if p.size is not None])
         ensure_private_dir(snapshot_dir)
         remove_manifest(snapshot_dir)
         try:
-            entries = _capture_tables(conn, snapshot_dir, tables, sizes, checksums, log, connect, jobs)
+            with Ticker(log) as ticker:
+                capture = _Capture(snapshot_dir, checksums, log, ticker)
+                entries = capture.all(conn, plans, connect, jobs)
         except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                _discard(snapshot_dir)
-                raise SnapshotSpaceError(
-                    f"The disk holding {snapshot_dir} filled up while the snapshot was written "
-                    f"({exc.strerror}). The partial files were removed and nothing was loaded; no retry is "
-                    "scheduled. Free space there, move SNAPSHOT_DIR to a larger volume or lower "
-                    "snapshot.keep in replication.yaml, then run the partition again."
-                ) from None
-            raise
+            if not is_disk_full(exc):
+                raise
+            _discard(snapshot_dir)
+            raise snapshot_space_error(
+                f"The disk holding {snapshot_dir} filled up while the snapshot was written ({exc.strerror}); "
+                "the partial files were removed."
+            ) from None
+        if checksums:
+            _checksum_small_tables(conn, plans, entries)
+        _record_sequences(conn, entries)
         server_version = conn.execute("SELECT pg_catalog.current_setting('server_version')").fetchone()[0]
     _remove_stale_files(snapshot_dir, {e.file for e in entries})
     manifest = Manifest(
@@ -90,91 +124,176 @@ def take_snapshot(
         include=list(include),
         exclude=list(exclude),
         tables=entries,
-        selected=[t.key for t in tables],
+        selected=[p.table.key for p in plans],
     )
     write_manifest(snapshot_dir, manifest)
     return manifest
 
 
-def _capture_tables(
-    conn: psycopg.Connection,
-    snapshot_dir: Path,
-    tables: list[TableRef],
-    sizes: dict[TableRef, int],
-    checksums: bool,
-    log: Log | None,
-    connect: Callable[[], AbstractContextManager[psycopg.Connection]] | None,
-    jobs: int,
-) -> list[TableEntry]:
-    helpers = min(jobs, len(tables)) - 1 if connect is not None else 0
-    if helpers <= 0:
-        return [_capture_table(conn, snapshot_dir, table, checksums, log) for table in tables]
-    snapshot_id = conn.execute("SELECT pg_catalog.pg_export_snapshot()").fetchone()[0]
-    queue = deque(sorted(tables, key=lambda t: -sizes.get(t, 0)))  # largest first: the shortest tail
-    captured: dict[TableRef, TableEntry] = {}
-    failures: list[BaseException] = []
-    lock = threading.Lock()
+def _plan(conn: psycopg.Connection, tables: list[TableRef]) -> list[TablePlan]:
+    columns = columns_of(conn, tables)
+    partitioned = partitioned_tables(conn, tables)
+    sizes = table_sizes(conn, tables)
+    return [TablePlan(t, [c for c in columns.get(t, []) if not c.generated], t in partitioned, sizes.get(t))
+            for t in tables]
 
-    def work(connection: psycopg.Connection) -> None:
-        while True:
-            with lock:
-                if failures or not queue:
-                    return
-                table = queue.popleft()
-            try:
-                entry = _capture_table(connection, snapshot_dir, table, checksums, log)
-            except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
+
+def _lock(conn: psycopg.Connection, plans: list[TablePlan], policy: LockPolicy, log: Log | None) -> None:
+    """ACCESS SHARE on every table, as pg_dump takes it: a migration waits for the snapshot, not the reverse."""
+    relations = [p.table.ident.as_string(conn) for p in plans]
+    statement = lock_statement(relations, "ACCESS SHARE", only=[not p.partitioned for p in plans])
+    acquire(conn, statement, relations, "ACCESS SHARE", policy, who="prod_snapshot", log=log)
+
+
+class _Capture:
+    """Writes tables into one snapshot folder, over one or several connections."""
+
+    def __init__(self, snapshot_dir: Path, checksums: bool, log: Log | None, ticker: Ticker):
+        self.snapshot_dir = snapshot_dir
+        self.checksums = checksums
+        self.log = log
+        self.ticker = ticker
+        self.written: list[Path] = []
+        self._lock = threading.Lock()
+
+    def all(self, conn: psycopg.Connection, plans: list[TablePlan],
+            connect: Callable[[], AbstractContextManager[psycopg.Connection]] | None, jobs: int) -> list[TableEntry]:
+        helpers = min(jobs, len(plans)) - 1 if connect is not None else 0
+        if helpers <= 0:
+            entries = [self.table(conn, plan) for plan in plans]
+        else:
+            entries = self._in_parallel(conn, plans, connect, helpers)
+        # Synced once at the end, not file by file: on a schema of a thousand tables a sync per file
+        # costs more than the data. The manifest names the files only after this.
+        for path in self.written:
+            fsync_file(path)
+        fsync_dir(self.snapshot_dir)
+        return entries
+
+    def _in_parallel(self, conn, plans, connect, helpers: int) -> list[TableEntry]:
+        """The main connection and `helpers` others, sharing one exported snapshot, largest tables first.
+
+        A helper locks each table with NOWAIT before reading it, as pg_dump's workers do: if
+        someone queued for an exclusive lock after the main connection locked the table, the
+        helper would wait behind them while they wait for the main connection, for ever. Such a
+        table goes back to the main connection, which already holds its lock.
+        """
+        snapshot_id = conn.execute("SELECT pg_catalog.pg_export_snapshot()").fetchone()[0]
+        queue = deque(sorted(plans, key=lambda p: -(p.size.bytes if p.size else 0)))
+        handed_back: list[TablePlan] = []
+        captured: dict[TableRef, TableEntry] = {}
+        failures: list[BaseException] = []
+        lock = threading.Lock()
+
+        def work(connection: psycopg.Connection, helper: bool) -> None:
+            while True:
                 with lock:
-                    failures.append(exc)
-                return
-            with lock:
-                captured[table] = entry
+                    if failures or not queue:
+                        return
+                    plan = queue.popleft()
+                try:
+                    if helper and not _lock_nowait(connection, plan):
+                        with lock:
+                            handed_back.append(plan)
+                        continue
+                    entry = self.table(connection, plan)
+                except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
+                    with lock:
+                        failures.append(exc)
+                    return
+                with lock:
+                    captured[plan.table] = entry
 
-    def helper(number: int) -> None:
+        def helper(number: int) -> None:
+            try:
+                with connect() as connection:
+                    _join_snapshot(connection, snapshot_id)
+                    work(connection, helper=True)
+                    connection.rollback()
+            except psycopg.Error as exc:
+                # Production may be short of connections: fewer helpers is slower, not wrong.
+                if self.log is not None:
+                    self.log(f"snapshot: helper connection {number} unavailable ({str(exc).strip()}); "
+                             "the other connections capture its share")
+
+        threads = [threading.Thread(target=helper, args=(n,), name=f"snapshot helper {n}")
+                   for n in range(1, helpers + 1)]
+        for thread in threads:
+            thread.start()
+        work(conn, helper=False)
+        for thread in threads:
+            thread.join()
+        if failures:
+            raise failures[0]
+        for plan in handed_back:
+            captured[plan.table] = self.table(conn, plan)
+        return [captured[plan.table] for plan in plans]
+
+    def table(self, conn: psycopg.Connection, plan: TablePlan) -> TableEntry:
         try:
-            with connect() as connection:
-                _join_snapshot(connection, snapshot_id)
-                work(connection)
-                connection.rollback()
-        except psycopg.Error as exc:
-            # Production may be short of connections: fewer helpers is slower, not wrong.
-            if log is not None:
-                log(f"snapshot: helper connection {number} unavailable ({str(exc).strip()}); "
-                    "the other connections capture its share")
+            return self._copy_out(conn, plan)
+        except psycopg.errors.InsufficientPrivilege as exc:
+            if "row-level security" not in str(exc):
+                raise
+            user = conn.info.user
+            raise HiddenRowsError(
+                f"Table {plan.table.key} has row-level security policies that would hide rows from {user}, so "
+                f"the snapshot would silently miss rows; it was refused, as pg_dump refuses. Ask an "
+                f"administrator to run ALTER ROLE {user} BYPASSRLS (or to disable row security on the "
+                f"table), or exclude {plan.table.key} in snapshot.exclude."
+            ) from None
 
-    threads = [threading.Thread(target=helper, args=(n,), name=f"snapshot helper {n}") for n in range(1, helpers + 1)]
-    for thread in threads:
-        thread.start()
-    work(conn)
-    for thread in threads:
-        thread.join()
-    if failures:
-        raise failures[0]
-    return [captured[table] for table in tables]
+    def _copy_out(self, conn: psycopg.Connection, plan: TablePlan) -> TableEntry:
+        file_name = snapshot_file_name(plan.table)
+        names = [c.name for c in plan.columns]
+        large = large_row_filter(plan.columns, plan.size)
+        query = sql.SQL("COPY (SELECT {cols} FROM {only}{table}{where}) TO STDOUT (FORMAT csv, HEADER)").format(
+            cols=sql.SQL(", ").join(sql.Identifier(n) for n in names),
+            only=plan.only,
+            table=plan.table.ident,
+            where=sql.SQL(" WHERE NOT ({})").format(large) if large is not None else sql.SQL(""),
+        )
+        path = self.snapshot_dir / file_name
+        with self.ticker.track("snapshot", plan.table.key) as progress, AtomicWriter(path, sync=False) as writer:
+            rows = copy_out(conn, query, writer.write, progress.advance, header=True)
+            if large is not None:
+                rows += copy_large_rows(conn, plan.table, plan.columns, large, partitioned=plan.partitioned,
+                                        write=writer.write, advance=progress.advance)
+        with self._lock:
+            self.written.append(path)
+        seconds = progress.seconds
+        checksum = content_checksum(conn, plan.table, names)[1] if self.checksums and plan.checksum_at_once else ""
+        if self.log is not None and seconds >= 1:
+            self.log(progress.line())
+        return TableEntry(
+            schema=plan.table.schema,
+            name=plan.table.name,
+            file=file_name,
+            columns=[ColumnEntry(c.name, c.type) for c in plan.columns],
+            rows=rows,
+            bytes=writer.bytes,
+            sha256=writer.sha256,
+            content_checksum=checksum,
+            seconds=round(seconds, 3),
+        )
 
 
 def _join_snapshot(conn: psycopg.Connection, snapshot_id: str) -> None:
-    conn.rollback()
-    conn.autocommit = False
-    conn.isolation_level = IsolationLevel.REPEATABLE_READ
-    conn.read_only = True
+    prepare_transaction(conn, IsolationLevel.REPEATABLE_READ, read_only=True)
     # SET TRANSACTION SNAPSHOT must come first in the transaction psycopg opens with BEGIN.
     conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(snapshot_id)))
     conn.execute("SET LOCAL row_security = off")
 
 
-def _table_sizes(conn: psycopg.Connection, tables: list[TableRef]) -> dict[TableRef, int]:
-    """On-disk size of each table, its partitions included."""
-    rows = conn.execute(
-        """
-        SELECT r.ord, coalesce(sum(pg_catalog.pg_table_size(t.relid)), 0)::bigint
-        FROM unnest(%s::pg_catalog.regclass[]) WITH ORDINALITY AS r(oid, ord),
-             LATERAL pg_catalog.pg_partition_tree(r.oid) AS t
-        GROUP BY r.ord
-        """,
-        ([t.ident.as_string(conn) for t in tables],),
-    ).fetchall()
-    return {tables[ordinal - 1]: int(size) for ordinal, size in rows}
+def _lock_nowait(conn: psycopg.Connection, plan: TablePlan) -> bool:
+    conn.execute("SAVEPOINT replication_helper_lock")
+    try:
+        conn.execute(sql.SQL("LOCK TABLE {}{} IN ACCESS SHARE MODE NOWAIT").format(plan.only, plan.table.ident))
+    except psycopg.errors.LockNotAvailable:
+        conn.execute("ROLLBACK TO SAVEPOINT replication_helper_lock")
+        return False
+    conn.execute("RELEASE SAVEPOINT replication_helper_lock")
+    return True
 
 
 def _discard(snapshot_dir: Path) -> None:
@@ -185,66 +304,21 @@ def _discard(snapshot_dir: Path) -> None:
             path.unlink(missing_ok=True)
 
 
-def _capture_table(
-    conn: psycopg.Connection, snapshot_dir: Path, table: TableRef, checksums: bool, log: Log | None
-) -> TableEntry:
-    # Generated columns are recomputed by the target, and COPY cannot write them anyway.
-    columns = [c for c in table_columns(conn, table) if not c.generated]
-    names = [c.name for c in columns]
-    # ONLY for plain tables: rows of inheritance children belong to those tables, not to this
-    # one (pg_dump does the same). A partitioned table is read whole through its parent.
-    partitioned = is_partitioned(conn, table)
-    query = sql.SQL("COPY (SELECT {cols} FROM {only}{table}) TO STDOUT (FORMAT csv, HEADER)").format(
-        cols=sql.SQL(", ").join(sql.Identifier(n) for n in names),
-        only=sql.SQL("" if partitioned else "ONLY "),
-        table=table.ident,
-    )
-    try:
-        return _copy_out(conn, snapshot_dir, table, query, columns, names, checksums, log)
-    except psycopg.errors.InsufficientPrivilege as exc:
-        if "row-level security" not in str(exc):
-            raise
-        user = conn.info.user
-        raise HiddenRowsError(
-            f"Table {table.key} has row-level security policies that would hide rows from {user}, so "
-            f"the snapshot would silently miss rows; it was refused, as pg_dump refuses. Ask an "
-            f"administrator to run ALTER ROLE {user} BYPASSRLS (or to disable row security on the "
-            f"table), or exclude {table.key} in snapshot.exclude."
-        ) from None
+def _checksum_small_tables(conn: psycopg.Connection, plans: list[TablePlan], entries: list[TableEntry]) -> None:
+    pending = [(plan, entry) for plan, entry in zip(plans, entries) if not plan.checksum_at_once]
+    found = checksum_many(conn, [ChecksumRequest.of(plan.table, entry.column_names) for plan, entry in pending])
+    for (_, entry), checksums in zip(pending, found):
+        entry.content_checksum = checksums[0][1]
 
 
-def _copy_out(conn, snapshot_dir, table, query, columns, names, checksums, log) -> TableEntry:
-    file_name = snapshot_file_name(table)
-    with Progress(log, "snapshot", table.key) as progress, AtomicWriter(snapshot_dir / file_name) as writer:
-        rows = copy_out(conn, query, writer.write, progress.advance)
-    seconds = progress.seconds
-    checksum = content_checksum(conn, table, names)[1] if checksums else ""
-    sequences = [
-        SequenceEntry(seq.column, seq.sequence, *_sequence_state(conn, seq.sequence))
-        for seq in owned_sequences(conn, table)
-    ]
-    if log is not None and seconds >= 1:
-        log(progress.line())
-    return TableEntry(
-        schema=table.schema,
-        name=table.name,
-        file=file_name,
-        columns=[ColumnEntry(c.name, c.type) for c in columns],
-        rows=rows,
-        bytes=writer.bytes,
-        sha256=writer.sha256,
-        content_checksum=checksum,
-        seconds=round(seconds, 3),
-        sequences=sequences,
-    )
-
-
-def _sequence_state(conn: psycopg.Connection, sequence: str) -> tuple[int, bool]:
-    # `sequence` is regclass text, already quoted and schema-qualified by the server.
-    last_value, is_called = conn.execute(
-        sql.SQL("SELECT last_value, is_called FROM {}").format(sql.SQL(sequence))
-    ).fetchone()
-    return int(last_value), bool(is_called)
+def _record_sequences(conn: psycopg.Connection, entries: list[TableEntry]) -> None:
+    """Production's serial and identity sequences, read once for all tables after their rows."""
+    owned = owned_sequences(conn, [e.ref for e in entries])
+    states = sequence_states(conn, [s.sequence for s in owned])
+    by_table = {e.ref: e for e in entries}
+    for seq in owned:
+        state = states[seq.sequence]
+        by_table[seq.table].sequences.append(SequenceEntry(seq.column, seq.sequence, state.last_value, state.is_called))
 
 
 def _remove_stale_files(snapshot_dir: Path, keep: set[str]) -> None:

@@ -1,19 +1,23 @@
 import re
 import time
 
-from replication.engine.progress import Progress
+from replication.engine.progress import Progress, Ticker
 
 from ..helpers import load, snapshot
 
 
 def test_reports_rows_megabytes_and_rate_on_schedule_while_in_use():
     lines = []
-    with Progress(lines.append, "snapshot", "shop.orders", interval=0.05) as progress:
-        progress.advance(1_000_000, 2000)
-        time.sleep(0.13)  # nothing advances: the stream may stall, the reports go on
-    reported = len(lines)
-    time.sleep(0.1)
-    assert reported == len(lines) >= 2  # on schedule, and never after the block
+    with Ticker(lines.append, interval=0.05) as ticker:
+        with ticker.track("snapshot", "shop.orders") as progress:
+            progress.advance(1_000_000, 2000)
+            time.sleep(0.13)  # nothing advances: the stream may stall, the reports go on
+        reported = len(lines)
+        with ticker.track("snapshot", "shop.products"):
+            time.sleep(0.13)
+        time.sleep(0.1)
+    assert reported >= 2  # on schedule
+    assert len(lines) - reported >= 1 and all("shop.orders" not in line for line in lines[reported:])  # never after
     assert re.fullmatch(r"snapshot shop\.orders: 2,000 rows, 1\.0 MB in 0\.\d s \([\d,]+ rows/s, [\d.]+ MB/s\)", lines[0])
     assert progress.seconds == progress.seconds  # frozen once the block ended
 

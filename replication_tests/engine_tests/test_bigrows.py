@@ -1,0 +1,133 @@
+"""Rows too large for one COPY message reach the snapshot file in chunks, exactly as COPY would print them."""
+
+import csv
+import io
+
+import pytest
+from psycopg import sql
+
+from replication.engine import bigrows
+from replication.engine.copyout import copy_out
+
+from ..helpers import role_connection, snapshot
+
+EDGES = r"""
+CREATE TABLE public.edges (id int PRIMARY KEY, t text, b bytea, j jsonb, a text[], flag boolean, addr inet, d date);
+INSERT INTO public.edges VALUES
+ (1, E'comma, "quote"\nnew line\r\nand CR', '\x00ff22', '{"k": "v, \"q\""}', ARRAY['a,b', NULL, '', 'q"'], true, '10.0.0.1', '2024-02-29'),
+ (2, '', '', '[]', '{}', false, '::1', 'infinity'),
+ (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+ (4, E'\\.', '\x5c2e', 'null', ARRAY['日本', '𝄞'], true, '192.168.0.0/16', '0001-01-01 BC'),
+ (5, 'Zoë Ünïcødé 日本語 עברית ' || repeat('é', 3000), decode(repeat('ab', 5000), 'hex'), NULL, NULL, NULL, NULL, NULL);
+CREATE TABLE public.lone (t text);
+INSERT INTO public.lone VALUES (E'\\.'), (''), (NULL), ('x');
+GRANT SELECT ON public.edges, public.lone TO prod_reader;
+"""
+
+
+def records(data: bytes) -> list[list[str]]:
+    """CSV records, header first, the rest sorted: the chunked pass appends its rows after COPY's."""
+    rows = list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
+    return [rows[0], *sorted(rows[1:])]
+
+
+@pytest.fixture
+def edges(cluster):
+    with cluster.altered("prod", EDGES, "DROP TABLE public.edges, public.lone"):
+        yield
+
+
+@pytest.mark.parametrize("table", ["public.edges", "public.lone"])
+def test_every_row_through_the_chunked_path_is_byte_for_byte_what_copy_prints(cluster, edges, tmp_path, monkeypatch, table):
+    # Every row counts as large, and chunks are a few bytes: each value is cut many times.
+    monkeypatch.setattr(bigrows, "ROW_BYTES_LIMIT", -1)
+    monkeypatch.setattr(bigrows, "TOAST_BYTES_MIN", 0)
+    monkeypatch.setattr(bigrows, "CHUNK_BYTES", 7)
+    manifest = snapshot(cluster, tmp_path / "s", include=[table])
+    written = (tmp_path / "s" / manifest.tables[0].file).read_bytes()
+    plain = bytearray()
+    with role_connection(cluster, "prod") as conn, conn.transaction():
+        columns = ", ".join(f'"{c}"' for c in manifest.tables[0].column_names)
+        copy_out(conn, sql.SQL(f"COPY (SELECT {columns} FROM ONLY {table}) TO STDOUT (FORMAT csv, HEADER)"), plain.extend)
+    assert manifest.tables[0].rows == (5 if table == "public.edges" else 4)
+    assert sorted(written.splitlines(keepends=True)) == sorted(bytes(plain).splitlines(keepends=True))
+    assert records(written) == records(bytes(plain))
+
+
+HUGE_SCHEMA = "CREATE TABLE public.documents (id int PRIMARY KEY, body bytea, note text, email text);"
+# Two values of 100 MiB of random bytes (200 MiB of hex in one CSV row each), one note of 200 KiB
+# in a masked column, and ordinary rows around them.
+HUGE_DATA = """
+INSERT INTO public.documents SELECT g, decode(md5(g::text), 'hex'), 'note ' || g, 'user' || g || '@example.org'
+FROM generate_series(1, 200) g;
+INSERT INTO public.documents SELECT 1000 + n, (SELECT string_agg(sha256(int8send(n * 10000000 + g)), '')
+                                               FROM generate_series(1, 3276800) g),
+       'big ' || n, 'big' || n || '@example.org'
+FROM generate_series(1, 2) n;
+INSERT INTO public.documents VALUES (2000, NULL, repeat('Long, "quoted" note; ', 10000), 'long@example.org');
+"""
+MASKS = {"public.documents": {"note": ("redact", None), "email": ("email", None)}}
+WORKER = r"""
+import json, sys
+from pathlib import Path
+from replication.engine.audit import masked_value_overlaps
+from replication.engine.connection import connect, parse_address
+from replication.engine.load import load_snapshot
+from replication.engine.mask import MaskRule
+from replication.engine.snapshot import take_snapshot
+from replication.engine.verify import verify_snapshot
+step, address, user, password, folder, masks = sys.argv[1:7]
+conn = connect(parse_address(address, "X"), user, password)
+if step == "snapshot":
+    manifest = take_snapshot(conn, Path(folder), partition="2026-11-25", connect=lambda: connect(parse_address(address, "X"), user, password), jobs=2)
+    print("ROWS", manifest.total_rows, "BYTES", manifest.total_bytes)
+else:
+    masks = {t: {c: MaskRule(*r) for c, r in cols.items()} for t, cols in json.loads(masks).items()}
+    manifest = verify_snapshot(Path(folder))
+    if step == "load":
+        report = load_snapshot(conn, Path(folder), manifest, environment="dev", masks=masks, masking_key="k")
+        print("ROWS", report.total_rows, "VERIFIED", all(t.checksum_verified for t in report.tables))
+    else:
+        found = masked_value_overlaps(conn, Path(folder), manifest, {t: list(c) for t, c in masks.items()})
+        print("AUDIT", [(f.column, f.compared, f.equal) for f in found])
+conn.close()
+for line in open("/proc/self/status"):
+    if line.startswith("VmHWM:"):
+        print("VmHWM_KIB", line.split()[1])
+"""
+# Half the 512 MiB a step container gets: what the engine itself may use, whatever the values' size.
+CEILING_MIB = 256
+
+
+def run_worker(step: str, address: str, account, folder) -> tuple[str, float]:
+    import json
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", WORKER, step, address, account.user, account.password, str(folder),
+                             json.dumps(MASKS)], capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    peak = int(next(line.split()[1] for line in result.stdout.splitlines() if line.startswith("VmHWM_KIB")))
+    return result.stdout, peak / 1024
+
+
+def test_100_mib_values_are_captured_loaded_masked_and_audited_within_a_bounded_memory(cluster, tmp_path):
+    from ..company import build_company
+
+    company = build_company(cluster, "huge", HUGE_SCHEMA, HUGE_DATA)
+    folder = tmp_path / "prod_snapshot_20261125"
+    peaks = {}
+    out, peaks["snapshot"] = run_worker("snapshot", cluster.source.address(company.reader.database), company.reader, folder)
+    out_load, peaks["load (masked)"] = run_worker("load", cluster.targets.address(company.loader.database), company.loader, folder)
+    out_audit, peaks["masked-values audit"] = run_worker("audit", cluster.targets.address(company.loader.database),
+                                                        company.loader, folder)
+    size = (folder / "public.documents.csv").stat().st_size
+    print(f"\nsnapshot file {size / 2**20:,.0f} MiB; peak RSS MiB: " + ", ".join(f"{k} {v:,.0f}" for k, v in peaks.items()))
+    assert "ROWS 203" in out and size > 400 * 2**20
+    assert "ROWS 203 VERIFIED True" in out_load
+    assert "('public.documents.note', 203, 0)" in out_audit and "('public.documents.email', 203, 0)" in out_audit
+    assert all(peak < CEILING_MIB for peak in peaks.values()), peaks
+    with company.env() as conn:
+        bodies = conn.execute("SELECT count(*), sum(octet_length(body)) FROM public.documents WHERE id > 1000").fetchone()
+        long_note = conn.execute("SELECT length(note), note LIKE 'Xxxx, \"xxxxxx\" xxxx;%' FROM public.documents WHERE id = 2000").fetchone()
+    assert bodies == (3, 2 * 100 * 2**20) and long_note == (210000, True)
