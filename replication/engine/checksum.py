@@ -15,10 +15,12 @@ which `session.PINNED_SETTINGS` makes identical on prod and targets.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import psycopg
 from psycopg import sql
 
-from .catalog import TableRef, is_partitioned
+from .catalog import TableRef, partitioned_tables, quote_ident
 from .errors import LoadVerificationError
 
 HASH64 = "h64"
@@ -34,33 +36,56 @@ VALUE_HASHED_TYPES = (
     "date", "time", "timetz", "timestamp", "timestamptz", "interval", "inet", "cidr", "macaddr", "macaddr8",
 )
 
-# Per column: NOT NULL or not, whether it takes COLLATE, whether an array sits between it and
-# its base type, and the base type's extended hash function (NULL: hashed by its text).
+# Per column of each table: NOT NULL or not, whether it takes COLLATE, whether an array sits
+# between it and its base type, and the base type's extended hash function (NULL: hashed by its text).
 _COLUMN_HASHES = """
-WITH RECURSIVE resolved(attnum, typ, is_array) AS (
-    SELECT a.attnum, a.atttypid, false FROM pg_catalog.pg_attribute a
-    WHERE a.attrelid = %(table)s::pg_catalog.regclass AND a.attnum > 0 AND NOT a.attisdropped
+WITH RECURSIVE resolved(ord, attrelid, attnum, typ, is_array) AS (
+    SELECT r.ord, a.attrelid, a.attnum, a.atttypid, false
+    FROM unnest(%(tables)s::pg_catalog.regclass[]) WITH ORDINALITY AS r(oid, ord)
+    JOIN pg_catalog.pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
     UNION ALL
-    SELECT r.attnum, CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.typelem END, r.is_array OR t.typtype <> 'd'
+    SELECT r.ord, r.attrelid, r.attnum, CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.typelem END,
+           r.is_array OR t.typtype <> 'd'
     FROM resolved r JOIN pg_catalog.pg_type t ON t.oid = r.typ
     WHERE t.typtype = 'd' OR (t.typcategory = 'A' AND t.typelem <> 0)
+), base(ord, attrelid, attnum, typ, is_array) AS (
+    SELECT r.* FROM resolved r JOIN pg_catalog.pg_type t ON t.oid = r.typ
+    WHERE NOT (t.typtype = 'd' OR (t.typcategory = 'A' AND t.typelem <> 0))
+      AND t.typnamespace = 'pg_catalog'::pg_catalog.regnamespace AND t.typname = ANY(%(types)s)
+), functions(typ, function) AS (
+    SELECT b.typ,
+           (SELECT p.amproc::pg_catalog.regproc::pg_catalog.text
+            FROM pg_catalog.pg_opclass oc
+            JOIN pg_catalog.pg_am am ON am.oid = oc.opcmethod AND am.amname = 'hash'
+            JOIN pg_catalog.pg_amproc p ON p.amprocfamily = oc.opcfamily AND p.amprocnum = 2
+                                       AND p.amproclefttype = oc.opcintype AND p.amprocrighttype = oc.opcintype
+            WHERE oc.opcdefault
+              AND oc.opcintype = CASE t.typname WHEN 'varchar' THEN 'pg_catalog.text'::pg_catalog.regtype
+                                                WHEN 'cidr' THEN 'pg_catalog.inet'::pg_catalog.regtype
+                                                ELSE t.oid END)
+    FROM (SELECT DISTINCT typ FROM base) b JOIN pg_catalog.pg_type t ON t.oid = b.typ
 )
-SELECT a.attname, a.attnotnull, a.attcollation <> 0, r.is_array,
-       (SELECT p.amproc::pg_catalog.regproc::pg_catalog.text
-        FROM pg_catalog.pg_opclass oc
-        JOIN pg_catalog.pg_am am ON am.oid = oc.opcmethod AND am.amname = 'hash'
-        JOIN pg_catalog.pg_amproc p ON p.amprocfamily = oc.opcfamily AND p.amprocnum = 2
-                                   AND p.amproclefttype = oc.opcintype AND p.amprocrighttype = oc.opcintype
-        WHERE oc.opcdefault
-          AND oc.opcintype = CASE t.typname WHEN 'varchar' THEN 'pg_catalog.text'::pg_catalog.regtype
-                                            WHEN 'cidr' THEN 'pg_catalog.inet'::pg_catalog.regtype
-                                            ELSE t.oid END)
-FROM resolved r
-JOIN pg_catalog.pg_type t ON t.oid = r.typ
-JOIN pg_catalog.pg_attribute a ON a.attrelid = %(table)s::pg_catalog.regclass AND a.attnum = r.attnum
-WHERE NOT (t.typtype = 'd' OR (t.typcategory = 'A' AND t.typelem <> 0))
-  AND t.typnamespace = 'pg_catalog'::pg_catalog.regnamespace AND t.typname = ANY(%(types)s)
+SELECT b.ord, a.attname, a.attnotnull, a.attcollation <> 0, b.is_array, f.function
+FROM base b
+JOIN functions f ON f.typ = b.typ
+JOIN pg_catalog.pg_attribute a ON a.attrelid = b.attrelid AND a.attnum = b.attnum
 """
+# Checksums of this many tables go to the server as one statement: small tables cost a round
+# trip each otherwise, which over a thousand tables is most of the verification's time.
+BATCH = 100
+
+
+@dataclass(frozen=True)
+class ChecksumRequest:
+    """Checksums of one table: one per set of columns, all from one read of it."""
+
+    table: TableRef
+    column_sets: tuple[tuple[str, ...], ...]
+    algorithm: str = HASH64
+
+    @classmethod
+    def of(cls, table: TableRef, *column_sets: list[str], algorithm: str | None = None) -> "ChecksumRequest":
+        return cls(table, tuple(tuple(columns) for columns in column_sets), algorithm or HASH64)
 
 
 def checksum_algorithm(checksum: str) -> str:
@@ -89,58 +114,88 @@ def content_checksums(
     conn: psycopg.Connection, table: TableRef, column_sets: list[list[str]], *, algorithm: str | None = None
 ) -> list[tuple[int, str]]:
     """`content_checksum` of several sets of columns of one table, in one read of it."""
-    prefix = "" if (algorithm or HASH64) == MD5_TEXT else f"{HASH64}:"
-    count, *totals = conn.execute(checksum_query(conn, table, column_sets, algorithm=algorithm)).fetchone()
-    return [(count, f"{prefix}{count}:{total}") for total in totals]
+    return checksum_many(conn, [ChecksumRequest.of(table, *column_sets, algorithm=algorithm)])[0]
+
+
+def checksum_many(conn: psycopg.Connection, requests: list[ChecksumRequest]) -> list[list[tuple[int, str]]]:
+    """The checksums of many tables: the catalog read once, the tables BATCH to a statement.
+
+    Returns, per request, one (rows, checksum) per column set.
+    """
+    results: list[list[tuple[int, str]]] = []
+    for start in range(0, len(requests), BATCH):
+        batch = requests[start:start + BATCH]
+        statement = " UNION ALL ".join(f"(SELECT {n}::pg_catalog.int4, q.* FROM ({query}) AS q)"
+                                       for n, query in enumerate(_queries(conn, batch)))
+        rows = sorted(conn.execute(statement).fetchall())
+        for request, (_, count, totals) in zip(batch, rows):
+            prefix = "" if request.algorithm == MD5_TEXT else f"{HASH64}:"
+            results.append([(count, f"{prefix}{count}:{total}") for total in totals])
+    return results
 
 
 def checksum_query(
     conn: psycopg.Connection, table: TableRef, column_sets: list[list[str]], *, algorithm: str | None = None
 ) -> sql.Composed:
-    """The query `content_checksums` runs: one row of count(*) and one sum per column set."""
-    algorithm = algorithm or HASH64
-    only = sql.SQL("" if is_partitioned(conn, table) else "ONLY ")
-    if algorithm == MD5_TEXT:
-        row_hashes = [
-            sql.SQL("('x' || left(md5(ROW({})::text), 16))::bit(64)::bigint::numeric").format(
-                sql.SQL(", ").join(sql.Identifier(c) for c in columns))
-            for columns in column_sets
-        ]
-    else:
-        if conn.info.server_version < 110000:
-            raise LoadVerificationError(
-                f"Table {table.key} was checksummed with the extended hash functions of PostgreSQL 11 and later; "
-                f"this server is {conn.info.server_version // 10000}. Upgrade it, or re-materialize prod_snapshot."
-            )
-        rows = conn.execute(_COLUMN_HASHES, {"table": table.ident.as_string(conn), "types": list(VALUE_HASHED_TYPES)})
-        hashes = {name: details for name, *details in rows.fetchall()}
-        row_hashes = [_row_hash(hashes, columns) for columns in column_sets]
-    sums = sql.SQL(", ").join(sql.SQL("coalesce(sum({}), 0)::text").format(h) for h in row_hashes)
-    return sql.SQL("SELECT count(*), {sums} FROM {only}{table} AS t").format(sums=sums, only=only, table=table.ident)
+    """The query `content_checksums` runs: one row of count(*) and an array of one sum per column set."""
+    return sql.Composed([sql.SQL(_queries(conn, [ChecksumRequest.of(table, *column_sets, algorithm=algorithm)])[0])])
 
 
-def _row_hash(hashes: dict[str, list], columns: list[str]) -> sql.Composable:
-    def term(position: int, column: str) -> sql.Composable:
-        value: sql.Composable = sql.Identifier("t", column)
+def _queries(conn: psycopg.Connection, requests: list[ChecksumRequest]) -> list[str]:
+    """Each request's query as text: composed as plain strings, as a thousand tables' worth of
+    psycopg.sql objects costs more time than running the queries."""
+    tables = [r.table for r in requests]
+    partitioned = partitioned_tables(conn, tables)
+    hashed = [r.table for r in requests if r.algorithm != MD5_TEXT]
+    if hashed and conn.info.server_version < 110000:
+        raise LoadVerificationError(
+            f"Table {hashed[0].key} was checksummed with the extended hash functions of PostgreSQL 11 and later; "
+            f"this server is {conn.info.server_version // 10000}. Upgrade it, or re-materialize prod_snapshot."
+        )
+    hashes = _column_hashes(conn, hashed) if hashed else {}
+    queries = []
+    for request in requests:
+        if request.algorithm == MD5_TEXT:
+            row_hashes = [f"('x' || left(md5(ROW({', '.join(map(quote_ident, columns))})::text), 16))::bit(64)::bigint::numeric"
+                          for columns in request.column_sets]
+        else:
+            row_hashes = [_row_hash(hashes.get(request.table, {}), list(columns)) for columns in request.column_sets]
+        sums = ", ".join(f"coalesce(sum({h}), 0)::text" for h in row_hashes)
+        only = "" if request.table in partitioned else "ONLY "
+        queries.append(f"SELECT count(*), ARRAY[{sums}] FROM {only}{request.table.quoted} AS t")
+    return queries
+
+
+def _column_hashes(conn: psycopg.Connection, tables: list[TableRef]) -> dict[TableRef, dict[str, list]]:
+    rows = conn.execute(_COLUMN_HASHES, {"tables": [t.quoted for t in tables],
+                                         "types": list(VALUE_HASHED_TYPES)}).fetchall()
+    found: dict[TableRef, dict[str, list]] = {}
+    for ordinal, name, *details in rows:
+        found.setdefault(tables[ordinal - 1], {})[name] = details
+    return found
+
+
+def _row_hash(hashes: dict[str, list], columns: list[str]) -> str:
+    def term(position: int, column: str) -> str:
+        value = f"t.{quote_ident(column)}"
         not_null, collatable, is_array, function = hashes.get(column, (False, False, False, None))
         if function is None:
-            value, function = sql.SQL('{}::pg_catalog.text COLLATE pg_catalog."C"').format(value), "hashtextextended"
+            value, function = f'{value}::pg_catalog.text COLLATE pg_catalog."C"', "hashtextextended"
         else:
             if is_array:
                 function = "hash_array_extended"
             if collatable:
-                value = sql.SQL('{} COLLATE pg_catalog."C"').format(value)
-        hashed = sql.SQL("{}({}, {})").format(
-            sql.SQL(function if "." in function else f"pg_catalog.{function}"), value, sql.Literal(position))
+                value = f'{value} COLLATE pg_catalog."C"'
+        hashed = f"{function if '.' in function else f'pg_catalog.{function}'}({value}, {position})"
         if not_null:
             return hashed
         # Hash functions return NULL for NULL: a per-position constant keeps the row's hash
         # defined and tells a NULL in one column from a NULL in another.
-        return sql.SQL("coalesce({}, {})").format(hashed, sql.Literal(_null_hash(position)))
+        return f"coalesce({hashed}, ({_null_hash(position)})::pg_catalog.int8)"
 
     if not columns:
-        return sql.SQL("0::pg_catalog.int8")
-    return sql.SQL(" # ").join(term(position, column) for position, column in enumerate(columns, 1))
+        return "0::pg_catalog.int8"
+    return " # ".join(term(position, column) for position, column in enumerate(columns, 1))
 
 
 def _null_hash(position: int) -> int:

@@ -9,23 +9,23 @@ from pathlib import Path
 import psycopg
 from psycopg import IsolationLevel, sql
 
-from .catalog import (
-    TableRef,
-    foreign_key_order,
-    foreign_key_parents,
-    is_partitioned,
-    owned_sequences,
-    table_columns,
-    table_exists,
-)
-from .checksum import checksum_algorithm, content_checksum, content_checksums
+from .catalog import Column, TableRef, columns_of, foreign_key_order, foreign_key_parents, partitioned_tables
+from .checksum import ChecksumRequest, checksum_algorithm, checksum_many, content_checksums
 from .errors import ConfigurationError, LoadVerificationError, SchemaMismatchError
 from .files import read_chunks
+from .locks import LockPolicy, LockWait, acquire, check_lock_capacity, lock_statement, lock_table_full
 from .manifest import Manifest, TableEntry
-from .mask import ColumnInfo, MaskRule, check_rules, foreign_key_gaps, mask_expression, set_key
+from .mask import MaskRule, check_rules, foreign_key_gaps, mask_expression, mask_problems, set_key, stale_mask_error
 from .postload import analyze, refresh_materialized_views
-from .progress import Log, Progress
-from .rebuild import TakenOff, put_back, take_off
+from .progress import Log, Ticker
+from .rebuild import TakenOff, outside_referencing_tables, put_back, take_off
+from .sequences import advance_sequences, loaded_maxima, owned_sequences
+from .session import prepare_transaction
+
+
+# Below this many rows a table keeps its keys and indexes during the load: on a schema of a
+# thousand small tables, dropping and building them is most of the load's time.
+REBUILD_MIN_ROWS = 1000
 
 
 @dataclass
@@ -56,6 +56,8 @@ class LoadReport:
     # Masked tables cannot be compared with production's checksum; their checksum as loaded is
     # kept instead, so a later check can tell whether anything changed since.
     masked_table_checksums: dict[str, str] = field(default_factory=dict)
+    lock_wait_seconds: float = 0.0  # waiting for other sessions' locks before anything was written
+    terminated_sessions: list[str] = field(default_factory=list)  # ended under blocking_sessions: terminate
 
     @property
     def total_rows(self) -> int:
@@ -66,19 +68,21 @@ class LoadReport:
         return sum(t.bytes for t in self.tables)
 
 
-def check_target_schema(conn: psycopg.Connection, manifest: Manifest, environment: str) -> None:
+def check_target_schema(conn: psycopg.Connection, manifest: Manifest, environment: str) -> dict[TableRef, list[Column]]:
     """Fail before any write when the target cannot take the snapshot's tables and columns.
 
-    The target's own migrations own its schema; this only reads the catalog.
+    The target's own migrations own its schema; this only reads the catalog, once for all tables,
+    and returns what it read.
     """
+    found = columns_of(conn, [entry.ref for entry in manifest.tables])
     for entry in manifest.tables:
         ref = entry.ref
-        if not table_exists(conn, ref):
+        if ref not in found:
             raise SchemaMismatchError(
                 f"{environment}: table {ref.key} does not exist in the target database. Create it "
                 f"with the {environment} migrations, or exclude it from prod_snapshot. Nothing was written."
             )
-        target = {c.name: c for c in table_columns(conn, ref)}
+        target = {c.name: c for c in found[ref]}
         for name in entry.column_names:
             column = target.get(name)
             if column is None:
@@ -99,6 +103,38 @@ def check_target_schema(conn: psycopg.Connection, manifest: Manifest, environmen
                     "default in the target and does not exist in production; give it a default or "
                     "make it nullable. Nothing was written."
                 )
+    return found
+
+
+@dataclass
+class LoadPlan:
+    """What the write transaction needs, read from the target's catalog before it begins."""
+
+    environment: str
+    entries: dict[TableRef, TableEntry]
+    order: list[TableRef]  # referenced tables first
+    cyclic: bool  # foreign keys that no order satisfies: checked at COMMIT instead
+    partitioned: set[TableRef]
+    masks: dict[str, dict[str, MaskRule]]
+    mask_columns: dict[str, dict[str, Column]]
+    header: str  # COPY's HEADER option: MATCH where the server checks the names
+    locks_needed: int
+
+    def only(self, ref: TableRef) -> sql.SQL:
+        """ONLY for plain tables: an inheritance child outside the snapshot keeps its rows."""
+        return sql.SQL("" if ref in self.partitioned else "ONLY ")
+
+
+def plan_load(conn: psycopg.Connection, manifest: Manifest, environment: str,
+              masks: dict[str, dict[str, MaskRule]], masking_key: str | None) -> LoadPlan:
+    """Check the target, the masks and the lock table, all before anything is written."""
+    entries = {entry.ref: entry for entry in manifest.tables}
+    check_target_schema(conn, manifest, environment)
+    order, cyclic = foreign_key_order(foreign_key_parents(conn, list(entries)))
+    mask_columns = _check_masks(conn, environment, manifest, masks, masking_key)
+    needed = check_lock_capacity(conn, order, environment, exclusive=True)
+    return LoadPlan(environment, entries, order, cyclic, partitioned_tables(conn, order), masks, mask_columns,
+                    "MATCH" if conn.info.server_version >= 150000 else "true", needed)
 
 
 def load_snapshot(
@@ -108,103 +144,153 @@ def load_snapshot(
     *,
     environment: str,
     verify_checksums: bool = True,
-    lock_timeout_seconds: int = 60,
+    locks: LockPolicy = LockPolicy(),
     rebuild_indexes: bool = True,
+    rebuild_min_rows: int = REBUILD_MIN_ROWS,
     masks: dict[str, dict[str, MaskRule]] | None = None,
     masking_key: str | None = None,
     log: Log | None = None,
 ) -> LoadReport:
     """Replace the replicated tables of `conn` with the snapshot, all or nothing, in pg_restore's order.
 
-    One transaction: foreign keys, keys and indexes of the loaded tables are recorded and dropped,
-    the tables truncated, every file copied in, keys and indexes rebuilt, foreign keys re-added
-    validated, row counts and checksums compared, dependent materialized views refreshed and the
-    tables analyzed. Any error rolls it all back: the environment keeps its previous data and
-    definitions, and readers wait on the locks rather than seeing a partial load. Sequences are
-    set only after COMMIT, because setval is not transactional and must not move on a rollback.
-    `rebuild_indexes=False` keeps indexes in place during COPY (the slower path, for comparison).
+    One transaction: the tables are locked (in short attempts, per `locks`), their foreign keys,
+    keys and indexes recorded and dropped, the tables truncated, every file copied in, keys and
+    indexes rebuilt, foreign keys re-added validated, row counts and checksums compared, dependent
+    materialized views refreshed and the tables analyzed. Any error rolls it all back: the
+    environment keeps its previous data and definitions, and readers wait on the locks rather
+    than seeing a partial load. Sequences are set only after COMMIT, because setval is not
+    transactional and must not move on a rollback.
+    `rebuild_indexes=False` keeps indexes in place during COPY (the slower path, for comparison);
+    so do tables of fewer than `rebuild_min_rows` rows, for which dropping and building their
+    indexes costs more than indexing their rows one by one.
     `masks` ({schema.table: {column: rule}}) masks those columns on the way in (see engine.mask);
     their checksums are then compared on the unmasked columns only.
     """
     started = time.monotonic()
     report = LoadReport(environment)
-    conn.rollback()
-    conn.autocommit = False
-    conn.isolation_level = IsolationLevel.READ_COMMITTED
-    conn.read_only = False
-    entries = {entry.ref: entry for entry in manifest.tables}
-    check_target_schema(conn, manifest, environment)
-    order, cyclic = foreign_key_order(foreign_key_parents(conn, list(entries)))
-    header = "MATCH" if conn.info.server_version >= 150000 else "true"
-    masks = masks or {}
-    mask_columns = _check_masks(conn, environment, entries, masks, masking_key)
-    report.masked_columns = {f"{table}.{col}": rule.describe() for table, rules in masks.items() for col, rule in rules.items()}
-    expected_unmasked: dict[TableRef, tuple[list[str], str]] = {}
+    prepare_transaction(conn, IsolationLevel.READ_COMMITTED, read_only=False)
+    plan = plan_load(conn, manifest, environment, masks or {}, masking_key)
+    report.masked_columns = {f"{table}.{col}": rule.describe()
+                             for table, rules in plan.masks.items() for col, rule in rules.items()}
     conn.rollback()  # end the read-only catalog transaction before the write transaction
-    with conn.transaction():
-        conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(sql.Literal(f"{lock_timeout_seconds}s")))
-        if masking_key:
-            set_key(conn, masking_key)
-        if cyclic:
-            # Foreign keys that stay in place (tables not ours to alter) may form a cycle: no
-            # order satisfies them row by row, so they are checked at COMMIT.
-            conn.execute("SET CONSTRAINTS ALL DEFERRED")
-            report.deferred_constraints = True
-        # Before TRUNCATE: an outside table's foreign key to a loaded table would make it refuse.
-        taken = take_off(conn, order) if rebuild_indexes else TakenOff()
-        _log_fallbacks(taken, environment, log)
-        conn.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(ref.ident for ref in order)))
-        for number, ref in enumerate(order):
-            entry = entries[ref]
-            if entry.key in masks:
-                loaded, expected = _copy_masked(conn, snapshot_dir, entry, environment, header, masks[entry.key],
-                                                mask_columns[entry.key], number, verify_checksums, log)
-                report.tables.append(loaded)
-                expected_unmasked[ref] = expected
-                continue
-            # FREEZE writes rows already frozen, sparing a later VACUUM; PostgreSQL allows it
-            # on plain tables truncated in this transaction.
-            freeze = rebuild_indexes and not is_partitioned(conn, ref)
-            report.tables.append(_copy_in(conn, snapshot_dir, entry, environment, header, freeze, log))
-        put_back(conn, taken)
-        _record_rebuild(report, taken)
-        if verify_checksums:
-            verify_started = time.monotonic()
-            for ref, loaded in zip(order, report.tables):
-                if ref in expected_unmasked:
-                    report.masked_table_checksums[entries[ref].key] = _verify_masked(
-                        conn, entries[ref], environment, *expected_unmasked[ref])
-                else:
-                    _verify_checksum(conn, entries[ref], environment)
-                loaded.checksum_verified = True
-            report.verify_seconds = round(time.monotonic() - verify_started, 3)
-        report.materialized_views_refreshed, report.materialized_views_skipped = refresh_materialized_views(conn, order)
-        analyze(conn, order)
+    try:
+        with conn.transaction():
+            _write(conn, snapshot_dir, plan, report, locks=locks, verify=verify_checksums,
+                   rebuild_indexes=rebuild_indexes, rebuild_min_rows=rebuild_min_rows, masking_key=masking_key,
+                   log=log)
+    except psycopg.errors.OutOfMemory as exc:
+        raise lock_table_full(conn, exc, plan.locks_needed, environment) from None
     report.sequences_reset = _reset_sequences(conn, manifest)
     report.seconds = round(time.monotonic() - started, 3)
     return report
 
 
-def _check_masks(
-    conn: psycopg.Connection, environment: str, entries: dict, masks: dict[str, dict[str, MaskRule]], key: str | None
-) -> dict[str, dict[str, ColumnInfo]]:
-    """Validate the masking policy against the target's catalog, before the write transaction."""
-    by_key = {entry.key: entry for entry in entries.values()}
-    columns: dict[str, dict[str, ColumnInfo]] = {}
-    for table, rules in masks.items():
-        entry = by_key.get(table)
-        if entry is None:
-            raise ConfigurationError(
-                f"{environment}: the masking policy names table {table}, which is not in the snapshot. "
-                "Fix the mask keys in replication.yaml or the snapshot selection."
-            )
-        for column in rules:
-            if column not in entry.column_names:
-                raise ConfigurationError(
-                    f"{environment}: the masking policy names {table}.{column}, which the snapshot does not "
-                    f"hold (its columns: {', '.join(entry.column_names)}). Fix the key in replication.yaml."
+def _write(conn: psycopg.Connection, snapshot_dir: Path, plan: LoadPlan, report: LoadReport, *, locks: LockPolicy,
+           verify: bool, rebuild_indexes: bool, rebuild_min_rows: int, masking_key: str | None,
+           log: Log | None) -> None:
+    """The write transaction's body, in pg_restore's order."""
+    waited = _take_locks(conn, plan, locks, log)
+    report.lock_wait_seconds, report.terminated_sessions = waited.seconds, waited.terminated
+    if masking_key:
+        set_key(conn, masking_key)
+    if plan.cyclic:
+        # Foreign keys that stay in place (tables not ours to alter) may form a cycle: no order
+        # satisfies them row by row, so they are checked at COMMIT.
+        conn.execute("SET CONSTRAINTS ALL DEFERRED")
+        report.deferred_constraints = True
+    # Before TRUNCATE: an outside table's foreign key to a loaded table would make it refuse.
+    small = [ref for ref in plan.order if plan.entries[ref].rows < rebuild_min_rows]
+    taken = take_off(conn, plan.order, keep_indexes=small) if rebuild_indexes else TakenOff()
+    _log_fallbacks(taken, plan.environment, log)
+    conn.execute(sql.SQL("TRUNCATE {}").format(
+        sql.SQL(", ").join(sql.SQL("{}{}").format(plan.only(ref), ref.ident) for ref in plan.order)))
+    with Ticker(log) as ticker:
+        expected_unmasked = _copy_tables(conn, snapshot_dir, plan, report, verify, rebuild_indexes, ticker)
+    put_back(conn, taken)
+    _record_rebuild(report, taken)
+    if verify:
+        _verify_tables(conn, plan, report, expected_unmasked)
+    report.materialized_views_refreshed, report.materialized_views_skipped = refresh_materialized_views(conn, plan.order)
+    analyze(conn, plan.order)
+
+
+def _take_locks(conn: psycopg.Connection, plan: LoadPlan, policy: LockPolicy, log: Log | None) -> LockWait:
+    """ACCESS EXCLUSIVE on the loaded tables, and on the outside tables whose foreign keys to them come off.
+
+    Taken first, in short attempts: nothing is read or changed until every lock is held, so a
+    blocker costs time, never a half-done load.
+    """
+    tables = [ref.ident.as_string(conn) for ref in plan.order]
+    referencing = outside_referencing_tables(conn, plan.order)
+    relations = tables + referencing
+    statement = lock_statement(relations, "ACCESS EXCLUSIVE",
+                               only=[ref not in plan.partitioned for ref in plan.order] + [True] * len(referencing))
+    return acquire(conn, statement, relations, "ACCESS EXCLUSIVE", policy, who=plan.environment,
+                   replicated=tables, log=log)
+
+
+def _copy_tables(conn: psycopg.Connection, snapshot_dir: Path, plan: LoadPlan, report: LoadReport, verify: bool,
+                 rebuild_indexes: bool, ticker: Ticker) -> dict[TableRef, tuple[list[str], str]]:
+    """COPY every file in foreign-key order; masked tables through their staging table."""
+    expected_unmasked: dict[TableRef, tuple[list[str], str]] = {}
+    for number, ref in enumerate(plan.order):
+        entry = plan.entries[ref]
+        if entry.key in plan.masks:
+            loaded, expected = _copy_masked(conn, snapshot_dir, entry, plan.environment, plan.header,
+                                            plan.masks[entry.key], plan.mask_columns[entry.key], number, verify, ticker)
+            report.tables.append(loaded)
+            expected_unmasked[ref] = expected
+            continue
+        # FREEZE writes rows already frozen, sparing a later VACUUM; PostgreSQL allows it on plain
+        # tables truncated in this transaction.
+        freeze = rebuild_indexes and ref not in plan.partitioned
+        report.tables.append(_copy_in(conn, snapshot_dir, entry, plan.environment, plan.header, freeze, ticker))
+    return expected_unmasked
+
+
+def _verify_tables(conn: psycopg.Connection, plan: LoadPlan, report: LoadReport,
+                   expected_unmasked: dict[TableRef, tuple[list[str], str]]) -> None:
+    """Every table's checksums against production's, all tables' in a few statements.
+
+    A masked table is compared on its unmasked columns, and its whole checksum as loaded is kept
+    for the checks that look again later.
+    """
+    started = time.monotonic()
+    requests, compared = [], []
+    for ref, loaded in zip(plan.order, report.tables):
+        entry = plan.entries[ref]
+        loaded.checksum_verified = True
+        if ref in expected_unmasked:
+            unmasked, expected = expected_unmasked[ref]
+            requests.append(ChecksumRequest.of(ref, unmasked, entry.column_names, algorithm=checksum_algorithm(expected)))
+        elif entry.content_checksum:
+            requests.append(ChecksumRequest.of(ref, entry.column_names, algorithm=checksum_algorithm(entry.content_checksum)))
+        else:
+            continue
+        compared.append(ref)
+    for ref, found in zip(compared, checksum_many(conn, requests)):
+        entry = plan.entries[ref]
+        if ref in expected_unmasked:
+            unmasked, expected = expected_unmasked[ref]
+            if unmasked and expected and found[0][1] != expected:
+                raise LoadVerificationError(
+                    f"{plan.environment}: the unmasked columns of {entry.key} differ from production after masking "
+                    f"(checksum {found[0][1]} vs {expected}). The load was rolled back."
                 )
-        columns[table] = check_rules(conn, environment, entry.ref, rules)
+            report.masked_table_checksums[entry.key] = found[1][1]
+        else:
+            _compare(entry, plan.environment, found[0][1])
+    report.verify_seconds = round(time.monotonic() - started, 3)
+
+
+def _check_masks(
+    conn: psycopg.Connection, environment: str, manifest: Manifest, masks: dict[str, dict[str, MaskRule]], key: str | None
+) -> dict[str, dict[str, Column]]:
+    """Validate the masking policy against the snapshot and the target's catalog, before the write transaction."""
+    problems = mask_problems(environment, masks, manifest)
+    if problems:
+        raise stale_mask_error(environment, problems, manifest)
+    columns = {table: check_rules(conn, environment, manifest.table(table).ref, rules) for table, rules in masks.items()}
     gaps = foreign_key_gaps(conn, masks)
     if gaps:
         raise ConfigurationError(
@@ -227,10 +313,10 @@ def _copy_masked(
     environment: str,
     header: str,
     rules: dict[str, MaskRule],
-    columns: dict[str, ColumnInfo],
+    columns: dict[str, Column],
     number: int,
     verify: bool,
-    log: Log | None,
+    ticker: Ticker,
 ) -> tuple[TableLoad, tuple[list[str], str]]:
     """COPY into a private temporary table, then INSERT the masked rows into the real one."""
     staging = TableRef("pg_temp", f"replication_masked_{number}")
@@ -238,7 +324,7 @@ def _copy_masked(
     cols = sql.SQL(", ").join(sql.Identifier(n) for n in names)
     conn.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
         sql.Identifier(staging.name), cols, entry.ref.ident))
-    loaded = _copy_in(conn, snapshot_dir, entry, environment, header, False, log, into=staging)
+    loaded = _copy_in(conn, snapshot_dir, entry, environment, header, False, ticker, into=staging)
     unmasked = [n for n in names if n not in rules]
     expected = ""
     if verify:
@@ -264,17 +350,6 @@ def _copy_masked(
     return loaded, (unmasked, expected)
 
 
-def _verify_masked(conn: psycopg.Connection, entry: TableEntry, environment: str, unmasked: list[str], expected: str) -> str:
-    """Check the unmasked columns against production's; return the whole table's checksum as loaded."""
-    kept, full = content_checksums(conn, entry.ref, [unmasked, entry.column_names], algorithm=checksum_algorithm(expected))
-    if unmasked and expected and kept[1] != expected:
-        raise LoadVerificationError(
-            f"{environment}: the unmasked columns of {entry.key} differ from production after masking "
-            f"(checksum {kept[1]} vs {expected}). The load was rolled back."
-        )
-    return full[1]
-
-
 def _log_fallbacks(taken: TakenOff, environment: str, log: Log | None) -> None:
     if log is None:
         return
@@ -298,7 +373,7 @@ def _copy_in(
     environment: str,
     header: str,
     freeze: bool,
-    log: Log | None,
+    ticker: Ticker,
     into: TableRef | None = None,
 ) -> TableLoad:
     """COPY one snapshot file into its table (or into `into`, a staging table for masking)."""
@@ -308,9 +383,7 @@ def _copy_in(
         header=sql.SQL(header),
         freeze=sql.SQL(", FREEZE" if freeze else ""),
     )
-    progress = Progress(
-        log, f"load {environment}", entry.key, expected_bytes=entry.bytes, expected_rows=entry.rows
-    )
+    progress = ticker.track(f"load {environment}", entry.key, expected_bytes=entry.bytes, expected_rows=entry.rows)
     with progress, conn.cursor() as cur:
         with cur.copy(query) as copy:
             for chunk in read_chunks(snapshot_dir / entry.file):
@@ -325,12 +398,6 @@ def _copy_in(
     return TableLoad(entry.key, rows, entry.bytes, round(progress.seconds, 3), False)
 
 
-def _verify_checksum(conn: psycopg.Connection, entry: TableEntry, environment: str) -> None:
-    if entry.content_checksum:
-        algorithm = checksum_algorithm(entry.content_checksum)
-        _compare(entry, environment, content_checksum(conn, entry.ref, entry.column_names, algorithm=algorithm)[1])
-
-
 def _compare(entry: TableEntry, environment: str, checksum: str) -> None:
     if entry.content_checksum and checksum != entry.content_checksum:
         raise LoadVerificationError(
@@ -343,22 +410,18 @@ def _compare(entry: TableEntry, environment: str, checksum: str) -> None:
 def _reset_sequences(conn: psycopg.Connection, manifest: Manifest) -> list[str]:
     """Move each owned sequence to at least the loaded maximum and production's value."""
     conn.autocommit = True
-    reset: list[str] = []
     try:
-        for entry in manifest.tables:
-            source = {s.column: s for s in entry.sequences}
-            for seq in owned_sequences(conn, entry.ref):
-                loaded_max = conn.execute(
-                    sql.SQL("SELECT max({col})::bigint FROM {table}").format(
-                        col=sql.Identifier(seq.column), table=entry.ref.ident
-                    )
-                ).fetchone()[0]
-                prod = source.get(seq.column)
-                candidates = [v for v in (loaded_max, prod.last_value if prod and prod.is_called else None) if v is not None]
-                if not candidates:
-                    continue
-                conn.execute("SELECT pg_catalog.setval(%s::regclass, %s, true)", (seq.sequence, max(candidates)))
-                reset.append(f"{seq.sequence}={max(candidates)}")
+        owned = owned_sequences(conn, [entry.ref for entry in manifest.tables])
+        maxima = loaded_maxima(conn, owned)
+        production = {(entry.ref, s.column): s for entry in manifest.tables for s in entry.sequences}
+        targets: dict[str, int] = {}
+        for seq in owned:
+            prod = production.get((seq.table, seq.column))
+            candidates = [v for v in (maxima.get(seq.sequence), prod.last_value if prod and prod.is_called else None)
+                          if v is not None]
+            if candidates:
+                targets[seq.sequence] = max(candidates)
+        advance_sequences(conn, targets)
     finally:
         conn.autocommit = False
-    return reset
+    return [f"{name}={value}" for name, value in sorted(targets.items())]

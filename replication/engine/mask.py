@@ -18,13 +18,12 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from .catalog import TableRef
+from .catalog import Column, TableRef, columns_of
 from .errors import ConfigurationError, SchemaMismatchError
 from .manifest import Manifest
 
 KEYED = ("hash", "email", "name", "phone")
 TEXT_STRATEGIES = (*KEYED, "redact")
-STRATEGIES = (*TEXT_STRATEGIES, "null", "constant", "sql")
 KEY_SETTING = "replication.masking_key"
 
 FIRST_NAMES = ("Alex", "Sam", "Jordan", "Taylor", "Morgan", "Casey", "Riley", "Jamie", "Avery", "Quinn",
@@ -50,40 +49,6 @@ class MaskRule:
         if self.strategy == "constant":
             return f"constant: {self.value!r}"
         return self.strategy
-
-
-@dataclass(frozen=True)
-class ColumnInfo:
-    name: str
-    type: str  # format_type, schema-qualified under the pinned search_path
-    category: str  # pg_type.typcategory of the base type (of the element type for arrays)
-    is_array: bool
-    not_null: bool
-
-
-def split_column_key(key: str) -> tuple[str, str]:
-    """`shop.customers.email` -> (`shop.customers`, `email`)."""
-    table, _, column = key.rpartition(".")
-    if not table or "." not in table or not column:
-        raise ConfigurationError(f"mask key {key!r} must be schema.table.column.")
-    return table, column
-
-
-def column_info(conn: psycopg.Connection, table: TableRef) -> dict[str, ColumnInfo]:
-    rows = conn.execute(
-        """
-        SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod),
-               coalesce(e.typcategory, b.typcategory), e.oid IS NOT NULL,
-               a.attnotnull OR coalesce(t.typnotnull, false)
-        FROM pg_catalog.pg_attribute a
-        JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
-        JOIN pg_catalog.pg_type b ON b.oid = CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.oid END
-        LEFT JOIN pg_catalog.pg_type e ON e.oid = b.typelem AND b.typcategory = 'A'
-        WHERE a.attrelid = %s::pg_catalog.regclass AND a.attnum > 0 AND NOT a.attisdropped
-        """,
-        (table.ident.as_string(conn),),
-    ).fetchall()
-    return {name: ColumnInfo(name, type_, category, is_array, not_null) for name, type_, category, is_array, not_null in rows}
 
 
 def _key() -> sql.Composable:
@@ -135,7 +100,7 @@ def _text_strategy(strategy: str, value: sql.Composable) -> sql.Composable:
     return sql.SQL("CASE WHEN {v} IS NULL OR {v} = '' THEN {v} ELSE {b} END").format(v=value, b=body)
 
 
-def mask_expression(rule: MaskRule, column: ColumnInfo) -> sql.Composable:
+def mask_expression(rule: MaskRule, column: Column) -> sql.Composable:
     """The SELECT-list expression that produces the masked column, cast back to its own type."""
     ident = sql.Identifier(column.name)
     target_type = sql.SQL(column.type)
@@ -155,9 +120,9 @@ def mask_expression(rule: MaskRule, column: ColumnInfo) -> sql.Composable:
     return sql.SQL("{}::{}").format(_text_strategy(rule.strategy, sql.SQL("{}::text").format(ident)), target_type)
 
 
-def check_rules(conn: psycopg.Connection, environment: str, table: TableRef, rules: dict[str, MaskRule]) -> dict[str, ColumnInfo]:
+def check_rules(conn: psycopg.Connection, environment: str, table: TableRef, rules: dict[str, MaskRule]) -> dict[str, Column]:
     """Every rule names an existing column and can produce its type; raise before any write otherwise."""
-    columns = column_info(conn, table)
+    columns = {c.name: c for c in columns_of(conn, [table]).get(table, [])}
     for name, rule in rules.items():
         where = f"{environment}: mask {table.key}.{name}"
         column = columns.get(name)
@@ -168,7 +133,7 @@ def check_rules(conn: psycopg.Connection, environment: str, table: TableRef, rul
                 f"{where}: {rule.strategy} produces text, but the column is {column.type}. Use null, "
                 "constant: or sql: for it, in replication.yaml. Nothing was written."
             )
-        if rule.strategy == "null" and column.not_null:
+        if rule.strategy == "null" and column.refuses_null:
             raise SchemaMismatchError(f"{where}: null cannot fill a NOT NULL column ({column.type}). Nothing was written.")
         if rule.strategy in ("constant", "sql"):
             probe = sql.SQL("EXPLAIN SELECT {} FROM {}").format(mask_expression(rule, column), table.ident)
@@ -277,9 +242,9 @@ _BUILTIN_NOT_TEXT = re.compile(
 )
 
 
-def policy_problems(environment: str, rules: dict[str, dict[str, MaskRule]], manifest: Manifest) -> list[str]:
+def mask_problems(environment: str, rules: dict[str, dict[str, MaskRule]], manifest: Manifest) -> list[str]:
     """Mask keys naming a table or column the snapshot does not hold, or a text strategy on a
-    column whose recorded type is certainly not text."""
+    column whose recorded type is certainly not text: what a production migration can make stale."""
     tables = {entry.key: entry for entry in manifest.tables}
     problems = []
     for table, columns in rules.items():
@@ -298,3 +263,12 @@ def policy_problems(environment: str, rules: dict[str, dict[str, MaskRule]], man
                 problems.append(f"environments.{environment}.mask: {table}.{column} is {types[column]}, and "
                                 f"{rule.strategy} produces text; use null, {{constant: ...}} or {{sql: ...}}")
     return problems
+
+
+def stale_mask_error(environment: str, problems: list[str], manifest: Manifest) -> ConfigurationError:
+    listed = "\n".join(f"  - {p}" for p in problems)
+    return ConfigurationError(
+        f"{environment}: the masks in replication.yaml do not fit the {manifest.partition} snapshot, so nothing "
+        f"was written:\n{listed}\nProduction's schema changed, or a key is mistyped: fix the mask rules of "
+        f"{environment} in replication.yaml (the other environments are not affected)."
+    )

@@ -14,6 +14,7 @@ then `ALTER INDEX ... ATTACH PARTITION`, so names below the parent come back too
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 import psycopg
@@ -108,13 +109,43 @@ def _partition_root(conn: psycopg.Connection, regclass: str) -> str:
     return row[0]
 
 
-def take_off(conn: psycopg.Connection, tables: list[TableRef]) -> TakenOff:
+def outside_referencing_tables(conn: psycopg.Connection, tables: list[TableRef]) -> list[str]:
+    """Tables outside `tables`, owned by this role, whose foreign keys reference one of them.
+
+    Their foreign keys come off for the load, which needs their lock too.
+    """
+    rows = conn.execute(
+        _LOADED
+        + """
+        SELECT DISTINCT k.conrelid::pg_catalog.regclass::pg_catalog.text
+        FROM pg_catalog.pg_constraint k
+        JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+        WHERE k.contype = 'f' AND k.conparentid = 0
+          AND k.confrelid IN (SELECT oid FROM loaded) AND k.conrelid NOT IN (SELECT oid FROM loaded)
+          AND pg_catalog.pg_has_role(c.relowner, 'USAGE')
+        ORDER BY 1
+        """,
+        {"tables": _regclasses(conn, tables)},
+    ).fetchall()
+    return [name for (name,) in rows]
+
+
+def take_off(conn: psycopg.Connection, tables: list[TableRef], keep_indexes: Collection[TableRef] = ()) -> TakenOff:
     """Record and drop the loaded tables' foreign keys, keys and indexes; disable constraint triggers.
 
     Tables the role does not own keep everything (today's slower path), and so does any key a
-    kept foreign key depends on. Call inside the load transaction, before TRUNCATE: an outside
-    table's foreign key to a loaded table would otherwise make TRUNCATE refuse.
+    kept foreign key depends on; `keep_indexes` keep their keys and indexes (small tables, whose
+    rows cost less to index one by one than the index costs to drop and build). Call inside the
+    load transaction, before TRUNCATE: an outside table's foreign key to a loaded table would
+    otherwise make TRUNCATE refuse.
     """
+    taken = record(conn, tables, keep_indexes)
+    _drop(conn, taken)
+    return taken
+
+
+def record(conn: psycopg.Connection, tables: list[TableRef], keep_indexes: Collection[TableRef] = ()) -> TakenOff:
+    """What take_off would remove, read from the catalog and changing nothing."""
     result = TakenOff()
     regclasses = _regclasses(conn, tables)
     foreign = not_owned(conn, tables)
@@ -125,7 +156,30 @@ def take_off(conn: psycopg.Connection, tables: list[TableRef]) -> TakenOff:
             "foreign keys in place (slower)"
         )
     kept_tables = set(foreign)
+    kept_key_indexes = _record_foreign_keys(conn, regclasses, kept_tables, result)
+    in_place = {table.key for table in keep_indexes}
+    for tree in _index_trees(conn, regclasses):
+        if tree[0].table_key in in_place:
+            continue
+        if not any(node.oid in kept_key_indexes or node.table in kept_tables for node in tree):
+            result.trees.append(tree)
+    trigger_rows = conn.execute(
+        _LOADED
+        + """
+        SELECT t.tgname, t.tgrelid::pg_catalog.regclass::text, t.tgenabled
+        FROM pg_catalog.pg_trigger t
+        WHERE t.tgrelid IN (SELECT oid FROM loaded) AND t.tgconstraint <> 0 AND NOT t.tgisinternal
+          AND t.tgenabled <> 'D' AND t.tgparentid = 0
+        ORDER BY 2, 1
+        """,
+        {"tables": regclasses},
+    ).fetchall()
+    result.triggers = [ConstraintTrigger(*row) for row in trigger_rows if row[1] not in kept_tables]
+    return result
 
+
+def _record_foreign_keys(conn: psycopg.Connection, regclasses: list[str], kept_tables: set[str], result: TakenOff) -> set[int]:
+    """Foreign keys to and from the loaded tables that may come off; returns the key indexes the others need."""
     fk_rows = conn.execute(
         _LOADED
         + """
@@ -147,41 +201,13 @@ def take_off(conn: psycopg.Connection, tables: list[TableRef]) -> TakenOff:
             result.foreign_keys.append(ForeignKey(name, table, definition, comment))
         else:
             kept_key_indexes.add(index_oid)
+    return kept_key_indexes
 
-    roots = conn.execute(
-        _LOADED
-        + """
-        SELECT i.indexrelid
-        FROM pg_catalog.pg_index i
-        WHERE i.indrelid IN (SELECT oid FROM loaded)
-          AND i.indisvalid AND i.indislive
-          AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits h WHERE h.inhrelid = i.indexrelid)
-        ORDER BY i.indrelid::pg_catalog.regclass::text, i.indexrelid::pg_catalog.regclass::text
-        """,
-        {"tables": regclasses},
-    ).fetchall()
-    for (root_oid,) in roots:
-        tree = _index_tree(conn, root_oid)
-        if any(node.oid in kept_key_indexes or node.table in kept_tables for node in tree):
-            continue
-        result.trees.append(tree)
 
-    trigger_rows = conn.execute(
-        _LOADED
-        + """
-        SELECT t.tgname, t.tgrelid::pg_catalog.regclass::text, t.tgenabled
-        FROM pg_catalog.pg_trigger t
-        WHERE t.tgrelid IN (SELECT oid FROM loaded) AND t.tgconstraint <> 0 AND NOT t.tgisinternal
-          AND t.tgenabled <> 'D' AND t.tgparentid = 0
-        ORDER BY 2, 1
-        """,
-        {"tables": regclasses},
-    ).fetchall()
-    result.triggers = [ConstraintTrigger(*row) for row in trigger_rows if row[1] not in kept_tables]
-
-    for fk in result.foreign_keys:
+def _drop(conn: psycopg.Connection, taken: TakenOff) -> None:
+    for fk in taken.foreign_keys:
         conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(sql.SQL(fk.table), sql.Identifier(fk.name)))
-    for tree in result.trees:
+    for tree in taken.trees:
         root = tree[0]
         if root.constraint:
             conn.execute(
@@ -189,26 +215,34 @@ def take_off(conn: psycopg.Connection, tables: list[TableRef]) -> TakenOff:
             )
         else:
             conn.execute(sql.SQL("DROP INDEX {}").format(sql.SQL(root.name)))
-    for trigger in result.triggers:
+    for trigger in taken.triggers:
         # Like pg_restore, which creates them after the data: they do not fire for loaded rows.
         conn.execute(
             sql.SQL("ALTER TABLE {} DISABLE TRIGGER {}").format(sql.SQL(trigger.table), sql.Identifier(trigger.name))
         )
-    return result
 
 
-def _index_tree(conn: psycopg.Connection, root_oid: int) -> list[IndexNode]:
+def _index_trees(conn: psycopg.Connection, regclasses: list[str]) -> list[list[IndexNode]]:
+    """Every valid top-level index of the loaded tables with its partitions' indexes, each tree parent-first."""
     rows = conn.execute(
-        """
-        WITH RECURSIVE tree(oid, parent, depth) AS (
-            SELECT %s::pg_catalog.oid, NULL::pg_catalog.oid, 0
+        _LOADED
+        + """
+        , roots(oid, ord) AS (
+            SELECT i.indexrelid, row_number() OVER (ORDER BY i.indrelid::pg_catalog.regclass::text,
+                                                           i.indexrelid::pg_catalog.regclass::text)
+            FROM pg_catalog.pg_index i
+            WHERE i.indrelid IN (SELECT oid FROM loaded)
+              AND i.indisvalid AND i.indislive
+              AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_inherits h WHERE h.inhrelid = i.indexrelid)
+        ), tree(ord, oid, parent, depth) AS (
+            SELECT ord, oid, NULL::pg_catalog.oid, 0 FROM roots
             UNION ALL
-            SELECT h.inhrelid, h.inhparent, t.depth + 1
+            SELECT t.ord, h.inhrelid, h.inhparent, t.depth + 1
             FROM pg_catalog.pg_inherits h JOIN tree t ON h.inhparent = t.oid
         )
-        SELECT t.oid, t.oid::pg_catalog.regclass::text, c.relname, i.indrelid::pg_catalog.regclass::text,
-               tn.nspname || '.' || tc.relname, pg_catalog.pg_get_indexdef(t.oid), k.conname, pg_catalog.pg_get_constraintdef(k.oid),
-               t.parent::pg_catalog.regclass::text, t.depth,
+        SELECT t.ord, t.oid, t.oid::pg_catalog.regclass::text, c.relname, i.indrelid::pg_catalog.regclass::text,
+               tn.nspname || '.' || tc.relname, pg_catalog.pg_get_indexdef(t.oid), k.conname,
+               pg_catalog.pg_get_constraintdef(k.oid), t.parent::pg_catalog.regclass::text, t.depth,
                (SELECT s.spcname FROM pg_catalog.pg_tablespace s WHERE s.oid = c.reltablespace),
                i.indisreplident, i.indisclustered,
                pg_catalog.obj_description(t.oid, 'pg_class'),
@@ -220,19 +254,23 @@ def _index_tree(conn: psycopg.Connection, root_oid: int) -> list[IndexNode]:
         JOIN pg_catalog.pg_namespace tn ON tn.oid = tc.relnamespace
         LEFT JOIN pg_catalog.pg_constraint k
                ON k.conindid = t.oid AND k.conrelid = i.indrelid AND k.contype IN ('p', 'u', 'x')
-        ORDER BY t.depth, 2
+        ORDER BY t.ord, t.depth, 3
         """,
-        (root_oid,),
+        {"tables": regclasses},
     ).fetchall()
-    return [IndexNode(*row) for row in rows]
+    trees: dict[int, list[IndexNode]] = {}
+    for ordinal, *node in rows:
+        trees.setdefault(ordinal, []).append(IndexNode(*node))
+    return list(trees.values())
 
 
 def put_back(conn: psycopg.Connection, taken: TakenOff) -> None:
     """Recreate keys and indexes, attach partitions' indexes, re-add foreign keys validated, re-enable triggers."""
+    tablespace = ""
     for tree in taken.trees:
         started = time.monotonic()
         for node in tree:
-            _create(conn, node)
+            tablespace = _create(conn, node, tablespace)
         # Deepest first: a sub-partitioned index becomes valid once its own partitions are attached.
         for node in sorted(tree[1:], key=lambda n: -n.depth):
             conn.execute(
@@ -256,15 +294,18 @@ def put_back(conn: psycopg.Connection, taken: TakenOff) -> None:
                     sql.Identifier(fk.name), sql.SQL(fk.table), sql.Literal(fk.comment)
                 )
             )
+    if tablespace:
+        conn.execute("SET LOCAL default_tablespace = ''")
     taken.foreign_key_seconds = round(time.monotonic() - started, 3)
     for trigger in taken.triggers:
         conn.execute(_enable_trigger(trigger))
 
 
-def _create(conn: psycopg.Connection, node: IndexNode) -> None:
-    conn.execute(
-        sql.SQL("SET LOCAL default_tablespace = {}").format(sql.Literal(node.tablespace or ""))
-    )
+def _create(conn: psycopg.Connection, node: IndexNode, tablespace: str) -> str:
+    """Recreate one index or key in its own tablespace; returns the session's default tablespace after."""
+    if (node.tablespace or "") != tablespace:
+        tablespace = node.tablespace or ""
+        conn.execute(sql.SQL("SET LOCAL default_tablespace = {}").format(sql.Literal(tablespace)))
     if node.constraint:
         # ONLY: on a partitioned table this makes the parent's index alone; each partition's own
         # constraint is its own node, attached below, exactly as pg_dump restores them.
@@ -275,7 +316,7 @@ def _create(conn: psycopg.Connection, node: IndexNode) -> None:
         )
     else:
         conn.execute(node.definition)
-    conn.execute("SET LOCAL default_tablespace = ''")
+    return tablespace
 
 
 def _restore_index_properties(conn: psycopg.Connection, node: IndexNode) -> None:
