@@ -1,28 +1,41 @@
 """Turn what went wrong into either a retry or a permanent failure that says what to fix.
 
-Transient problems (a connection refused or lost, a timeout, a serialization failure, an I/O
-error) are raised again as `TransientReplicationError`, so the asset's RetryPolicy tries again.
-Everything retrying cannot fix becomes `dg.Failure(allow_retries=False)`. Every message passes
-through `redact`, and causes are dropped, so no password reaches the event log.
+Only what a later try can fix is retried: a connection refused or lost, a server restarting, a
+serialization failure or deadlock, a lock held for a moment, too many clients. Those are raised
+again as `TransientReplicationError`, so the asset's RetryPolicy tries again in five minutes.
+Everything else (a statement timeout, out of memory or lock slots, permission denied, a full
+disk, bad data) becomes `dg.Failure(allow_retries=False)` at once, keeping PostgreSQL's DETAIL
+and HINT. Every message passes through `redact` (passwords) and `engine.privacy` (production
+values of masked or personal-looking columns), and causes are dropped, so neither reaches the
+event log.
 """
 
 from __future__ import annotations
 
-import errno
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import dagster as dg
 import psycopg
 
-from .engine.errors import ReplicationError
+from .engine.errors import SPACE_ADVICE, ReplicationError, is_disk_full
+from .engine.privacy import SensitiveColumns, scrub_context, scrub_detail, scrub_primary
 
-# SQLSTATE classes and codes worth a retry: connection exceptions, transaction rollbacks
-# (serialization failure, deadlock), insufficient resources, operator intervention (admin
-# shutdown, statement timeout), system and I/O errors, lock timeouts.
-TRANSIENT_CLASSES = ("08", "40", "53", "57", "58")
-TRANSIENT_CODES = ("55P03",)
-# Connection errors without an SQLSTATE that no retry can fix.
+# SQLSTATEs a later try can fix: connection exceptions (class 08), serialization failures and
+# deadlocks (class 40), a server shutting down, crashing or starting (57P01-57P03), too many
+# connections, a lock held when the statement ran out of lock_timeout.
+TRANSIENT_CLASSES = ("08", "40")
+TRANSIENT_CODES = ("57P01", "57P02", "57P03", "53300", "55P03")
+# Connection errors come without an SQLSTATE: these pass by themselves...
+TRANSIENT_CONNECT_MESSAGES = (
+    "too many connections",
+    "too many clients",
+    "the database system is starting up",
+    "the database system is shutting down",
+    "the database system is in recovery mode",
+    "the database system is not yet accepting connections",
+)
+# ...and these need someone to change something.
 PERMANENT_CONNECT_MESSAGES = (
     "password authentication failed",
     "no pg_hba.conf entry",
@@ -32,6 +45,19 @@ PERMANENT_CONNECT_MESSAGES = (
     "invalid connection option",
     "sslmode",
 )
+# What to do about the permanent errors people meet most, by SQLSTATE (or its class).
+ADVICE = {
+    "57014": "A statement was cancelled by a timeout the server applied (the engine sets statement_timeout, "
+             "idle_in_transaction_session_timeout and transaction_timeout to 0 in its own sessions, so look for "
+             "a proxy or pooler that enforces one) or by an administrator (pg_cancel_backend).",
+    "25P03": "The session was idle in a transaction for longer than a server-side limit allows.",
+    "25P04": "The transaction ran longer than a server-side transaction_timeout allows.",
+    "53200": "The database server ran out of memory or lock slots: act on the HINT.",
+    "53100": "The database server's own disk is full: free space on it, then run the partition again.",
+    "53400": "A server configuration limit was reached: raise the setting named above.",
+    "42501": "Grant the role the privilege named above.",
+}
+DEFAULT_ADVICE = "Fix the credentials, the permissions or the data named here."
 
 
 class TransientReplicationError(Exception):
@@ -50,20 +76,45 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else exc.__class__.__name__
 
 
-def _is_transient(exc: psycopg.Error) -> bool:
+def is_transient(exc: psycopg.Error) -> bool:
     state = exc.sqlstate
     if state:
         return state.startswith(TRANSIENT_CLASSES) or state in TRANSIENT_CODES
     if isinstance(exc, psycopg.OperationalError):
         text = str(exc).lower()
+        if any(marker in text for marker in TRANSIENT_CONNECT_MESSAGES):
+            return True
         return not any(marker in text for marker in PERMANENT_CONNECT_MESSAGES)
     return False
 
 
+def describe(exc: psycopg.Error, sensitive: SensitiveColumns) -> str:
+    """PostgreSQL's message, SQLSTATE, DETAIL, HINT and the COPY line it failed on, values hidden."""
+    diag = exc.diag
+    if exc.sqlstate is None or diag is None or not diag.message_primary:
+        return _first_line(exc)
+    context, value_shown = scrub_context(diag.context or "", sensitive)
+    parts = [f"{scrub_primary(diag.message_primary, exc.sqlstate, value_shown)} [SQLSTATE {exc.sqlstate}]"]
+    if diag.message_detail:
+        parts.append(f"DETAIL: {scrub_detail(diag.message_detail, sensitive, diag.table_name, diag.schema_name)}")
+    if diag.message_hint:
+        parts.append(f"HINT: {diag.message_hint}")
+    if context:
+        parts.append(f"CONTEXT: {context}")
+    return "\n".join(parts)
+
+
 @contextmanager
-def explained_failures(where: str, secrets: Iterable[str] = ()) -> Iterator[None]:
-    """Classify exceptions raised inside the block; `where` names the environment or step."""
+def explained_failures(
+    where: str, secrets: Iterable[str] = (), sensitive: SensitiveColumns | None = None
+) -> Iterator[None]:
+    """Classify exceptions raised inside the block; `where` names the environment or step.
+
+    `sensitive` says whose values may not be shown; the block may `learn` more of it as it goes.
+    Without it, every quoted value is hidden.
+    """
     secrets = list(secrets)
+    sensitive = sensitive if sensitive is not None else SensitiveColumns()
     try:
         yield
     except dg.Failure:
@@ -71,18 +122,16 @@ def explained_failures(where: str, secrets: Iterable[str] = ()) -> Iterator[None
     except ReplicationError as exc:
         raise dg.Failure(description=redact(str(exc), secrets), allow_retries=False) from None
     except psycopg.Error as exc:
-        detail = redact(_first_line(exc), secrets)
-        state = f" [SQLSTATE {exc.sqlstate}]" if exc.sqlstate else ""
-        if _is_transient(exc):
+        detail = redact(describe(exc, sensitive), secrets)
+        if is_transient(exc):
             raise TransientReplicationError(
-                f"{where}: {detail}{state}. This looks temporary (connection, timeout or "
-                "serialization); the step will be retried by its retry policy."
+                f"{where}: {detail}\nThis looks temporary (a connection, a restart, a conflict with another "
+                "transaction); the step will be retried by its retry policy."
             ) from None
+        advice = ADVICE.get(exc.sqlstate or "", DEFAULT_ADVICE)
         raise dg.Failure(
-            description=(
-                f"{where}: {detail}{state}. Retrying will not help: fix the credentials, the "
-                "permissions or the data named here, then run the partition again. Nothing was committed."
-            ),
+            description=f"{where}: {detail}\n{advice} Retrying will not help, so no retry is scheduled: fix "
+                        "this, then run the partition again. Nothing was committed.",
             allow_retries=False,
         ) from None
     except PermissionError as exc:
@@ -91,13 +140,10 @@ def explained_failures(where: str, secrets: Iterable[str] = ()) -> Iterator[None
             allow_retries=False,
         ) from None
     except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        if is_disk_full(exc):
             raise dg.Failure(
-                description=(
-                    f"{where}: the disk is full ({redact(_first_line(exc), secrets)}). Retrying into a full "
-                    "disk cannot help, so no retry is scheduled: free space in SNAPSHOT_DIR or lower "
-                    "snapshot.keep in replication.yaml, then run the partition again."
-                ),
+                description=f"{where}: the disk is full ({redact(_first_line(exc), secrets)}). No retry is "
+                            f"scheduled: retrying into a full disk cannot help. {SPACE_ADVICE}",
                 allow_retries=False,
             ) from None
         raise TransientReplicationError(
