@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Literal, NamedTuple
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .engine.errors import ConfigurationError
+from .engine.locks import LockPolicy
 from .engine.mask import MaskRule
 
 CONFIG_VARIABLE = "REPLICATION_CONFIG"
@@ -61,6 +62,9 @@ class SnapshotSettings(_Strict):
     keep: int = Field(default=7, ge=0)
     backfill_missing: Literal["capture", "refuse"] = "capture"
     jobs: int = Field(default=2, ge=1, le=16)
+    # What the snapshot's materialization shows of its largest table: nothing, the columns that
+    # no environment masks and that do not look personal (the default), or every column.
+    preview: Literal["none", "masked", "raw"] = "masked"
 
     @field_validator("include")
     @classmethod
@@ -97,11 +101,54 @@ def _mask_rule(key: str, value) -> MaskRule:
     raise ValueError(f"{key}: {value!r} is not a masking rule; write {_STRATEGY_HELP}")
 
 
+_DURATION = re.compile(r"^\s*(?P<n>\d+(\.\d+)?)\s*(?P<unit>s|sec|seconds?|m|min|minutes?|h|hours?)?\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
+# Loads must finish within the run's 3600 s limit: a bound close to it would only move the failure.
+MAX_LOCK_WAIT_SECONDS = 1800
+
+
+def _seconds(value) -> float:
+    """`90`, `90s`, `3m`, `3 min`, `1h` -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError("write a duration such as 180, 90s or 3m")
+    if isinstance(value, (int, float)):
+        return float(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"{value!r} is not a duration; write seconds (180) or a number with s, m or h (90s, 3m)")
+    return float(match["n"]) * _UNIT_SECONDS[(match["unit"] or "s")[0]]
+
+
 class EnvironmentSettings(_Strict):
     """One target environment: `{}` is an exact copy; `mask:` replaces personal columns on the way in."""
 
     mask: dict[str, MaskRule] = Field(default_factory=dict)
     unmasked_pii: Literal["error", "warn", "allow"] | None = None
+    # Other sessions holding locks on this environment's replicated tables: wait for them (up to
+    # lock_wait), fail at once naming them, or end them after lock_wait (Dev and QA).
+    blocking_sessions: Literal["wait", "fail", "terminate"] = "wait"
+    lock_wait: float | None = None
+
+    @field_validator("lock_wait", mode="before")
+    @classmethod
+    def _duration(cls, value):
+        if value is None:
+            return None
+        seconds = _seconds(value)
+        if not 1 <= seconds <= MAX_LOCK_WAIT_SECONDS:
+            raise ValueError(f"{value!r} is out of range: between 1 s and {MAX_LOCK_WAIT_SECONDS} s (30 minutes)")
+        return seconds
+
+    @model_validator(mode="after")
+    def _lock_wait_applies(self):
+        if self.lock_wait is not None and self.blocking_sessions == "fail":
+            raise ValueError("lock_wait has no effect with blocking_sessions: fail, which gives up after a few "
+                             "seconds; remove it, or choose wait or terminate")
+        return self
+
+    @property
+    def lock_policy(self) -> LockPolicy:
+        return LockPolicy(self.blocking_sessions, self.lock_wait)
 
     @field_validator("mask", mode="before")
     @classmethod
@@ -174,6 +221,11 @@ class ReplicationConfig(_Strict):
     def environment_names(self) -> list[str]:
         return list(self.environments)
 
+    @property
+    def masked_columns(self) -> list[str]:
+        """schema.table.column of every column some environment masks: never shown from production."""
+        return sorted({key for env in self.environments.values() for key in env.mask})
+
     def to_yaml(self) -> str:
         """This configuration as replication.yaml text; parse_config(yaml.safe_load(it)) gives it back."""
 
@@ -186,6 +238,8 @@ class ReplicationConfig(_Strict):
                 name: {
                     **({"mask": {k: rule(v) for k, v in env.mask.items()}} if env.mask else {}),
                     **({"unmasked_pii": env.unmasked_pii} if env.unmasked_pii else {}),
+                    **({"blocking_sessions": env.blocking_sessions} if env.blocking_sessions != "wait" else {}),
+                    **({"lock_wait": env.lock_wait} if env.lock_wait is not None else {}),
                 }
                 for name, env in self.environments.items()
             },

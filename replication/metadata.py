@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Collection
 from pathlib import Path
 
 import dagster as dg
-import pandas as pd
 
+from .engine.csvread import head
 from .engine.load import LoadReport
-from .engine.manifest import Manifest
+from .engine.manifest import Manifest, TableEntry
+from .engine.mask import looks_personal
 from .engine.retention import PruneReport, folder_bytes, snapshot_folders
 
 PREVIEW_ROWS = 10
 PREVIEW_CELL_CHARS = 40
+# The preview reads at most this much of the file: ten rows of a table whose values run to
+# hundreds of megabytes must not cost the step their size.
+PREVIEW_BYTES = 256 << 10
+# Up to this many tables, each gets its own rows/<table> and bytes/<table> numbers, which the asset
+# page plots across partitions; a schema of hundreds of tables gets its summary table only.
+PER_TABLE_METADATA_MAX = 25
 
 def _per_table_schema(*extra: dg.TableColumn) -> dg.TableSchema:
     """The columns every per-table summary shares, then what only that summary has."""
@@ -31,8 +39,10 @@ def _rate(rows: int, seconds: float) -> float:
 
 
 def per_table_numbers(items: list[tuple[str, int, int]]) -> dict[str, dg.MetadataValue]:
-    """Numeric rows and bytes per table, so the UI plots each across partitions."""
+    """Numeric rows and bytes per table, so the UI plots each across partitions; none past PER_TABLE_METADATA_MAX."""
     numbers: dict[str, dg.MetadataValue] = {}
+    if len(items) > PER_TABLE_METADATA_MAX:
+        return numbers
     for key, rows, size in items:
         numbers[f"rows/{key}"] = dg.MetadataValue.int(rows)
         numbers[f"bytes/{key}"] = dg.MetadataValue.int(size)
@@ -49,7 +59,8 @@ def disk_metadata(root: Path) -> dict[str, dg.MetadataValue]:
             "snapshot_disk_free_bytes": dg.MetadataValue.int(free)}
 
 
-def snapshot_metadata(manifest: Manifest, snapshot_dir: Path, reused: bool, seconds: float, root: Path) -> dict:
+def snapshot_metadata(manifest: Manifest, snapshot_dir: Path, reused: bool, seconds: float, root: Path,
+                      preview: str = "masked", masked_columns: Collection[str] = ()) -> dict:
     tables = sorted(manifest.tables, key=lambda t: t.key)
     summary = dg.MetadataValue.table(
         records=[
@@ -81,17 +92,40 @@ def snapshot_metadata(manifest: Manifest, snapshot_dir: Path, reused: bool, seco
     }
     if capture > 0 and not reused:
         metadata["rows_per_second"] = dg.MetadataValue.float(_rate(manifest.total_rows, capture))
-    if tables:
+    if tables and preview != "none":
         largest = max(tables, key=lambda t: t.bytes)
-        metadata[f"preview ({largest.key})"] = dg.MetadataValue.md(preview_markdown(snapshot_dir / largest.file))
+        shown = preview_columns(largest, preview, masked_columns)
+        metadata["preview_policy"] = preview
+        metadata["preview_hidden_columns"] = dg.MetadataValue.json(
+            [c for c in largest.column_names if c not in shown])
+        if shown:
+            metadata[f"preview ({largest.key})"] = dg.MetadataValue.md(preview_markdown(snapshot_dir / largest.file, shown))
     return metadata
 
 
-def preview_markdown(csv_path: Path) -> str:
-    """The first rows of a snapshot file; pandas reads only those rows, never the whole file."""
-    frame = pd.read_csv(csv_path, nrows=PREVIEW_ROWS, dtype=str, keep_default_na=False)
-    frame = frame.map(lambda v: v if len(v) <= PREVIEW_CELL_CHARS else v[: PREVIEW_CELL_CHARS - 1] + "…")
-    return frame.to_markdown(index=False)
+def preview_columns(entry: TableEntry, preview: str, masked_columns: Collection[str]) -> list[str]:
+    """The columns a preview may show: under `masked`, none that an environment masks or that looks personal."""
+    if preview == "raw":
+        return entry.column_names
+    masked = set(masked_columns)
+    return [c.name for c in entry.columns
+            if f"{entry.key}.{c.name}" not in masked and not looks_personal(c.name, c.type)]
+
+
+def _cell(value: str) -> str:
+    if len(value) > PREVIEW_CELL_CHARS:
+        value = value[: PREVIEW_CELL_CHARS - 1] + "…"
+    return value.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+
+
+def preview_markdown(csv_path: Path, columns: list[str]) -> str:
+    """The first rows of a snapshot file, `columns` only, read from its first PREVIEW_BYTES alone."""
+    header, rows = head(csv_path, PREVIEW_ROWS, PREVIEW_BYTES, keep=PREVIEW_CELL_CHARS * 4)
+    positions = [header.index(name) for name in columns if name in header]
+    lines = ["| " + " | ".join(_cell(header[p]) for p in positions) + " |",
+             "|" + "|".join("---" for _ in positions) + "|"]
+    lines += ["| " + " | ".join(_cell(row[p]) for p in positions) + " |" for row in rows]
+    return "\n".join(lines)
 
 
 def load_metadata(report: LoadReport, manifest: Manifest, snapshot_dir: Path, target: str, pruned: PruneReport,

@@ -80,19 +80,21 @@ class SnapshotStore(dg.ConfigurableResource):
     """The folder that holds one snapshot per partition, and the `snapshot:` settings of replication.yaml.
 
     The folder comes from `SNAPSHOT_DIR` (default `/tmp`), read when a step runs, so a step
-    container sees the path of its own mounted volume.
+    container sees the path of its own mounted volume. `masked_columns` (schema.table.column) are
+    the columns some environment masks: the preview never shows them.
     """
 
-    directory: str | None = None
     include: list[str] = ["*"]
     exclude: list[str] = []
     keep: int = 7
     backfill_missing: str = "capture"
     jobs: int = 2
+    preview: str = "masked"
+    masked_columns: list[str] = []
 
     @property
     def root(self) -> Path:
-        return Path(self.directory or os.environ.get("SNAPSHOT_DIR") or DEFAULT_SNAPSHOT_DIR)
+        return Path(os.environ.get("SNAPSHOT_DIR") or DEFAULT_SNAPSHOT_DIR)
 
     def path_for(self, partition_key: str) -> Path:
         return snapshot_path(self.root, partition_key)
@@ -102,7 +104,8 @@ def build_resources(config: ReplicationConfig) -> dict:
     """prod_db, one `N_db_target` per configured environment, and the snapshot store."""
     settings = config.snapshot
     store = SnapshotStore(include=list(settings.include), exclude=list(settings.exclude), keep=settings.keep,
-                          backfill_missing=settings.backfill_missing, jobs=settings.jobs)
+                          backfill_missing=settings.backfill_missing, jobs=settings.jobs, preview=settings.preview,
+                          masked_columns=config.masked_columns)
     resources: dict = {f"{SOURCE}_db": postgres_resource(SOURCE), SNAPSHOT_STORE: store}
     for name in config.environment_names:
         resources[target_resource_key(name)] = postgres_resource(name)

@@ -53,7 +53,16 @@ def test_env_vars_for_names_the_three_variables():
     [
         ({"snapshot": {"inclde": ["*"]}}, "snapshot.inclde: unknown key; the keys allowed here are: include, exclude"),
         ({"snaphot": {}}, "snaphot: unknown key; the keys allowed here are: snapshot, environments"),
-        ({"environments": {"dev": {"maks": {}}}}, "environments.dev.maks: unknown key; the keys allowed here are: mask, unmasked_pii"),
+        ({"environments": {"dev": {"maks": {}}}},
+         "environments.dev.maks: unknown key; the keys allowed here are: mask, unmasked_pii, blocking_sessions, lock_wait"),
+        ({"environments": {"dev": {"blocking_sessions": "kill"}}},
+         "environments.dev.blocking_sessions: Input should be 'wait', 'fail' or 'terminate'"),
+        ({"environments": {"dev": {"lock_wait": "soon"}}}, "environments.dev.lock_wait: 'soon' is not a duration"),
+        ({"environments": {"dev": {"lock_wait": "2h"}}}, "environments.dev.lock_wait: '2h' is out of range"),
+        ({"environments": {"dev": {"lock_wait": 0}}}, "environments.dev.lock_wait: 0 is out of range"),
+        ({"environments": {"dev": {"blocking_sessions": "fail", "lock_wait": 60}}},
+         "environments.dev: lock_wait has no effect with blocking_sessions: fail"),
+        ({"snapshot": {"preview": "all"}}, "snapshot.preview: Input should be 'none', 'masked' or 'raw'"),
         ({"environments": {"dev": {"mask": {"shop.customers.email": "emial"}}}}, "unknown strategy 'emial'"),
         ({"environments": {"dev": {"mask": {"email": "email"}}}}, "must name a column as schema.table.column"),
         ({"environments": {"dev": {"unmasked_pii": "maybe"}}}, "environments.dev.unmasked_pii: Input should be 'error', 'warn' or 'allow'"),
@@ -76,6 +85,16 @@ def test_invalid_configuration_names_the_key_and_the_fix(data, expected):
     message = error_for(data)
     assert message.startswith("replication.yaml")
     assert expected in message
+
+
+def test_lock_settings_read_durations_and_default_per_policy():
+    config = parse_config({"environments": {"dev": {"blocking_sessions": "terminate"}, "qa": {"lock_wait": "3m"},
+                                            "uat": {"blocking_sessions": "fail"}, "staging": {"lock_wait": 90}}})
+    policies = {name: env.lock_policy for name, env in config.environments.items()}
+    assert {name: (p.blocking_sessions, p.patience) for name, p in policies.items()} == {
+        "dev": ("terminate", 30), "qa": ("wait", 180), "uat": ("fail", 5), "staging": ("wait", 90)}
+    assert ReplicationConfig().environments["dev"].lock_policy.patience == 180
+    assert parse_config({"environments": {"dev": {"lock_wait": "1.5 min"}}}).environments["dev"].lock_wait == 90
 
 
 def test_every_problem_is_listed_at_once():

@@ -10,7 +10,8 @@ from ..config import SOURCE, EnvironmentSettings, ReplicationConfig, display_nam
 from ..engine.errors import ReplicationError
 from ..engine.guard import refuse_production_address, refuse_same_database, server_identity
 from ..engine.manifest import Manifest
-from ..engine.mask import unmasked_personal_columns
+from ..engine.mask import mask_problems, stale_mask_error, unmasked_personal_columns
+from ..engine.privacy import SensitiveColumns
 from ..engine.load import load_snapshot
 from ..engine.retention import PruneReport, folder_lock, prune
 from ..engine.verify import verify_snapshot
@@ -26,13 +27,15 @@ class LoadConfig(dg.Config):
         default=True,
         description="Compare every loaded table's checksum with production before COMMIT.",
     )
-    lock_timeout_seconds: int = Field(
-        default=60, description="How long to wait for the TRUNCATE lock before giving up (and retrying)."
-    )
 
 
-def build_environment_asset(environment: str, settings: EnvironmentSettings) -> dg.AssetsDefinition:
-    """`{env}_db`, loading the snapshot through the `{env}_db_target` resource."""
+def build_environment_asset(
+    environment: str, settings: EnvironmentSettings, masked_columns: list[str] | tuple[str, ...] = ()
+) -> dg.AssetsDefinition:
+    """`{env}_db`, loading the snapshot through the `{env}_db_target` resource.
+
+    `masked_columns` (schema.table.column, masked by any environment) are never quoted in errors.
+    """
     resource_key = target_resource_key(environment)
     masks = settings.rules()
     masked = f", with {len(settings.mask)} column(s) masked" if settings.mask else ", an exact copy"
@@ -57,7 +60,9 @@ def build_environment_asset(environment: str, settings: EnvironmentSettings) -> 
         store: SnapshotStore = getattr(context.resources, SNAPSHOT_STORE)
         snapshot_dir = store.path_for(context.partition_key)
         masking_key = os.environ.get("MASKING_KEY", "")
-        with explained_failures(f"{environment}_db from {target.label}", [target.password, prod.password, masking_key]):
+        sensitive = SensitiveColumns()
+        with explained_failures(f"{environment}_db from {target.label}", [target.password, prod.password, masking_key],
+                                sensitive):
             refuse_production_address(environment, target.address, prod.address)
             if not snapshot_dir.is_dir():
                 verify_snapshot(snapshot_dir)  # says which partition to materialize first
@@ -65,9 +70,15 @@ def build_environment_asset(environment: str, settings: EnvironmentSettings) -> 
             with folder_lock(snapshot_dir, exclusive=False):
                 # Verify before connecting: a damaged snapshot must not cost the target anything.
                 manifest = verify_snapshot(snapshot_dir)
+                sensitive.learn(manifest, masked_columns)
                 context.log.info(
                     f"Snapshot {snapshot_dir} verified ({len(manifest.tables)} files, sha256); loading {target.label}"
                 )
+                # A production migration can outgrow the masks: say so first, before the privacy policy
+                # lists the columns a mistyped key left uncovered.
+                problems = mask_problems(environment, masks, manifest)
+                if problems:
+                    raise stale_mask_error(environment, problems, manifest)
                 uncovered = _apply_privacy_policy(context, environment, settings, manifest)
                 with target.get_connection() as conn:
                     refuse_same_database(environment, target.address, server_identity(conn), _identity(context, prod))
@@ -77,7 +88,7 @@ def build_environment_asset(environment: str, settings: EnvironmentSettings) -> 
                         manifest,
                         environment=environment,
                         verify_checksums=config.verify_checksums,
-                        lock_timeout_seconds=config.lock_timeout_seconds,
+                        locks=settings.lock_policy,
                         masks=masks,
                         masking_key=masking_key or None,
                         log=context.log.info,
@@ -93,6 +104,9 @@ def build_environment_asset(environment: str, settings: EnvironmentSettings) -> 
         metadata["masked_table_checksums"] = dg.MetadataValue.json(report.masked_table_checksums)
         metadata["unmasked_pii_policy"] = settings.personal_data_policy
         metadata["unmasked_personal_columns"] = dg.MetadataValue.json(uncovered)
+        metadata["blocking_sessions"] = settings.blocking_sessions
+        metadata["lock_wait_seconds"] = dg.MetadataValue.float(report.lock_wait_seconds)
+        metadata["sessions_terminated"] = dg.MetadataValue.json(report.terminated_sessions)
         return dg.MaterializeResult(metadata=metadata)
 
     return environment_db
@@ -143,4 +157,4 @@ def _prune(context: dg.AssetExecutionContext, store: SnapshotStore, snapshot_dir
 
 
 def build_environment_assets(config: ReplicationConfig) -> list[dg.AssetsDefinition]:
-    return [build_environment_asset(name, settings) for name, settings in config.environments.items()]
+    return [build_environment_asset(name, settings, config.masked_columns) for name, settings in config.environments.items()]

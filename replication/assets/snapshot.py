@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 import dagster as dg
 from pydantic import Field
 
+from ..engine.catalog import TableSize
 from ..engine.errors import ReplicationError
 from ..engine.retention import (
     check_free_space,
@@ -74,15 +75,16 @@ def prod_snapshot(
             if decision.reusable:
                 context.log.info(f"Reusing the verified snapshot at {snapshot_dir} (refresh: false); prod was not read.")
                 return dg.MaterializeResult(metadata=snapshot_metadata(
-                    decision.manifest, snapshot_dir, True, time.monotonic() - started, snapshot_store.root))
+                    decision.manifest, snapshot_dir, True, time.monotonic() - started, snapshot_store.root,
+                    snapshot_store.preview, snapshot_store.masked_columns))
             context.log.info(f"Capturing a new snapshot: {decision.reason}.")
             if past:
                 _refuse_or_warn_past_partition(context, snapshot_store, partition)
         context.log.info(f"Capturing {prod_db.label} into {snapshot_dir}")
         known = estimate_from_manifests(snapshot_store.root, include, exclude)
 
-        def disk_guard(heap_bytes: int) -> None:
-            estimate = known or estimate_from_catalog(heap_bytes)
+        def disk_guard(sizes: list[TableSize]) -> None:
+            estimate = known or estimate_from_catalog(sizes)
             # Files of an earlier capture of this partition are replaced, so their space comes back.
             reclaimable = folder_bytes(snapshot_dir) if snapshot_dir.exists() else 0
             free = check_free_space(snapshot_dir, estimate, reclaimable)
@@ -109,7 +111,8 @@ def prod_snapshot(
         f"{manifest.total_bytes / 1e6:,.1f} MB in {seconds:.1f} s"
     )
     return dg.MaterializeResult(
-        metadata=snapshot_metadata(manifest, snapshot_dir, False, seconds, snapshot_store.root)
+        metadata=snapshot_metadata(manifest, snapshot_dir, False, seconds, snapshot_store.root,
+                                   snapshot_store.preview, snapshot_store.masked_columns)
     )
 
 

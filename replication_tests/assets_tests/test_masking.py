@@ -112,16 +112,34 @@ def test_masked_values_check_fails_when_a_production_value_survives(cluster, rep
     assert "shop.customers.email (" in evaluation.description and "example.com" not in evaluation.description
 
 
-def test_a_policy_naming_an_unknown_column_fails_when_the_definitions_load(cluster, replication_env, instance, tmp_path):
-    assert run({"environments": {"dev": {}, "staging": {}, "qa": {}}}, instance).success  # a snapshot to check against
-    bad = tmp_path / "replication.yaml"
-    bad.write_text("environments:\n  dev:\n    mask:\n      shop.customers.emial: email\n"
-                   "      shop.customers.created_at: name\n  staging: {}\n")
+STALE_MASKS = ("environments:\n  dev:\n    mask:\n      shop.customers.emial: email\n"
+               "      shop.customers.created_at: name\n  staging: {}\n  qa: {}\n")
+
+
+def test_definitions_load_with_a_stale_mask_and_only_its_environment_fails(cluster, replication_env, instance, tmp_path):
+    """A mask production's schema has outgrown: the code location loads, Dev fails saying why, the rest run."""
+    assert run({"environments": {"dev": {}, "staging": {}, "qa": {}}}, instance).success  # a snapshot on disk
+    stale = tmp_path / "replication.yaml"
+    stale.write_text(STALE_MASKS)
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("DAGSTER_")},
-           "DAGSTER_HOME": str(tmp_path), "REPLICATION_CONFIG": str(bad), "SNAPSHOT_DIR": str(replication_env)}
-    result = subprocess.run([sys.executable, "-m", "dagster", "definitions", "validate", "-w", str(REPO / "workspace.yaml")],
-                            cwd=tmp_path, env=env, capture_output=True, text=True)
-    output = result.stdout + result.stderr
-    assert result.returncode != 0
-    assert "environments.dev.mask: shop.customers has no column 'emial'" in output
-    assert "shop.customers.created_at is timestamp with time zone, and name produces text" in output
+           "DAGSTER_HOME": str(tmp_path), "REPLICATION_CONFIG": str(stale), "SNAPSHOT_DIR": str(replication_env)}
+    validated = subprocess.run([sys.executable, "-m", "dagster", "definitions", "validate", "-w",
+                                str(REPO / "workspace.yaml")], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert validated.returncode == 0, (validated.stdout + validated.stderr)[-3000:]
+
+    before = cluster.fingerprints("dev")
+    import yaml
+
+    result = run(yaml.safe_load(STALE_MASKS), instance)
+    messages = failure_messages(result)
+    print(f"\nstale mask: {messages}")
+    assert set(messages) == {"dev_db"}
+    assert "environments.dev.mask: shop.customers has no column 'emial'" in messages["dev_db"]
+    assert "shop.customers.created_at is timestamp with time zone, and name produces text" in messages["dev_db"]
+    assert not any(e.event_type_value == "STEP_UP_FOR_RETRY" for e in result.all_events)
+    assert cluster.fingerprints("dev") == before
+    materialized = set(materializations(result))
+    assert {"prod_snapshot", "staging_db", "qa_db"} <= materialized and "dev_db" not in materialized
+    check = next(e for e in result.get_asset_check_evaluations() if e.check_name == "mask_rules_match_snapshot")
+    assert check.passed is False and "emial" in check.description
+    assert check_results(result)["staging_db:rows_and_checksums_match_snapshot"] is True
