@@ -13,7 +13,7 @@ from .catalog import Column, TableRef, columns_of, foreign_key_order, foreign_ke
 from .checksum import ChecksumRequest, checksum_algorithm, checksum_many, content_checksums
 from .errors import ConfigurationError, LoadVerificationError, SchemaMismatchError
 from .files import read_chunks
-from .locks import LockPolicy, LockWait, acquire, check_lock_capacity, lock_statement, lock_table_full
+from .locks import LockPolicy, LockWait, acquire, lock_statement, lock_table_full
 from .manifest import Manifest, TableEntry
 from .mask import MaskRule, check_rules, foreign_key_gaps, mask_expression, mask_problems, set_key, stale_mask_error
 from .postload import analyze, refresh_materialized_views
@@ -118,7 +118,6 @@ class LoadPlan:
     masks: dict[str, dict[str, MaskRule]]
     mask_columns: dict[str, dict[str, Column]]
     header: str  # COPY's HEADER option: MATCH where the server checks the names
-    locks_needed: int
 
     def only(self, ref: TableRef) -> sql.SQL:
         """ONLY for plain tables: an inheritance child outside the snapshot keeps its rows."""
@@ -127,14 +126,13 @@ class LoadPlan:
 
 def plan_load(conn: psycopg.Connection, manifest: Manifest, environment: str,
               masks: dict[str, dict[str, MaskRule]], masking_key: str | None) -> LoadPlan:
-    """Check the target, the masks and the lock table, all before anything is written."""
+    """Check the target and the masks, before anything is written."""
     entries = {entry.ref: entry for entry in manifest.tables}
     check_target_schema(conn, manifest, environment)
     order, cyclic = foreign_key_order(foreign_key_parents(conn, list(entries)))
     mask_columns = _check_masks(conn, environment, manifest, masks, masking_key)
-    needed = check_lock_capacity(conn, order, environment, exclusive=True)
     return LoadPlan(environment, entries, order, cyclic, partitioned_tables(conn, order), masks, mask_columns,
-                    "MATCH" if conn.info.server_version >= 150000 else "true", needed)
+                    "MATCH" if conn.info.server_version >= 150000 else "true")
 
 
 def load_snapshot(
@@ -179,7 +177,7 @@ def load_snapshot(
                    rebuild_indexes=rebuild_indexes, rebuild_min_rows=rebuild_min_rows, masking_key=masking_key,
                    log=log)
     except psycopg.errors.OutOfMemory as exc:
-        raise lock_table_full(conn, exc, plan.locks_needed, environment) from None
+        raise lock_table_full(conn, exc, plan.order, environment, exclusive=True) from None
     report.sequences_reset = _reset_sequences(conn, manifest)
     report.seconds = round(time.monotonic() - started, 3)
     return report

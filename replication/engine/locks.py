@@ -336,27 +336,26 @@ def _lock_table_message(conn: psycopg.Connection, needed: int, who: str, what: s
     advised = -(-needed // slots) + per_slot
     return (
         f"{who}: {what}: this transaction locks about {needed:,} tables, partitions and indexes, and the server's "
-        f"lock table holds max_locks_per_transaction ({per_slot}) x {slots} server processes = {per_slot * slots:,} "
-        f"locks, shared by every session. Set max_locks_per_transaction to at least {advised} in postgresql.conf "
-        f"and restart PostgreSQL (when several environments load into this server at once, their locks add up: "
-        f"size it for all of them), or replicate fewer tables per run. Nothing was written; retrying cannot help."
+        f"lock table is sized for max_locks_per_transaction ({per_slot}) x {slots} server processes = "
+        f"{per_slot * slots:,} locks, shared by every session. Set max_locks_per_transaction to at least {advised} "
+        f"in postgresql.conf and restart PostgreSQL (when several environments load into this server at once, "
+        f"their locks add up: size it for all of them), or replicate fewer tables per run. Nothing was loaded; "
+        f"retrying cannot help."
     )
 
 
-def check_lock_capacity(conn: psycopg.Connection, tables: Sequence, who: str, *, exclusive: bool) -> int:
-    """Refuse, before anything is written, a transaction that cannot fit the lock table even alone."""
-    needed = locks_needed(conn, tables, exclusive=exclusive)
-    per_slot, slots = conn.execute(_LOCK_SLOTS).fetchone()
-    if needed > per_slot * slots:
-        raise LockTableFullError(_lock_table_message(conn, needed, who, "the server cannot lock that many objects"))
-    return needed
+def lock_table_full(conn: psycopg.Connection, exc: psycopg.errors.OutOfMemory, tables: Sequence, who: str,
+                    *, exclusive: bool) -> Exception:
+    """PostgreSQL's "out of shared memory" turned into what to change, or the error itself otherwise.
 
-
-def lock_table_full(conn: psycopg.Connection, exc: psycopg.errors.OutOfMemory, needed: int, who: str) -> Exception:
-    """PostgreSQL's "out of shared memory" turned into what to change, or the error itself otherwise."""
+    No check beforehand: PostgreSQL fits more locks than its formula promises, so a refusal in
+    advance would stop loads that would have succeeded.
+    """
     hint = (exc.diag.message_hint or "") if exc.diag else ""
     if "max_locks_per_transaction" not in hint:
         return exc
+    conn.rollback()
+    needed = locks_needed(conn, tables, exclusive=exclusive)
     conn.rollback()
     return LockTableFullError(_lock_table_message(conn, needed, who, f"PostgreSQL ran out of lock slots "
                                                                       f"({exc.diag.message_primary}; HINT: {hint})"))

@@ -20,7 +20,7 @@ from .checksum import ChecksumRequest, checksum_many, content_checksum
 from .copyout import copy_out
 from .errors import HiddenRowsError, is_disk_full, snapshot_space_error
 from .files import AtomicWriter, ensure_private_dir, fsync_dir, fsync_file
-from .locks import LockPolicy, acquire, lock_statement
+from .locks import LockPolicy, acquire, lock_statement, lock_table_full
 from .manifest import ColumnEntry, Manifest, SequenceEntry, TableEntry, remove_manifest, write_manifest
 from .progress import Log, Ticker
 from .sequences import owned_sequences, sequence_states
@@ -89,11 +89,36 @@ def take_snapshot(
     guard). Running out of space removes the folder's files: nothing half-written stays.
     """
     prepare_transaction(conn, IsolationLevel.REPEATABLE_READ, read_only=True)
+    selected: list[TableRef] = []
+    try:
+        plans, entries, server_version = _capture(conn, snapshot_dir, include, exclude, checksums, log, before_writing,
+                                                  connect, jobs, locks, selected)
+    except psycopg.errors.OutOfMemory as exc:
+        raise lock_table_full(conn, exc, selected, "prod_snapshot", exclusive=False) from None
+    _remove_stale_files(snapshot_dir, {e.file for e in entries})
+    manifest = Manifest(
+        partition=partition,
+        captured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        server_version=server_version,
+        source=source,
+        include=list(include),
+        exclude=list(exclude),
+        tables=entries,
+        selected=[p.table.key for p in plans],
+    )
+    write_manifest(snapshot_dir, manifest)
+    return manifest
+
+
+def _capture(conn, snapshot_dir, include, exclude, checksums, log, before_writing, connect, jobs, locks,
+             selected: list[TableRef]) -> tuple[list[TablePlan], list[TableEntry], str]:
+    """The snapshot's one transaction; `selected` receives the tables as soon as they are known."""
     with conn.transaction():
         # As pg_dump does: with row security off, a table whose policies would hide rows from
         # this role makes the read fail instead of returning fewer rows.
         conn.execute("SET LOCAL row_security = off")
-        plans = _plan(conn, select_tables(list_tables(conn), list(include), list(exclude)))
+        selected.extend(select_tables(list_tables(conn), list(include), list(exclude)))
+        plans = _plan(conn, selected)
         _lock(conn, plans, locks, log)
         if before_writing is not None:
             before_writing([p.size for p in plans if p.size is not None])
@@ -115,19 +140,7 @@ def take_snapshot(
             _checksum_small_tables(conn, plans, entries)
         _record_sequences(conn, entries)
         server_version = conn.execute("SELECT pg_catalog.current_setting('server_version')").fetchone()[0]
-    _remove_stale_files(snapshot_dir, {e.file for e in entries})
-    manifest = Manifest(
-        partition=partition,
-        captured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        server_version=server_version,
-        source=source,
-        include=list(include),
-        exclude=list(exclude),
-        tables=entries,
-        selected=[p.table.key for p in plans],
-    )
-    write_manifest(snapshot_dir, manifest)
-    return manifest
+    return plans, entries, server_version
 
 
 def _plan(conn: psycopg.Connection, tables: list[TableRef]) -> list[TablePlan]:

@@ -168,3 +168,65 @@ def test_terminate_without_the_right_to_end_sessions_fails_and_says_which_grant_
     print(f"\nterminate refused: {message}")
     assert "terminating was refused" in message and "pg_signal_backend" in message
     assert "application 'psql-dave'" in message and accounts_rows(company) == before
+
+
+# --- the lock table: a thousand tables in one transaction -----------------------------------------
+
+def _create_tables(conn, count: int, prefix: str = "t", rows: int = 5) -> None:
+    """One transaction per table: together they would not fit the small lock table either."""
+    conn.execute("DROP SCHEMA IF EXISTS public CASCADE; CREATE SCHEMA public")
+    for i in range(1, count + 1):
+        conn.execute(f"CREATE TABLE public.{prefix}{i} (id int PRIMARY KEY, label text)")
+        if rows:
+            conn.execute(f"INSERT INTO public.{prefix}{i} SELECT g, 'x' || g FROM generate_series(1, {rows}) g")
+
+
+@pytest.fixture(scope="module")
+def small_lock_table(tmp_path_factory):
+    """A server with PostgreSQL's smallest lock table, as a tightly configured company server might have."""
+    from replication.demo.embedded import EmbeddedPostgres
+    from replication.demo.provision import Account, ensure_database, ensure_role
+
+    from ..company import Company
+    from ..conftest import FAST_SETTINGS, free_port
+
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("locktable") / "pg", free_port(),
+                              settings={**FAST_SETTINGS, "max_locks_per_transaction": "10", "max_connections": "10"}).start()
+    cluster = type("Servers", (), {"source": server, "targets": server})()
+    reader, loader = Account("lt_prod", "lt_reader", "lt-reader-pw"), Account("lt_dev", "lt_loader", "lt-loader-pw")
+    try:
+        with server.connect() as admin:
+            ensure_role(admin, reader.user, reader.password)
+            ensure_role(admin, loader.user, loader.password)
+            ensure_database(admin, reader.database, "postgres")
+            ensure_database(admin, loader.database, loader.user)
+        with server.connect(reader.database) as conn:
+            _create_tables(conn, 600)
+            conn.execute(f"GRANT USAGE ON SCHEMA public TO {reader.user}; "
+                         f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {reader.user}")
+        with server.connect(loader.database, user=loader.user, password=loader.password) as conn:
+            _create_tables(conn, 600, rows=0)
+        yield Company(cluster, "lt", reader, loader)
+    finally:
+        server.stop()
+
+
+def test_running_out_of_lock_slots_is_a_clear_permanent_error_that_names_the_setting(small_lock_table, tmp_path):
+    """Hundreds of tables in one transaction on a server whose lock table PostgreSQL sizes for 450 locks."""
+    from replication.engine.locks import LockTableFullError
+
+    company = small_lock_table
+    with pytest.raises(LockTableFullError) as caught:
+        company.snapshot(tmp_path / "s")  # the snapshot's ACCESS SHARE locks alone do not fit
+    print(f"\nsnapshot: {caught.value}")
+    assert "prod_snapshot: PostgreSQL ran out of lock slots" in str(caught.value)
+    company.snapshot(tmp_path / "s", include=["t1??", "t2??", "t3??"])  # 300 tables do
+    with pytest.raises(LockTableFullError) as caught:
+        company.load(tmp_path / "s", rebuild_min_rows=0)
+    message = str(caught.value)
+    print(f"load: {message}")
+    assert "out of shared memory" in message and 'HINT: You might need to increase "max_locks_per_transaction"' in message
+    assert "max_locks_per_transaction (10)" in message and "Set max_locks_per_transaction to at least" in message
+    assert "Nothing was loaded" in message
+    with company.env() as conn:
+        assert conn.execute("SELECT count(*) FROM public.t100").fetchone()[0] == 0
