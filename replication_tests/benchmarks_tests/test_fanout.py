@@ -10,12 +10,17 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_benchmark_smoke_run_prints_every_contender_and_the_ratios():
     result = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "fanout.py"), "--rows", "3000", "--repeat", "1"],
+        [sys.executable, str(REPO / "benchmarks" / "fanout.py"), "--rows", "3000", "--repeat", "1", "--tables", "30",
+         "--large-values", "1", "--large-mib", "9"],
         cwd=REPO, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     lines = result.stdout.splitlines()
     for contender in ("ours", "ours_masked", "psql_plain", "psql_tuned", "psql_required", "dagster", "ours_snapshot", "psql_dump", "pandas"):
+        assert any(line.startswith(contender + " ") for line in lines), contender
+    assert re.fullmatch(r"many_tables_vs_pg_restore=[\d.]+ large_values_peak_rss_mib=\d+ large_values_step_peak_rss_mib=\d+",
+                        lines[-3]), lines[-3]
+    for contender in ("many_ours", "many_pg_restore"):
         assert any(line.startswith(contender + " ") for line in lines), contender
     assert re.fullmatch(r"snapshot_ratio_vs_psql_dump=[\d.]+ masked_vs_unmasked=[\d.]+ end_to_end_vs_tuned=[\d.]+ "
                         r"required_vs_tuned=[\d.]+ ratio_vs_required=[\d.]+", lines[-2]), lines[-2]

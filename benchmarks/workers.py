@@ -1,0 +1,165 @@
+"""What every benchmark phase shares: worker processes that run one engine step each, and their peak memory.
+
+Each worker is a fresh Python process importing the engine only, as a step container would run
+it, so its peak resident memory (VmHWM) is the step's own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PARTITION = "2026-11-25"
+
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so a child would report the
+# benchmark's own size; VmHWM belongs to the process image that did the work.
+REPORT_PEAK = """
+for line in open("/proc/self/status"):
+    if line.startswith("VmHWM:"):
+        print("VmHWM_KIB=" + line.split()[1])
+"""
+# One worker process per step, as the executor runs them: it imports the engine only.
+SNAPSHOT_WORKER = """
+import sys
+from pathlib import Path
+from replication.engine.connection import connect, parse_address
+from replication.engine.snapshot import take_snapshot
+address, user, password, folder, jobs = sys.argv[1:6]
+def prod():
+    return connect(parse_address(address, "PROD_DB_CONNECTION"), user, password)
+with prod() as conn:
+    take_snapshot(conn, Path(folder), partition="%s", connect=prod, jobs=int(jobs))
+""" % PARTITION + REPORT_PEAK
+LOAD_WORKER = """
+import json, os, sys
+from pathlib import Path
+from replication.engine.connection import connect, parse_address
+from replication.engine.load import load_snapshot
+from replication.engine.mask import MaskRule
+from replication.engine.verify import verify_snapshot
+env, address, user, password, folder = sys.argv[1:6]
+masks = {t: {c: MaskRule(*r) for c, r in cols.items()} for t, cols in json.loads(sys.argv[6]).items()}
+manifest = verify_snapshot(Path(folder))  # as the asset does: every sha256 before connecting
+with connect(parse_address(address, env.upper() + "_DB_CONNECTION"), user, password) as conn:
+    load_snapshot(conn, Path(folder), manifest, environment=env, masks=masks, masking_key=os.environ.get("MASKING_KEY"))
+""" + REPORT_PEAK
+
+
+def snapshot_command(address: str, user: str, password: str, folder: Path, jobs: int) -> list[str]:
+    return [sys.executable, "-c", SNAPSHOT_WORKER, address, user, password, str(folder), str(jobs)]
+
+
+def load_command(env: str, address: str, user: str, password: str, folder: Path, masks: dict | None = None) -> list[str]:
+    rules = {table: {column: [rule.strategy, rule.value] for column, rule in columns.items()}
+             for table, columns in (masks or {}).items()}
+    return [sys.executable, "-c", LOAD_WORKER, env, address, user, password, str(folder), json.dumps(rules)]
+
+
+def run_workers(commands: list[tuple]) -> tuple[float, int]:
+    """Start every (label, command[, env]) at once; returns wall seconds and the largest peak RSS (KiB)."""
+    started = time.monotonic()
+    procs = [(label, subprocess.Popen(cmd, env={**os.environ, **(extra[0] if extra else {})}, cwd=REPO,
+                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+             for label, cmd, *extra in commands]
+    peak = 0
+    for label, proc in procs:
+        output = proc.communicate()[0].decode(errors="replace")
+        if proc.returncode != 0:
+            raise SystemExit(f"{label} failed (exit {proc.returncode}):\n{output[-3000:]}")
+        peak = max([peak, *(int(line.split("=")[1]) for line in output.splitlines() if line.startswith("VmHWM_KIB="))])
+    return time.monotonic() - started, peak
+
+
+def run_dagster(env: dict[str, str], home: Path, partition: str = PARTITION) -> tuple[float, int]:
+    """The partition end to end through `dagster job execute`; returns seconds and the largest step's peak RSS (KiB)."""
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster-run.yaml"
+    config.write_text("ops:\n  prod_snapshot:\n    config:\n      refresh: true\n"
+                      "loggers:\n  console:\n    config:\n      log_level: WARNING\n")
+    env = {**os.environ, **env, "DAGSTER_HOME": str(home)}
+    env.pop("REPLICATION_CONFIG", None)
+    started = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "dagster", "job", "execute", "-m", "replication",
+                             "-j", "database_replication_fanout", "-c", str(config),
+                             "--tags", json.dumps({"dagster/partition": partition})],
+                            env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    sampler = StepRssSampler(proc.pid)
+    sampler.start()
+    output = proc.communicate()[0].decode(errors="replace")
+    sampler.stop()
+    if proc.returncode != 0:
+        raise SystemExit(f"dagster run failed:\n{output[-3000:]}")
+    return time.monotonic() - started, sampler.peak_kib
+
+
+class StepRssSampler(threading.Thread):
+    """Peak RSS (VmHWM) of a Dagster CLI's step processes, read from /proc while the run goes on.
+
+    The CLI itself, multiprocessing's forkserver and resource tracker are not steps: the steps are
+    the processes that the forkserver forks (or, without one, the CLI's other children).
+    """
+
+    def __init__(self, root_pid: int):
+        super().__init__(daemon=True)
+        self.root_pid = root_pid
+        self.peak_kib = 0
+        self._done = threading.Event()
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
+
+    def run(self) -> None:
+        while not self._done.wait(0.1):
+            self.peak_kib = max([self.peak_kib, *self._step_peaks()])
+
+    def _step_peaks(self) -> list[int]:
+        children: dict[int, list[int]] = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+                except (OSError, IndexError, ValueError):
+                    continue
+                children.setdefault(ppid, []).append(int(entry))
+        peaks = []
+        for pid in children.get(self.root_pid, []):
+            cmd = _cmdline(pid)
+            if "resource_tracker" in cmd:
+                continue
+            if "forkserver" in cmd:
+                peaks += [_hwm(child) for child in children.get(pid, [])]
+            else:
+                peaks.append(_hwm(pid))
+        return peaks
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _hwm(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
