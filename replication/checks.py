@@ -18,6 +18,8 @@ from .engine.catalog import list_tables, select_tables
 from .engine.errors import ReplicationError
 from .engine.manifest import Manifest
 from .engine.mask import mask_problems
+from .engine.privacy import SensitiveColumns
+from .failures import explained_failures
 from .engine.verify import verify_snapshot
 from .partitions import daily_partitions
 from .resources import SNAPSHOT_STORE, PostgresResource, SnapshotStore, target_resource_key
@@ -136,7 +138,8 @@ def _loaded_checksums(context: dg.AssetCheckExecutionContext, asset: str) -> dic
     return dict(value.value) if value is not None else {}
 
 
-def build_environment_checks(environment: str, settings: EnvironmentSettings) -> dg.AssetChecksDefinition:
+def build_environment_checks(environment: str, settings: EnvironmentSettings,
+                             masked_columns: list[str] | tuple[str, ...] = ()) -> dg.AssetChecksDefinition:
     """One step that runs every check of `{environment}_db` against the partition's snapshot."""
     asset = f"{environment}_db"
     resource_key = target_resource_key(environment)
@@ -149,49 +152,60 @@ def build_environment_checks(environment: str, settings: EnvironmentSettings) ->
                           required_resource_keys={resource_key, SNAPSHOT_STORE})
     def environment_checks(context: dg.AssetCheckExecutionContext):
         store: SnapshotStore = getattr(context.resources, SNAPSHOT_STORE)
-        folder = store.path_for(context.partition_key)
-        manifest = verify_snapshot(folder)
         target: PostgresResource = getattr(context.resources, resource_key)
-        tables = [t.ref for t in manifest.tables]
-        with target.get_connection() as conn:
-            found = compare_with_manifest(conn, manifest, _loaded_checksums(context, asset))
-            yield _verdict(
-                asset, "rows_and_checksums_match_snapshot",
-                [f"{f.table} ({f.rows:,} rows, snapshot {f.expected_rows:,}, checksum "
-                 f"{'matches' if f.checksum_matches else 'differs'})" for f in found if not f.ok],
-                "Differs from the snapshot", "Run the partition again.", "tables",
-                ["table", "rows", "snapshot_rows", "checksum"],
-                [{"table": f.table, "rows": f.rows, "snapshot_rows": f.expected_rows,
-                  "checksum": "matches" if f.checksum_matches else "DIFFERS"} for f in found])
-            found = sequence_positions(conn, tables)
-            yield _verdict(
-                asset, "sequences_at_or_above_loaded_max",
-                [f"{f.sequence} would give {f.next_value} but {f.table}.{f.column} holds {f.loaded_max}"
-                 for f in found if not f.ok],
-                "Behind the data", "An insert would collide; run the partition again to reset them.", "sequences",
-                ["sequence", "next_value", "loaded_max"],
-                [{"sequence": f.sequence, "next_value": f.next_value, "loaded_max": f.loaded_max} for f in found])
-            found = orphaned_rows(conn, tables)
-            yield _verdict(
-                asset, "no_orphaned_foreign_keys",
-                [f"{f.orphans:,} in {f.table} ({f.constraint} to {f.references})" for f in found if f.orphans],
-                "Orphaned rows", "Run the partition again; validate the foreign key if it is NOT VALID.",
-                "foreign_keys", ["constraint", "table", "references", "orphans"],
-                [{"constraint": f.constraint, "table": f.table, "references": f.references, "orphans": f.orphans}
-                 for f in found])
-            if masked:
-                found = masked_value_overlaps(conn, folder, manifest, masked)
-                yield _verdict(
-                    asset, MASKED_CHECK[0],
-                    [f"{f.column} ({f.equal:,} of {f.compared:,} values)" for f in found if f.equal],
-                    "Production values still present", "Choose a strategy that changes every value.", "columns",
-                    ["column", "rule", "production_values", "still_present"],
-                    [{"column": f.column, "rule": settings.mask[f.column].describe(), "production_values": f.compared,
-                      "still_present": f.equal} for f in found])
+        sensitive = SensitiveColumns()
+        # As the load does: a database error is a retry or a failure that says what to fix, values hidden.
+        folder = store.path_for(context.partition_key)
+        with explained_failures(f"{asset} checks on {target.label}", [target.password], sensitive):
+            manifest = verify_snapshot(folder)
+            sensitive.learn(manifest, masked_columns)
+            yield from _environment_results(context, asset, settings, target, manifest, masked, folder)
 
     return environment_checks
 
 
+def _environment_results(context, asset: str, settings: EnvironmentSettings, target: PostgresResource,
+                         manifest: Manifest, masked: dict[str, list[str]], folder):
+    """Every check of one environment against the snapshot it was loaded from."""
+    tables = [t.ref for t in manifest.tables]
+    with target.get_connection() as conn:
+        found = compare_with_manifest(conn, manifest, _loaded_checksums(context, asset))
+        yield _verdict(
+            asset, "rows_and_checksums_match_snapshot",
+            [f"{f.table} ({f.rows:,} rows, snapshot {f.expected_rows:,}, checksum "
+             f"{'matches' if f.checksum_matches else 'differs'})" for f in found if not f.ok],
+            "Differs from the snapshot", "Run the partition again.", "tables",
+            ["table", "rows", "snapshot_rows", "checksum"],
+            [{"table": f.table, "rows": f.rows, "snapshot_rows": f.expected_rows,
+              "checksum": "matches" if f.checksum_matches else "DIFFERS"} for f in found])
+        found = sequence_positions(conn, tables)
+        yield _verdict(
+            asset, "sequences_at_or_above_loaded_max",
+            [f"{f.sequence} would give {f.next_value} but {f.table}.{f.column} holds {f.loaded_max}"
+             for f in found if not f.ok],
+            "Behind the data", "An insert would collide; run the partition again to reset them.", "sequences",
+            ["sequence", "next_value", "loaded_max"],
+            [{"sequence": f.sequence, "next_value": f.next_value, "loaded_max": f.loaded_max} for f in found])
+        found = orphaned_rows(conn, tables)
+        yield _verdict(
+            asset, "no_orphaned_foreign_keys",
+            [f"{f.orphans:,} in {f.table} ({f.constraint} to {f.references})" for f in found if f.orphans],
+            "Orphaned rows", "Run the partition again; validate the foreign key if it is NOT VALID.",
+            "foreign_keys", ["constraint", "table", "references", "orphans"],
+            [{"constraint": f.constraint, "table": f.table, "references": f.references, "orphans": f.orphans}
+             for f in found])
+        if masked:
+            found = masked_value_overlaps(conn, folder, manifest, masked)
+            yield _verdict(
+                asset, MASKED_CHECK[0],
+                [f"{f.column} ({f.equal:,} of {f.compared:,} values)" for f in found if f.equal],
+                "Production values still present", "Choose a strategy that changes every value.", "columns",
+                ["column", "rule", "production_values", "still_present"],
+                [{"column": f.column, "rule": settings.mask[f.column].describe(), "production_values": f.compared,
+                  "still_present": f.equal} for f in found])
+
+
 def build_checks(config: ReplicationConfig) -> list[dg.AssetChecksDefinition]:
     return [build_snapshot_checks(config),
-            *(build_environment_checks(name, settings) for name, settings in config.environments.items())]
+            *(build_environment_checks(name, settings, config.masked_columns)
+              for name, settings in config.environments.items())]

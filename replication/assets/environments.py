@@ -12,7 +12,7 @@ from ..engine.guard import refuse_production_address, refuse_same_database, serv
 from ..engine.manifest import Manifest
 from ..engine.mask import mask_problems, stale_mask_error, unmasked_personal_columns
 from ..engine.privacy import SensitiveColumns
-from ..engine.load import load_snapshot
+from ..engine.load import LoadReport, load_snapshot
 from ..engine.retention import PruneReport, folder_lock, prune
 from ..engine.verify import verify_snapshot
 from ..failures import explained_failures
@@ -74,48 +74,46 @@ def build_environment_asset(
                 context.log.info(
                     f"Snapshot {snapshot_dir} verified ({len(manifest.tables)} files, sha256); loading {target.label}"
                 )
-                # A production migration can outgrow the masks: say so first, before the privacy policy
-                # lists the columns a mistyped key left uncovered.
-                problems = mask_problems(environment, masks, manifest)
-                if problems:
-                    raise stale_mask_error(environment, problems, manifest)
-                uncovered = _apply_privacy_policy(context, environment, settings, manifest)
+                uncovered = _check_policies(context, environment, settings, manifest)
                 with target.get_connection() as conn:
                     refuse_same_database(environment, target.address, server_identity(conn), _identity(context, prod))
-                    report = load_snapshot(
-                        conn,
-                        snapshot_dir,
-                        manifest,
-                        environment=environment,
-                        verify_checksums=config.verify_checksums,
-                        locks=settings.lock_policy,
-                        masks=masks,
-                        masking_key=masking_key or None,
-                        log=context.log.info,
-                    )
+                    report = load_snapshot(conn, snapshot_dir, manifest, environment=environment,
+                                           verify_checksums=config.verify_checksums, locks=settings.lock_policy,
+                                           masks=masks, masking_key=masking_key or None, log=context.log.info)
         context.log.info(
             f"{environment}: {len(report.tables)} tables, {report.total_rows:,} rows committed in {report.seconds:.1f} s "
             f"({report.indexes_rebuilt} indexes rebuilt, {report.foreign_keys_readded} foreign keys re-validated)"
         )
         pruned = _prune(context, store, snapshot_dir)
         metadata = load_metadata(report, manifest, snapshot_dir, target.label, pruned, store.root)
-        metadata["masked_columns"] = dg.MetadataValue.json(report.masked_columns)
-        # What the rows_and_checksums check compares masked tables with, after this load.
-        metadata["masked_table_checksums"] = dg.MetadataValue.json(report.masked_table_checksums)
-        metadata["unmasked_pii_policy"] = settings.personal_data_policy
-        metadata["unmasked_personal_columns"] = dg.MetadataValue.json(uncovered)
-        metadata["blocking_sessions"] = settings.blocking_sessions
-        metadata["lock_wait_seconds"] = dg.MetadataValue.float(report.lock_wait_seconds)
-        metadata["sessions_terminated"] = dg.MetadataValue.json(report.terminated_sessions)
+        metadata.update(_policy_metadata(report, settings, uncovered))
         return dg.MaterializeResult(metadata=metadata)
 
     return environment_db
 
 
-def _apply_privacy_policy(
+def _policy_metadata(report: LoadReport, settings: EnvironmentSettings, uncovered: dict[str, str]) -> dict:
+    return {
+        "masked_columns": dg.MetadataValue.json(report.masked_columns),
+        # What the rows_and_checksums check compares masked tables with, after this load.
+        "masked_table_checksums": dg.MetadataValue.json(report.masked_table_checksums),
+        "unmasked_pii_policy": settings.personal_data_policy,
+        "unmasked_personal_columns": dg.MetadataValue.json(uncovered),
+        "blocking_sessions": settings.blocking_sessions,
+        "lock_wait_seconds": dg.MetadataValue.float(report.lock_wait_seconds),
+        "sessions_terminated": dg.MetadataValue.json(report.terminated_sessions),
+    }
+
+
+def _check_policies(
     context: dg.AssetExecutionContext, environment: str, settings: EnvironmentSettings, manifest: Manifest
 ) -> dict[str, str]:
-    """Personal-looking columns without a rule: refuse (error), report (warn) or accept (allow)."""
+    """Masks that production's schema has outgrown fail here; then personal-looking columns without
+    a rule are refused (error), reported (warn) or accepted (allow)."""
+    # The stale masks first: a mistyped key would otherwise show up as an uncovered column below.
+    problems = mask_problems(environment, settings.rules(), manifest)
+    if problems:
+        raise stale_mask_error(environment, problems, manifest)
     policy = settings.personal_data_policy
     uncovered = dict(unmasked_personal_columns(manifest, settings.rules())) if policy != "allow" else {}
     if uncovered and policy == "error":

@@ -80,31 +80,7 @@ def prod_snapshot(
             context.log.info(f"Capturing a new snapshot: {decision.reason}.")
             if past:
                 _refuse_or_warn_past_partition(context, snapshot_store, partition)
-        context.log.info(f"Capturing {prod_db.label} into {snapshot_dir}")
-        known = estimate_from_manifests(snapshot_store.root, include, exclude)
-
-        def disk_guard(sizes: list[TableSize]) -> None:
-            estimate = known or estimate_from_catalog(sizes)
-            # Files of an earlier capture of this partition are replaced, so their space comes back.
-            reclaimable = folder_bytes(snapshot_dir) if snapshot_dir.exists() else 0
-            free = check_free_space(snapshot_dir, estimate, reclaimable)
-            context.log.info(f"Disk guard: about {estimate.needed / 1e6:,.1f} MB needed ({estimate.basis}), "
-                             f"{free / 1e6:,.1f} MB free in {snapshot_store.root}")
-
-        with folder_lock(snapshot_dir, exclusive=True), prod_db.get_connection() as conn:
-            manifest = take_snapshot(
-                conn,
-                snapshot_dir,
-                partition=partition,
-                include=include,
-                exclude=exclude,
-                source=str(prod_db.address),
-                checksums=config.content_checksums,
-                log=context.log.info,
-                before_writing=disk_guard,
-                connect=prod_db.get_connection,
-                jobs=snapshot_store.jobs,
-            )
+        manifest = _capture(context, prod_db, snapshot_store, snapshot_dir, include, exclude, config.content_checksums)
     seconds = time.monotonic() - started
     context.log.info(
         f"Snapshot {partition}: {len(manifest.tables)} tables, {manifest.total_rows:,} rows, "
@@ -114,6 +90,26 @@ def prod_snapshot(
         metadata=snapshot_metadata(manifest, snapshot_dir, False, seconds, snapshot_store.root,
                                    snapshot_store.preview, snapshot_store.masked_columns)
     )
+
+
+def _capture(context: dg.AssetExecutionContext, prod_db: PostgresResource, store: SnapshotStore, snapshot_dir,
+             include: list[str], exclude: list[str], checksums: bool):
+    """Capture production under the folder's exclusive lock, after the disk guard allows it."""
+    context.log.info(f"Capturing {prod_db.label} into {snapshot_dir}")
+    known = estimate_from_manifests(store.root, include, exclude)
+
+    def disk_guard(sizes: list[TableSize]) -> None:
+        estimate = known or estimate_from_catalog(sizes)
+        # Files of an earlier capture of this partition are replaced, so their space comes back.
+        reclaimable = folder_bytes(snapshot_dir) if snapshot_dir.exists() else 0
+        free = check_free_space(snapshot_dir, estimate, reclaimable)
+        context.log.info(f"Disk guard: about {estimate.needed / 1e6:,.1f} MB needed ({estimate.basis}), "
+                         f"{free / 1e6:,.1f} MB free in {store.root}")
+
+    with folder_lock(snapshot_dir, exclusive=True), prod_db.get_connection() as conn:
+        return take_snapshot(conn, snapshot_dir, partition=context.partition_key, include=include, exclude=exclude,
+                             source=str(prod_db.address), checksums=checksums, log=context.log.info,
+                             before_writing=disk_guard, connect=prod_db.get_connection, jobs=store.jobs)
 
 
 def _refuse_or_warn_past_partition(context: dg.AssetExecutionContext, store: SnapshotStore, partition: str) -> None:
