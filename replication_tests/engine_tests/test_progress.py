@@ -44,3 +44,21 @@ def test_a_load_slower_than_five_seconds_logs_progress_while_it_runs(cluster, tm
     during = [line for line in lines if line.startswith("load staging shop.orders:")]
     assert seconds > 5 and len(during) >= int(seconds // 5) - 1 >= 1, (seconds, lines)
     assert re.search(r"[\d,]+ rows, [\d.]+ MB in [\d.]+ s \([\d,]+ rows/s", during[0])
+
+
+def test_a_snapshot_counts_rows_not_its_csv_header(cluster):
+    """COPY's header is the stream's first line; the progress line counts data rows only."""
+    from psycopg import sql
+
+    from replication.engine.copyout import copy_out
+
+    from ..helpers import role_connection
+
+    ticker = Ticker(None)
+    with role_connection(cluster, "prod") as conn, conn.transaction():
+        expected = conn.execute("SELECT count(*) FROM ONLY shop.products").fetchone()[0]
+        with ticker.track("snapshot", "shop.products") as progress:
+            rows = copy_out(conn, sql.SQL("COPY (SELECT * FROM ONLY shop.products) TO STDOUT (FORMAT csv, HEADER)"),
+                            lambda data: None, progress.advance, header=True)
+    assert rows == progress.rows == expected
+    assert progress.line().startswith(f"snapshot shop.products: {expected:,} rows")
