@@ -68,11 +68,10 @@ class LoadReport:
         return sum(t.bytes for t in self.tables)
 
 
-def check_target_schema(conn: psycopg.Connection, manifest: Manifest, environment: str) -> dict[TableRef, list[Column]]:
+def check_target_schema(conn: psycopg.Connection, manifest: Manifest, environment: str) -> None:
     """Fail before any write when the target cannot take the snapshot's tables and columns.
 
-    The target's own migrations own its schema; this only reads the catalog, once for all tables,
-    and returns what it read.
+    The target's own migrations own its schema; this only reads the catalog, once for all tables.
     """
     found = columns_of(conn, [entry.ref for entry in manifest.tables])
     for entry in manifest.tables:
@@ -103,7 +102,6 @@ def check_target_schema(conn: psycopg.Connection, manifest: Manifest, environmen
                     "default in the target and does not exist in production; give it a default or "
                     "make it nullable. Nothing was written."
                 )
-    return found
 
 
 @dataclass
