@@ -156,9 +156,9 @@ def find_blockers(
     conn: psycopg.Connection, relations: Sequence[str], mode: str, replicated: Sequence[str] = ()
 ) -> list[Blocker]:
     """Sessions holding or awaiting a lock on `relations` (or their partitions) that conflicts with `mode`."""
-    names = list(relations)
+    names, replicated = list(relations), set(replicated)
     rows = conn.execute(_BLOCKERS, {
-        "relations": names, "replicated": [name in set(replicated) for name in names],
+        "relations": names, "replicated": [name in replicated for name in names],
         "modes": list(CONFLICTING_MODES[mode]),
     }).fetchall()
     return [Blocker(pid, user, app, client, state, seconds, tuple(sorted(rels)), tuple(sorted(modes)), granted,
@@ -201,7 +201,7 @@ def acquire(
     started = time.monotonic()
     backoff = FIRST_BACKOFF_SECONDS
     last_report = started
-    refused: dict[int, str] = {}
+    handled: dict[int, str | None] = {}  # pid -> why terminating it was refused, None once it was ended
     while True:
         result.attempts += 1
         if _attempt(conn, statement, policy.attempt_seconds):
@@ -212,11 +212,11 @@ def acquire(
         blockers = find_blockers(conn, relations, mode, replicated)
         waited = time.monotonic() - started
         if policy.blocking_sessions == "terminate" and waited >= policy.patience:
-            _terminate(conn, blockers, who, result, refused, log)
+            _terminate(conn, blockers, who, result, handled, log)
             if waited >= policy.patience + policy.terminate_seconds:
-                raise _gave_up(who, policy, waited, blockers, refused, conn.info.user)
+                raise _gave_up(who, policy, waited, blockers, handled, conn.info.user)
         elif waited >= policy.patience:
-            raise _gave_up(who, policy, waited, blockers, refused, conn.info.user)
+            raise _gave_up(who, policy, waited, blockers, handled, conn.info.user)
         if log is not None and time.monotonic() - last_report >= policy.report_every:
             last_report = time.monotonic()
             log(_waiting_line(who, policy, waited, blockers))
@@ -238,19 +238,20 @@ def _attempt(conn: psycopg.Connection, statement: sql.Composable, seconds: float
 
 
 def _terminate(conn: psycopg.Connection, blockers: list[Blocker], who: str, result: LockWait,
-               refused: dict[int, str], log: Log | None) -> None:
-    """End the sessions that hold locks on replicated tables; others are only waited for."""
+               handled: dict[int, str | None], log: Log | None) -> None:
+    """End the sessions that hold locks on replicated tables, each once; others are only waited for."""
     for blocker in blockers:
-        if blocker.pid is None or not blocker.granted or not blocker.on_replicated_table or blocker.pid in refused:
+        if blocker.pid is None or not blocker.granted or not blocker.on_replicated_table or blocker.pid in handled:
             continue
         conn.execute("SAVEPOINT replication_terminate")
         try:
             ended = conn.execute("SELECT pg_catalog.pg_terminate_backend(%s)", (blocker.pid,)).fetchone()[0]
         except psycopg.errors.InsufficientPrivilege as exc:
             conn.execute("ROLLBACK TO SAVEPOINT replication_terminate")
-            refused[blocker.pid] = str(exc.diag.message_primary or exc).strip()
+            handled[blocker.pid] = str(exc.diag.message_primary or exc).strip()
             continue
         conn.execute("RELEASE SAVEPOINT replication_terminate")
+        handled[blocker.pid] = None
         if ended:
             line = blocker.describe(past=True)
             result.terminated.append(line)
@@ -270,8 +271,9 @@ def _waiting_line(who: str, policy: LockPolicy, waited: float, blockers: list[Bl
             f"blocking_sessions: {policy.blocking_sessions}): {_listed(blockers)}")
 
 
-def _gave_up(who: str, policy: LockPolicy, waited: float, blockers: list[Blocker], refused: dict[int, str],
+def _gave_up(who: str, policy: LockPolicy, waited: float, blockers: list[Blocker], handled: dict[int, str | None],
              role: str) -> LockWaitError:
+    refused = {pid: why for pid, why in handled.items() if why}
     pids = [str(b.pid) for b in blockers if b.pid is not None]
     end_them = f"End {'them' if len(pids) > 1 else 'it'} (SELECT pg_terminate_backend(pid) for pid {', '.join(pids)})" \
         if pids else "Wait for them to finish"
