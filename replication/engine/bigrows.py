@@ -24,12 +24,15 @@ from psycopg import sql
 from .catalog import Column, TableRef, TableSize
 
 # A row whose values add up to more than this (bytea counted as the hex text COPY prints) takes
-# the chunked path; smaller rows, nearly all, take COPY. Compressed values of types other than
-# text and bytea count by their stored size, twice: the server cannot tell their printed size
-# without decompressing them.
+# the chunked path; smaller rows, nearly all, take COPY. text and bytea count by their size
+# uncompressed, which the TOAST pointer records. Other types (jsonb, arrays, xml) cannot tell it
+# without decompressing the value, so they count by their stored size, four times over: one that
+# prints 100 MiB but compresses 100:1 (a document of repeated keys) still passes through COPY, at
+# a few copies of its printed size in the step's memory.
 ROW_BYTES_LIMIT = 8 << 20
-# A table whose TOAST holds less than this cannot have such a row: no second pass is needed.
-TOAST_BYTES_MIN = ROW_BYTES_LIMIT
+# A table whose TOAST holds less than this cannot hold such a row, however well its values
+# compress (lz4 and pglz stop short of 256:1), so it needs no second pass.
+TOAST_BYTES_MIN = ROW_BYTES_LIMIT // 256
 CHUNK_BYTES = 1 << 20
 _TEXT_TYPES = ("text", "varchar", "bpchar", "citext", "name")
 
@@ -43,7 +46,7 @@ def _estimate(column: Column) -> sql.Composable | None:
         return sql.SQL("2 * pg_catalog.octet_length({})").format(ident)
     if column.base_type in _TEXT_TYPES:
         return sql.SQL("pg_catalog.octet_length({})").format(ident)
-    return sql.SQL("2 * pg_catalog.pg_column_size({})").format(ident)
+    return sql.SQL("4 * pg_catalog.pg_column_size({})").format(ident)
 
 
 def large_row_filter(columns: list[Column], size: TableSize | None) -> sql.Composable | None:

@@ -56,7 +56,7 @@ def test_every_row_through_the_chunked_path_is_byte_for_byte_what_copy_prints(cl
 
 HUGE_SCHEMA = "CREATE TABLE public.documents (id int PRIMARY KEY, body bytea, note text, email text);"
 # Two values of 100 MiB of random bytes (200 MiB of hex in one CSV row each), one note of 200 KiB
-# in a masked column, and ordinary rows around them.
+# in a masked column, one of 100 MiB that compresses to about a megabyte, and ordinary rows.
 HUGE_DATA = """
 INSERT INTO public.documents SELECT g, decode(md5(g::text), 'hex'), 'note ' || g, 'user' || g || '@example.org'
 FROM generate_series(1, 200) g;
@@ -65,6 +65,7 @@ INSERT INTO public.documents SELECT 1000 + n, (SELECT string_agg(sha256(int8send
        'big ' || n, 'big' || n || '@example.org'
 FROM generate_series(1, 2) n;
 INSERT INTO public.documents VALUES (2000, NULL, repeat('Long, "quoted" note; ', 10000), 'long@example.org');
+INSERT INTO public.documents VALUES (3000, NULL, repeat('Compressible, "quoted" ', 4559025), 'zip@example.org');
 """
 MASKS = {"public.documents": {"note": ("redact", None), "email": ("email", None)}}
 WORKER = r"""
@@ -123,11 +124,32 @@ def test_100_mib_values_are_captured_loaded_masked_and_audited_within_a_bounded_
                                                         company.loader, folder)
     size = (folder / "public.documents.csv").stat().st_size
     print(f"\nsnapshot file {size / 2**20:,.0f} MiB; peak RSS MiB: " + ", ".join(f"{k} {v:,.0f}" for k, v in peaks.items()))
-    assert "ROWS 203" in out and size > 400 * 2**20
-    assert "ROWS 203 VERIFIED True" in out_load
-    assert "('public.documents.note', 203, 0)" in out_audit and "('public.documents.email', 203, 0)" in out_audit
+    assert "ROWS 204" in out and size > 500 * 2**20
+    assert "ROWS 204 VERIFIED True" in out_load
+    assert "('public.documents.note', 204, 0)" in out_audit and "('public.documents.email', 204, 0)" in out_audit
     assert all(peak < CEILING_MIB for peak in peaks.values()), peaks
     with company.env() as conn:
         bodies = conn.execute("SELECT count(*), sum(octet_length(body)) FROM public.documents WHERE id > 1000").fetchone()
+        zipped = conn.execute("SELECT length(note) FROM public.documents WHERE id = 3000").fetchone()[0]
         long_note = conn.execute("SELECT length(note), note LIKE 'Xxxx, \"xxxxxx\" xxxx;%' FROM public.documents WHERE id = 2000").fetchone()
-    assert bodies == (3, 2 * 100 * 2**20) and long_note == (210000, True)
+    assert bodies == (4, 2 * 100 * 2**20) and long_note == (210000, True) and zipped == 23 * 4559025
+
+
+def test_a_value_that_compresses_to_almost_nothing_still_takes_the_chunked_path(cluster, tmp_path):
+    """50 MiB of repeated text is well under a megabyte in TOAST; it is still a 50 MiB row in COPY."""
+    from replication.engine.catalog import TableRef, columns_of, table_sizes
+
+    from ..helpers import role_connection
+
+    table = TableRef("public", "squeezed")
+    setup = ("CREATE TABLE public.squeezed (id int PRIMARY KEY, body text); "
+             "INSERT INTO public.squeezed VALUES (1, repeat('abc', 17476267)), (2, 'small'); "
+             "GRANT SELECT ON public.squeezed TO prod_reader")
+    with cluster.altered("prod", setup, "DROP TABLE public.squeezed"):
+        with role_connection(cluster, "prod") as conn:
+            size = table_sizes(conn, [table])[table]
+            condition = bigrows.large_row_filter(columns_of(conn, [table])[table], size)
+        manifest = snapshot(cluster, tmp_path / "s", include=["public.squeezed"])
+    print(f"\nTOAST {size.toast_bytes:,} bytes for a 50 MiB value")
+    assert size.toast_bytes < 4 << 20 and condition is not None
+    assert manifest.tables[0].rows == 2 and manifest.tables[0].bytes > 50 * 2**20
