@@ -11,7 +11,7 @@ import dagster as dg
 from .engine.csvread import head
 from .engine.load import LoadReport
 from .engine.manifest import Manifest, TableEntry
-from .engine.mask import looks_personal
+from .engine.privacy import hidden_columns
 from .engine.retention import PruneReport, folder_bytes, snapshot_folders
 
 PREVIEW_ROWS = 10
@@ -107,9 +107,8 @@ def preview_columns(entry: TableEntry, preview: str, masked_columns: Collection[
     """The columns a preview may show: under `masked`, none that an environment masks or that looks personal."""
     if preview == "raw":
         return entry.column_names
-    masked = set(masked_columns)
-    return [c.name for c in entry.columns
-            if f"{entry.key}.{c.name}" not in masked and not looks_personal(c.name, c.type)]
+    hidden = hidden_columns(entry, set(masked_columns))
+    return [name for name in entry.column_names if name not in hidden]
 
 
 def _cell(value: str) -> str:

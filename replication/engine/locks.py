@@ -170,14 +170,13 @@ def _seconds_literal(seconds: float) -> sql.Literal:
     return sql.Literal(f"{max(1, int(seconds * 1000))}ms")
 
 
-def lock_statement(relations: Sequence[str | sql.Composable], mode: str, *, only: Sequence[bool] = ()) -> sql.Composed:
-    """LOCK TABLE over `relations` (regclass text or identifiers); `only[i]` skips i's inheritance children."""
-    parts = []
-    for position, relation in enumerate(relations):
-        name = sql.SQL(relation) if isinstance(relation, str) else relation
-        skip_children = position < len(only) and only[position]
-        parts.append(sql.SQL("ONLY {}").format(name) if skip_children else name)
-    return sql.SQL("LOCK TABLE {} IN {} MODE").format(sql.SQL(", ").join(parts), sql.SQL(mode))
+def lock_statement(relations: Sequence[str], mode: str, *, only: Sequence[bool] = (), nowait: bool = False
+                   ) -> sql.Composed:
+    """LOCK TABLE over `relations` (quoted SQL text); `only[i]` skips i's inheritance children."""
+    parts = [sql.SQL(f"ONLY {relation}" if position < len(only) and only[position] else relation)
+             for position, relation in enumerate(relations)]
+    return sql.SQL("LOCK TABLE {} IN {} MODE{}").format(sql.SQL(", ").join(parts), sql.SQL(mode),
+                                                       sql.SQL(" NOWAIT" if nowait else ""))
 
 
 def acquire(
@@ -224,15 +223,26 @@ def acquire(
         backoff = min(backoff * 1.5, MAX_BACKOFF_SECONDS)
 
 
-def _attempt(conn: psycopg.Connection, statement: sql.Composable, seconds: float) -> bool:
+def try_lock(conn: psycopg.Connection, statement: sql.Composable, lock_timeout: float | None = None) -> bool:
+    """Run `statement` (a LOCK TABLE) in the open transaction, waiting at most `lock_timeout` seconds
+    for it (None: the statement says, as NOWAIT does); False, and the transaction as it was, when
+    the lock was not to be had."""
     conn.execute("SAVEPOINT replication_lock")
-    conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(_seconds_literal(seconds)))
+    if lock_timeout is not None:
+        # Inside the savepoint: undone with it when the attempt fails.
+        conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(_seconds_literal(lock_timeout)))
     try:
         conn.execute(statement)
     except psycopg.errors.LockNotAvailable:
         conn.execute("ROLLBACK TO SAVEPOINT replication_lock")
         return False
     conn.execute("RELEASE SAVEPOINT replication_lock")
+    return True
+
+
+def _attempt(conn: psycopg.Connection, statement: sql.Composable, seconds: float) -> bool:
+    if not try_lock(conn, statement, seconds):
+        return False
     conn.execute(sql.SQL("SET LOCAL lock_timeout = {}").format(_seconds_literal(MAX_WAIT_AFTER_LOCKING_SECONDS)))
     return True
 

@@ -10,9 +10,9 @@ personal are hidden. A table the rules know nothing about is treated as personal
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
-from .manifest import Manifest
+from .manifest import Manifest, TableEntry
 from .mask import looks_personal
 
 HIDDEN = "(value hidden: masked or personal column)"
@@ -22,6 +22,12 @@ _FAILING_ROW = re.compile(r"(Failing row contains )\(.*\)(\.?)$")
 _COPY_COLUMN = re.compile(r'^(COPY (?P<table>.+?), line \d+, column (?P<col>.+?): )"(?P<val>.*)"\s*$', re.DOTALL)
 _COPY_LINE = re.compile(r'^(COPY (?P<table>.+?), line \d+: )"(?P<val>.*)"\s*$', re.DOTALL)
 _QUOTED_VALUE = re.compile(r': "(.*)"$', re.DOTALL)
+
+
+def hidden_columns(entry: TableEntry, masked: Collection[str]) -> set[str]:
+    """Columns of a snapshot table whose values are never shown: masked by an environment
+    (`masked` holds schema.table.column keys), or looking personal."""
+    return {c.name for c in entry.columns if f"{entry.key}.{c.name}" in masked or looks_personal(c.name, c.type)}
 
 
 class SensitiveColumns:
@@ -34,9 +40,7 @@ class SensitiveColumns:
         """The snapshot's tables and columns; `masked` holds schema.table.column keys."""
         masked = set(masked)
         for entry in manifest.tables:
-            self._tables[(entry.schema, entry.name)] = {
-                c.name for c in entry.columns if f"{entry.key}.{c.name}" in masked or looks_personal(c.name, c.type)
-            }
+            self._tables[(entry.schema, entry.name)] = hidden_columns(entry, masked)
         return self
 
     def _columns(self, table: str | None, schema: str | None = None) -> set[str] | None:

@@ -20,7 +20,7 @@ from .checksum import ChecksumRequest, checksum_many, content_checksum
 from .copyout import copy_out
 from .errors import HiddenRowsError, is_disk_full, snapshot_space_error
 from .files import AtomicWriter, ensure_private_dir, fsync_dir, fsync_file
-from .locks import LockPolicy, acquire, lock_statement, lock_table_full
+from .locks import LockPolicy, acquire, lock_statement, lock_table_full, try_lock
 from .manifest import ColumnEntry, Manifest, SequenceEntry, TableEntry, remove_manifest, write_manifest
 from .progress import Log, Ticker
 from .sequences import owned_sequences, sequence_states
@@ -196,7 +196,7 @@ class _Capture:
         handed_back: list[TablePlan] = []
         captured: dict[TableRef, TableEntry] = {}
         failures: list[BaseException] = []
-        lock = threading.Lock()
+        lock = self._lock
 
         def work(connection: psycopg.Connection, helper: bool) -> None:
             while True:
@@ -299,14 +299,8 @@ def _join_snapshot(conn: psycopg.Connection, snapshot_id: str) -> None:
 
 
 def _lock_nowait(conn: psycopg.Connection, plan: TablePlan) -> bool:
-    conn.execute("SAVEPOINT replication_helper_lock")
-    try:
-        conn.execute(sql.SQL("LOCK TABLE {}{} IN ACCESS SHARE MODE NOWAIT").format(plan.only, plan.table.ident))
-    except psycopg.errors.LockNotAvailable:
-        conn.execute("ROLLBACK TO SAVEPOINT replication_helper_lock")
-        return False
-    conn.execute("RELEASE SAVEPOINT replication_helper_lock")
-    return True
+    relation = plan.table.ident.as_string(conn)
+    return try_lock(conn, lock_statement([relation], "ACCESS SHARE", only=[not plan.partitioned], nowait=True))
 
 
 def _discard(snapshot_dir: Path) -> None:
