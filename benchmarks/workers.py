@@ -25,29 +25,44 @@ for line in open("/proc/self/status"):
         print("VmHWM_KIB=" + line.split()[1])
 """
 # One worker process per step, as the executor runs them: it imports the engine only.
-SNAPSHOT_WORKER = """
-import sys
+# A snapshot is a folder path, or a JSON store spec: {"store": folder or s3://..., "endpoint_url",
+# "compression", "recipients"} (the age identity comes from SNAPSHOT_AGE_IDENTITY, as in a step).
+LOCATION = """
+import json, os
 from pathlib import Path
+from replication.engine.storage import Encoding, FolderStore, SnapshotLocation, parse_identities, snapshot_name
+from replication.engine.storage.s3 import S3Store
+def location(spec):
+    if not spec.startswith("{"):
+        return SnapshotLocation.folder(Path(spec))
+    spec = json.loads(spec)
+    store = (S3Store(spec["store"], endpoint_url=spec.get("endpoint_url")) if spec["store"].startswith("s3://")
+             else FolderStore(spec["store"]))
+    return SnapshotLocation(store, snapshot_name("%s"), Encoding(spec.get("compression", "none"), 3,
+                            tuple(spec.get("recipients", ()))), parse_identities(os.environ.get("SNAPSHOT_AGE_IDENTITY")))
+""" % PARTITION
+SNAPSHOT_WORKER = LOCATION + """
+import sys
 from replication.engine.connection import connect, parse_address
 from replication.engine.snapshot import take_snapshot
 address, user, password, folder, jobs = sys.argv[1:6]
 def prod():
     return connect(parse_address(address, "PROD_DB_CONNECTION"), user, password)
 with prod() as conn:
-    take_snapshot(conn, Path(folder), partition="%s", connect=prod, jobs=int(jobs))
+    take_snapshot(conn, location(folder), partition="%s", connect=prod, jobs=int(jobs))
 """ % PARTITION + REPORT_PEAK
-LOAD_WORKER = """
+LOAD_WORKER = LOCATION + """
 import json, os, sys
-from pathlib import Path
 from replication.engine.connection import connect, parse_address
 from replication.engine.load import load_snapshot
 from replication.engine.mask import MaskRule
 from replication.engine.verify import verify_snapshot
 env, address, user, password, folder = sys.argv[1:6]
 masks = {t: {c: MaskRule(*r) for c, r in cols.items()} for t, cols in json.loads(sys.argv[6]).items()}
-manifest = verify_snapshot(Path(folder))  # as the asset does: every sha256 before connecting
+snapshot = location(folder)
+manifest = verify_snapshot(snapshot)  # as the asset does: every sha256 before connecting
 with connect(parse_address(address, env.upper() + "_DB_CONNECTION"), user, password) as conn:
-    load_snapshot(conn, Path(folder), manifest, environment=env, masks=masks, masking_key=os.environ.get("MASKING_KEY"))
+    load_snapshot(conn, snapshot, manifest, environment=env, masks=masks, masking_key=os.environ.get("MASKING_KEY"))
 """ + REPORT_PEAK
 
 
@@ -88,11 +103,11 @@ class Phase:
                 conn.execute(schema_sql)
 
 
-def snapshot_command(address: str, user: str, password: str, folder: Path, jobs: int) -> list[str]:
+def snapshot_command(address: str, user: str, password: str, folder: Path | str, jobs: int) -> list[str]:
     return [sys.executable, "-c", SNAPSHOT_WORKER, address, user, password, str(folder), str(jobs)]
 
 
-def load_command(env: str, address: str, user: str, password: str, folder: Path, masks: dict | None = None) -> list[str]:
+def load_command(env: str, address: str, user: str, password: str, folder: Path | str, masks: dict | None = None) -> list[str]:
     rules = {table: {column: [rule.strategy, rule.value] for column, rule in columns.items()}
              for table, columns in (masks or {}).items()}
     return [sys.executable, "-c", LOAD_WORKER, env, address, user, password, str(folder), json.dumps(rules)]

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .engine.errors import ConfigurationError
 from .engine.locks import LockPolicy
 from .engine.mask import MaskRule
+from .engine.storage import parse_recipients
 
 CONFIG_VARIABLE = "REPLICATION_CONFIG"
 # The configuration itself, as YAML: how a launched step container gets exactly the configuration
@@ -54,8 +55,23 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class S3Settings(_Strict):
+    """Where an S3-compatible store answers, when it is not AWS's default endpoint (MinIO, R2, Ceph)."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"{value!r} is not an endpoint; write http(s)://host[:port], e.g. http://minio:9000")
+        return value
+
+
 class SnapshotSettings(_Strict):
-    """What `prod_snapshot` captures; the asset config's include/exclude override it for one run."""
+    """What `prod_snapshot` captures and where and how it is stored; the asset config's
+    include/exclude override the selection for one run."""
 
     include: list[str] = Field(default_factory=lambda: ["*"])
     exclude: list[str] = Field(default_factory=list)
@@ -65,6 +81,48 @@ class SnapshotSettings(_Strict):
     # What the snapshot's materialization shows of its largest table: nothing, the columns that
     # no environment masks and that do not look personal (the default), or every column.
     preview: Literal["none", "masked", "raw"] = "masked"
+    # A folder (default: $SNAPSHOT_DIR, else /tmp) or s3://bucket/prefix. Credentials come from the
+    # AWS chain (variables, profile, role), never from this file.
+    store: str | None = None
+    s3: S3Settings | None = None
+    compression: Literal["zstd", "none"] = "zstd"
+    compression_level: int = Field(default=3, ge=1, le=19)
+    # age recipients (public keys, age1...): the snapshot step encrypts to them; loaders decrypt
+    # with SNAPSHOT_AGE_IDENTITY.
+    encrypt_to: list[str] = Field(default_factory=list)
+
+    @field_validator("store")
+    @classmethod
+    def _store_form(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if "://" in value and not value.startswith("s3://"):
+            raise ValueError(f"{value!r}: the store is a folder path or s3://bucket/prefix")
+        if value.startswith("s3://") and not re.match(r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$", value):
+            raise ValueError(f"{value!r} does not name a bucket; write s3://bucket/prefix")
+        return value
+
+    @field_validator("encrypt_to")
+    @classmethod
+    def _recipients(cls, value: list[str]) -> list[str]:
+        for position, recipient in enumerate(value):
+            try:
+                parse_recipients([recipient])
+            except Exception:  # noqa: BLE001 - pyrage's own error types
+                raise ValueError(f"entry {position + 1} ({recipient[:12]}...) is not an age recipient (age1...); "
+                                 "write the public key that `age-keygen -y` prints") from None
+        return [r.strip() for r in value]
+
+    @model_validator(mode="after")
+    def _s3_with_s3_store(self):
+        if self.s3 is not None and not (self.store or "").startswith("s3://"):
+            raise ValueError("s3: applies only to store: s3://bucket/prefix; remove it or set store")
+        return self
+
+    @property
+    def is_object_store(self) -> bool:
+        return (self.store or "").startswith("s3://")
 
     @field_validator("include")
     @classmethod
@@ -260,6 +318,8 @@ def _known_keys(loc: tuple) -> str:
     for part in loc[:-1]:
         if model is ReplicationConfig and part == "snapshot":
             model = SnapshotSettings
+        elif model is SnapshotSettings and part == "s3":
+            model = S3Settings
         elif model is ReplicationConfig and part == "environments":
             model = EnvironmentSettings
         elif model is EnvironmentSettings:

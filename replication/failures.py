@@ -18,7 +18,7 @@ from contextlib import contextmanager
 import dagster as dg
 import psycopg
 
-from .engine.errors import SPACE_ADVICE, ReplicationError, is_disk_full
+from .engine.errors import SPACE_ADVICE, ReplicationError, StoreUnreachableError, is_disk_full
 from .engine.privacy import SensitiveColumns, scrub_context, scrub_detail, scrub_primary
 
 # SQLSTATEs a later try can fix: connection exceptions (class 08), serialization failures and
@@ -121,6 +121,8 @@ def explained_failures(
         raise
     except ReplicationError as exc:
         raise dg.Failure(description=redact(str(exc), secrets), allow_retries=False) from None
+    except StoreUnreachableError as exc:
+        raise TransientReplicationError(f"{where}: {redact(str(exc), secrets)}") from None
     except psycopg.Error as exc:
         detail = redact(describe(exc, sensitive), secrets)
         if is_transient(exc):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Collection
 from pathlib import Path
+from typing import BinaryIO
 
 import dagster as dg
 
@@ -12,7 +12,8 @@ from .engine.csvread import head
 from .engine.load import LoadReport
 from .engine.manifest import Manifest, TableEntry
 from .engine.privacy import hidden_columns
-from .engine.retention import PruneReport, folder_bytes, snapshot_folders
+from .engine.retention import PruneReport, snapshot_manifests
+from .engine.storage import ObjectStore, SnapshotLocation
 
 PREVIEW_ROWS = 10
 PREVIEW_CELL_CHARS = 40
@@ -49,17 +50,19 @@ def per_table_numbers(items: list[tuple[str, int, int]]) -> dict[str, dg.Metadat
     return numbers
 
 
-def disk_metadata(root: Path) -> dict[str, dg.MetadataValue]:
-    """How much the retained snapshots take and how much room is left, for the retention plots."""
-    folders = snapshot_folders(root)
-    used = sum(folder_bytes(path) for path, _ in folders)
-    free = shutil.disk_usage(root).free if root.exists() else 0
-    return {"snapshots_retained": dg.MetadataValue.int(len(folders)),
-            "snapshots_disk_bytes": dg.MetadataValue.int(used),
-            "snapshot_disk_free_bytes": dg.MetadataValue.int(free)}
+def disk_metadata(store: ObjectStore) -> dict[str, dg.MetadataValue]:
+    """How much the retained snapshots take (and, on a disk, how much room is left), for the retention plots."""
+    names = [name for name, _ in snapshot_manifests(store)]
+    used = sum(sum(store.files(name).values()) for name in names)
+    metadata = {"snapshots_retained": dg.MetadataValue.int(len(names)),
+                "snapshots_stored_bytes": dg.MetadataValue.int(used)}
+    free = store.free_bytes("")
+    if free is not None:
+        metadata["snapshot_disk_free_bytes"] = dg.MetadataValue.int(free)
+    return metadata
 
 
-def snapshot_metadata(manifest: Manifest, snapshot_dir: Path, reused: bool, seconds: float, root: Path,
+def snapshot_metadata(manifest: Manifest, snapshot: SnapshotLocation, reused: bool, seconds: float,
                       preview: str = "masked", masked_columns: Collection[str] = ()) -> dict:
     tables = sorted(manifest.tables, key=lambda t: t.key)
     summary = dg.MetadataValue.table(
@@ -72,7 +75,7 @@ def snapshot_metadata(manifest: Manifest, snapshot_dir: Path, reused: bool, seco
     )
     capture = round(sum(t.seconds for t in tables), 3)
     metadata: dict[str, object] = {
-        "snapshot_path": dg.MetadataValue.path(str(snapshot_dir)),
+        "snapshot_path": dg.MetadataValue.path(snapshot.url),
         "reused": dg.MetadataValue.bool(reused),
         "source": manifest.source,
         "partition": manifest.partition,
@@ -83,12 +86,15 @@ def snapshot_metadata(manifest: Manifest, snapshot_dir: Path, reused: bool, seco
         "tables": dg.MetadataValue.int(len(tables)),
         "dagster/row_count": dg.MetadataValue.int(manifest.total_rows),
         "total_bytes": dg.MetadataValue.int(manifest.total_bytes),
+        "stored_bytes": dg.MetadataValue.int(manifest.stored_bytes),
+        "compression": ", ".join(sorted({t.compression for t in tables})) or "none",
+        "encryption": ", ".join(sorted({t.encryption for t in tables})) or "none",
         "duration_seconds": dg.MetadataValue.float(round(seconds, 3)),
         "capture_seconds": dg.MetadataValue.float(capture),
         "table_summary": summary,
         "checksums": dg.MetadataValue.json({t.key: {"sha256": t.sha256, "content": t.content_checksum} for t in tables}),
         **per_table_numbers([(t.key, t.rows, t.bytes) for t in tables]),
-        **disk_metadata(root),
+        **disk_metadata(snapshot.store),
     }
     if capture > 0 and not reused:
         metadata["rows_per_second"] = dg.MetadataValue.float(_rate(manifest.total_rows, capture))
@@ -98,8 +104,12 @@ def snapshot_metadata(manifest: Manifest, snapshot_dir: Path, reused: bool, seco
         metadata["preview_policy"] = preview
         metadata["preview_hidden_columns"] = dg.MetadataValue.json(
             [c for c in largest.column_names if c not in shown])
-        if shown:
-            metadata[f"preview ({largest.key})"] = dg.MetadataValue.md(preview_markdown(snapshot_dir / largest.file, shown))
+        if shown and largest.encryption != "none" and not snapshot.identities:
+            metadata[f"preview ({largest.key})"] = dg.MetadataValue.md(
+                "(encrypted: this step holds no identity to show it with, as it should not)")
+        elif shown:
+            metadata[f"preview ({largest.key})"] = dg.MetadataValue.md(
+                preview_markdown(snapshot.open_csv(largest), shown))
     return metadata
 
 
@@ -117,7 +127,7 @@ def _cell(value: str) -> str:
     return value.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
 
 
-def preview_markdown(csv_path: Path, columns: list[str]) -> str:
+def preview_markdown(csv_path: Path | BinaryIO, columns: list[str]) -> str:
     """The first rows of a snapshot file, `columns` only, read from its first PREVIEW_BYTES alone."""
     header, rows = head(csv_path, PREVIEW_ROWS, PREVIEW_BYTES, keep=PREVIEW_CELL_CHARS * 4)
     positions = [header.index(name) for name in columns if name in header]
@@ -127,8 +137,8 @@ def preview_markdown(csv_path: Path, columns: list[str]) -> str:
     return "\n".join(lines)
 
 
-def load_metadata(report: LoadReport, manifest: Manifest, snapshot_dir: Path, target: str, pruned: PruneReport,
-                  root: Path) -> dict:
+def load_metadata(report: LoadReport, manifest: Manifest, snapshot: SnapshotLocation, target: str,
+                  pruned: PruneReport) -> dict:
     summary = dg.MetadataValue.table(
         records=[
             dg.TableRecord({"table": t.key, "rows": t.rows, "bytes": t.bytes, "seconds": t.seconds,
@@ -140,7 +150,7 @@ def load_metadata(report: LoadReport, manifest: Manifest, snapshot_dir: Path, ta
     )
     return {
         "target": target,
-        "snapshot_path": dg.MetadataValue.path(str(snapshot_dir)),
+        "snapshot_path": dg.MetadataValue.path(snapshot.url),
         "snapshot_captured_at": manifest.captured_at,
         "tables": dg.MetadataValue.int(len(report.tables)),
         "dagster/row_count": dg.MetadataValue.int(report.total_rows),
@@ -161,6 +171,6 @@ def load_metadata(report: LoadReport, manifest: Manifest, snapshot_dir: Path, ta
         "table_summary": summary,
         "snapshots_deleted": dg.MetadataValue.json(pruned.deleted),
         "snapshot_bytes_freed": dg.MetadataValue.int(pruned.freed_bytes),
-        **disk_metadata(root),
+        **disk_metadata(snapshot.store),
         **per_table_numbers([(t.key, t.rows, t.bytes) for t in report.tables]),
     }

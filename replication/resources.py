@@ -1,4 +1,4 @@
-"""Dagster resources: per-environment PostgreSQL credentials and the snapshot folder."""
+"""Dagster resources: per-environment PostgreSQL credentials and the snapshot store."""
 
 from __future__ import annotations
 
@@ -11,9 +11,13 @@ import dagster as dg
 import psycopg
 from pydantic import PrivateAttr
 
-from .config import SOURCE, ReplicationConfig, env_vars_for
+from .config import SOURCE, ReplicationConfig, S3Settings, SnapshotSettings, env_vars_for
 from .engine.connection import Address, connect, parse_address
-from .engine.store import snapshot_path
+from .engine.errors import SnapshotKeyError
+from .engine.storage.codec import IdentityWrong
+from .engine.storage import IDENTITY_VARIABLE, Encoding, FolderStore, ObjectStore, SnapshotLocation, \
+    parse_identities, snapshot_name
+from .engine.storage.s3 import S3Store
 
 DEFAULT_SNAPSHOT_DIR = "/tmp"
 SNAPSHOT_STORE = "snapshot_store"
@@ -77,35 +81,74 @@ def postgres_resource(environment: str) -> PostgresResource:
 
 
 class SnapshotStore(dg.ConfigurableResource):
-    """The folder that holds one snapshot per partition, and the `snapshot:` settings of replication.yaml.
+    """Where snapshots live and how they are stored: the `snapshot:` settings of replication.yaml.
 
-    The folder comes from `SNAPSHOT_DIR` (default `/tmp`), read when a step runs, so a step
-    container sees the path of its own mounted volume. `masked_columns` (schema.table.column) are
-    the columns some environment masks: the preview never shows them.
+    `store` is a folder or `s3://bucket/prefix`; unset, the folder is `SNAPSHOT_DIR` (default `/tmp`),
+    read when a step runs, so a step container sees the path of its own mounted volume. The age
+    identity that decrypts snapshots is read from `SNAPSHOT_AGE_IDENTITY` only by the steps that
+    decode them. `masked_columns` (schema.table.column) are the columns some environment masks:
+    the preview never shows them. Built from `SnapshotSettings` by `from_settings`.
     """
 
-    include: list[str] = ["*"]
-    exclude: list[str] = []
-    keep: int = 7
-    backfill_missing: str = "capture"
-    jobs: int = 2
-    preview: str = "masked"
+    include: list[str]
+    exclude: list[str]
+    keep: int
+    backfill_missing: str
+    jobs: int
+    preview: str
+    store: str | None
+    endpoint_url: str | None
+    region: str | None
+    compression: str
+    compression_level: int
+    encrypt_to: list[str]
     masked_columns: list[str] = []
+
+    _objects: ObjectStore | None = PrivateAttr(default=None)
+
+    @classmethod
+    def from_settings(cls, settings: SnapshotSettings, masked_columns: list[str] | tuple[str, ...] = ()
+                      ) -> "SnapshotStore":
+        s3 = settings.s3 or S3Settings()
+        fields = settings.model_dump(exclude={"s3"})
+        return cls(**fields, endpoint_url=s3.endpoint_url, region=s3.region, masked_columns=list(masked_columns))
+
+    @property
+    def is_object_store(self) -> bool:
+        return (self.store or "").startswith("s3://")
 
     @property
     def root(self) -> Path:
-        return Path(os.environ.get("SNAPSHOT_DIR") or DEFAULT_SNAPSHOT_DIR)
+        """The folder of a folder store."""
+        return Path(self.store or os.environ.get("SNAPSHOT_DIR") or DEFAULT_SNAPSHOT_DIR)
 
-    def path_for(self, partition_key: str) -> Path:
-        return snapshot_path(self.root, partition_key)
+    @property
+    def objects(self) -> ObjectStore:
+        if self._objects is None:
+            self._objects = (S3Store(self.store, endpoint_url=self.endpoint_url, region=self.region)
+                             if self.is_object_store else FolderStore(self.root))
+        return self._objects
+
+    @property
+    def encoding(self) -> Encoding:
+        return Encoding(self.compression, self.compression_level, tuple(self.encrypt_to))
+
+    def location(self, partition_key: str, *, decrypt: bool = False) -> SnapshotLocation:
+        """The partition's snapshot; `decrypt` reads the identity, for the steps that decode it."""
+        try:
+            identities = parse_identities(os.environ.get(IDENTITY_VARIABLE)) if decrypt else []
+        except IdentityWrong as exc:
+            raise SnapshotKeyError(f"{exc} Nothing was read or written: set it to the identity whose public key "
+                                   "is in snapshot.encrypt_to.") from None
+        return SnapshotLocation(self.objects, snapshot_name(partition_key), self.encoding, identities)
+
+    def describe(self) -> str:
+        return self.objects.location()
 
 
 def build_resources(config: ReplicationConfig) -> dict:
     """prod_db, one `N_db_target` per configured environment, and the snapshot store."""
-    settings = config.snapshot
-    store = SnapshotStore(include=list(settings.include), exclude=list(settings.exclude), keep=settings.keep,
-                          backfill_missing=settings.backfill_missing, jobs=settings.jobs, preview=settings.preview,
-                          masked_columns=config.masked_columns)
+    store = SnapshotStore.from_settings(config.snapshot, config.masked_columns)
     resources: dict = {f"{SOURCE}_db": postgres_resource(SOURCE), SNAPSHOT_STORE: store}
     for name in config.environment_names:
         resources[target_resource_key(name)] = postgres_resource(name)

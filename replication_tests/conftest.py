@@ -24,6 +24,7 @@ os.environ.pop("REPLICATION_CONFIG_YAML", None)
 os.environ["MASKING_KEY"] = "test-suite-masking-key"
 
 import socket
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -166,3 +167,36 @@ def table_fingerprints(conn: psycopg.Connection) -> dict[str, tuple[int, str]]:
         columns = sorted(c.name for c in table_columns(conn, table))
         result[table.key] = content_checksum(conn, table, columns, algorithm=MD5_TEXT)
     return result
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """moto's S3-compatible server on 127.0.0.1: real HTTP, the same API as AWS S3 and MinIO."""
+
+    endpoint_url: str
+
+    def client(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint_url, region_name="us-east-1")
+
+    def new_bucket(self) -> str:
+        name = f"replication-{uuid.uuid4().hex[:12]}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    from moto.server import ThreadedMotoServer
+
+    # Credentials reach boto3 through the standard chain, as in production; moto accepts any.
+    os.environ.update({"AWS_ACCESS_KEY_ID": "replication-tests", "AWS_SECRET_ACCESS_KEY": "replication-tests-secret",
+                       "AWS_DEFAULT_REGION": "us-east-1"})
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield S3Server(f"http://127.0.0.1:{port}")
+    finally:
+        server.stop()

@@ -37,3 +37,17 @@ def load(cluster, env: str, directory: Path, **kwargs) -> LoadReport:
     manifest = verify_snapshot(directory)
     with role_connection(cluster, env) as conn:
         return load_snapshot(conn, directory, manifest, environment=env, **kwargs)
+
+
+def stored_text(folder: Path) -> str:
+    """Everything a snapshot folder holds, as text: zstd objects decompressed (the default store
+    compresses), so a test can look for what must never be written there."""
+    import zstandard
+
+    parts = []
+    for path in sorted(folder.iterdir()):
+        data = path.read_bytes()
+        if path.name.endswith(".zst"):
+            data = zstandard.ZstdDecompressor().decompressobj().decompress(data)
+        parts.append(data.decode("utf-8", errors="replace"))
+    return "".join(parts)

@@ -13,7 +13,8 @@ from ..engine.manifest import Manifest
 from ..engine.mask import mask_problems, stale_mask_error, unmasked_personal_columns
 from ..engine.privacy import SensitiveColumns
 from ..engine.load import LoadReport, load_snapshot
-from ..engine.retention import PruneReport, folder_lock, prune
+from ..engine.retention import PruneReport, prune
+from ..engine.storage import store_errors
 from ..engine.verify import verify_snapshot
 from ..failures import explained_failures
 from ..metadata import load_metadata
@@ -58,21 +59,22 @@ def build_environment_asset(
         target: PostgresResource = getattr(context.resources, resource_key)
         prod: PostgresResource = getattr(context.resources, f"{SOURCE}_db")
         store: SnapshotStore = getattr(context.resources, SNAPSHOT_STORE)
-        snapshot_dir = store.path_for(context.partition_key)
         masking_key = os.environ.get("MASKING_KEY", "")
         sensitive = SensitiveColumns()
         with explained_failures(f"{environment}_db from {target.label}", [target.password, prod.password, masking_key],
-                                sensitive):
+                                sensitive), store_errors(store.objects):
             refuse_production_address(environment, target.address, prod.address)
-            if not snapshot_dir.is_dir():
+            snapshot_dir = store.location(context.partition_key, decrypt=True)
+            if not snapshot_dir.files():
                 verify_snapshot(snapshot_dir)  # says which partition to materialize first
             # Shared: pruning by another run's step cannot delete the snapshot while it loads.
-            with folder_lock(snapshot_dir, exclusive=False):
+            with snapshot_dir.lease(exclusive=False):
                 # Verify before connecting: a damaged snapshot must not cost the target anything.
                 manifest = verify_snapshot(snapshot_dir)
+                snapshot_dir.require_identity(manifest.tables)
                 sensitive.learn(manifest, masked_columns)
                 context.log.info(
-                    f"Snapshot {snapshot_dir} verified ({len(manifest.tables)} files, sha256); loading {target.label}"
+                    f"Snapshot {snapshot_dir} verified ({len(manifest.tables)} objects, sha256); loading {target.label}"
                 )
                 uncovered = _check_policies(context, environment, settings, manifest)
                 with target.get_connection() as conn:
@@ -80,12 +82,13 @@ def build_environment_asset(
                     report = load_snapshot(conn, snapshot_dir, manifest, environment=environment,
                                            verify_checksums=config.verify_checksums, locks=settings.lock_policy,
                                            masks=masks, masking_key=masking_key or None, log=context.log.info)
-        context.log.info(
-            f"{environment}: {len(report.tables)} tables, {report.total_rows:,} rows committed in {report.seconds:.1f} s "
-            f"({report.indexes_rebuilt} indexes rebuilt, {report.foreign_keys_readded} foreign keys re-validated)"
-        )
-        pruned = _prune(context, store, snapshot_dir)
-        metadata = load_metadata(report, manifest, snapshot_dir, target.label, pruned, store.root)
+            context.log.info(
+                f"{environment}: {len(report.tables)} tables, {report.total_rows:,} rows committed in "
+                f"{report.seconds:.1f} s ({report.indexes_rebuilt} indexes rebuilt, {report.foreign_keys_readded} "
+                "foreign keys re-validated)"
+            )
+            pruned = _prune(context, store, snapshot_dir.name)
+            metadata = load_metadata(report, manifest, snapshot_dir, target.label, pruned)
         metadata.update(_policy_metadata(report, settings, uncovered))
         return dg.MaterializeResult(metadata=metadata)
 
@@ -139,12 +142,12 @@ def _identity(context: dg.AssetExecutionContext, prod: PostgresResource):
         return None
 
 
-def _prune(context: dg.AssetExecutionContext, store: SnapshotStore, snapshot_dir) -> PruneReport:
+def _prune(context: dg.AssetExecutionContext, store: SnapshotStore, loaded: str) -> PruneReport:
     """Retention after a committed load; a failure here must not fail a load that succeeded."""
     try:
-        pruned = prune(store.root, store.keep, protect=(snapshot_dir,))
-    except OSError as exc:
-        context.log.warning(f"Could not prune old snapshots in {store.root}: {exc}")
+        pruned = prune(store.objects, store.keep, protect=(loaded,))
+    except Exception as exc:  # noqa: BLE001 - OSError on a disk, botocore's errors on a store
+        context.log.warning(f"Could not prune old snapshots in {store.describe()}: {exc.__class__.__name__}: {exc}")
         return PruneReport()
     if pruned.deleted:
         context.log.info(f"Retention (snapshot.keep: {store.keep}): deleted {', '.join(pruned.deleted)}, "

@@ -8,14 +8,9 @@ from pydantic import Field
 
 from ..engine.catalog import TableSize
 from ..engine.errors import ReplicationError
-from ..engine.retention import (
-    check_free_space,
-    estimate_from_catalog,
-    estimate_from_manifests,
-    folder_bytes,
-    folder_lock,
-)
+from ..engine.retention import check_free_space, estimate_from_catalog, estimate_from_manifests
 from ..engine.snapshot import take_snapshot
+from ..engine.storage import SnapshotLocation, store_errors
 from ..engine.store import reuse_decision
 from ..failures import explained_failures
 from ..metadata import snapshot_metadata
@@ -58,16 +53,18 @@ def prod_snapshot(
 ) -> dg.MaterializeResult:
     """Production tables as CSV files from one consistent point in time, with a manifest of rows, bytes and sha256.
 
-    Captured in one READ ONLY, REPEATABLE READ transaction; the manifest is written last, so a
-    folder without one is incomplete and never loaded.
+    Captured in one READ ONLY, REPEATABLE READ transaction and stored in a folder or an object
+    store, compressed and encrypted as `snapshot:` says; the manifest is written last, so a
+    snapshot without one is incomplete and never loaded.
     """
     started = time.monotonic()
     partition = context.partition_key
-    snapshot_dir = snapshot_store.path_for(partition)
+    snapshot_dir = _location(context, snapshot_store, partition)
     include = snapshot_store.include if config.include is None else config.include
     exclude = snapshot_store.exclude if config.exclude is None else config.exclude
     past = partition < datetime.now(timezone.utc).strftime("%Y-%m-%d")
-    with explained_failures(f"prod_snapshot {partition} from {prod_db.label}", [prod_db.password]):
+    with explained_failures(f"prod_snapshot {partition} from {prod_db.label}", [prod_db.password]), \
+            store_errors(snapshot_store.objects):
         if config.refresh:
             context.log.info("refresh: true, so production is captured again.")
         else:
@@ -75,38 +72,51 @@ def prod_snapshot(
             if decision.reusable:
                 context.log.info(f"Reusing the verified snapshot at {snapshot_dir} (refresh: false); prod was not read.")
                 return dg.MaterializeResult(metadata=snapshot_metadata(
-                    decision.manifest, snapshot_dir, True, time.monotonic() - started, snapshot_store.root,
+                    decision.manifest, snapshot_dir, True, time.monotonic() - started,
                     snapshot_store.preview, snapshot_store.masked_columns))
             context.log.info(f"Capturing a new snapshot: {decision.reason}.")
             if past:
                 _refuse_or_warn_past_partition(context, snapshot_store, partition)
         manifest = _capture(context, prod_db, snapshot_store, snapshot_dir, include, exclude, config.content_checksums)
-    seconds = time.monotonic() - started
-    context.log.info(
-        f"Snapshot {partition}: {len(manifest.tables)} tables, {manifest.total_rows:,} rows, "
-        f"{manifest.total_bytes / 1e6:,.1f} MB in {seconds:.1f} s"
-    )
-    return dg.MaterializeResult(
-        metadata=snapshot_metadata(manifest, snapshot_dir, False, seconds, snapshot_store.root,
-                                   snapshot_store.preview, snapshot_store.masked_columns)
-    )
+        seconds = time.monotonic() - started
+        context.log.info(
+            f"Snapshot {partition}: {len(manifest.tables)} tables, {manifest.total_rows:,} rows, "
+            f"{manifest.total_bytes / 1e6:,.1f} MB of CSV stored as {manifest.stored_bytes / 1e6:,.1f} MB in {seconds:.1f} s"
+        )
+        return dg.MaterializeResult(
+            metadata=snapshot_metadata(manifest, snapshot_dir, False, seconds,
+                                       snapshot_store.preview, snapshot_store.masked_columns)
+        )
 
 
-def _capture(context: dg.AssetExecutionContext, prod_db: PostgresResource, store: SnapshotStore, snapshot_dir,
-             include: list[str], exclude: list[str], checksums: bool):
-    """Capture production under the folder's exclusive lock, after the disk guard allows it."""
-    context.log.info(f"Capturing {prod_db.label} into {snapshot_dir}")
-    known = estimate_from_manifests(store.root, include, exclude)
+def _location(context: dg.AssetExecutionContext, store: SnapshotStore, partition: str) -> SnapshotLocation:
+    """The partition's snapshot, with the identity where one is set: capturing needs the public keys
+    alone, and the identity only shows the preview of an encrypted snapshot that is reused."""
+    try:
+        return store.location(partition, decrypt=True)
+    except ReplicationError as exc:
+        context.log.warning(f"{exc} The preview of an encrypted snapshot is left out.")
+        return store.location(partition)
+
+
+def _capture(context: dg.AssetExecutionContext, prod_db: PostgresResource, store: SnapshotStore,
+             snapshot_dir: SnapshotLocation, include: list[str], exclude: list[str], checksums: bool):
+    """Capture production holding the snapshot (exclusive lock or lease), after the disk guard allows it."""
+    context.log.info(f"Capturing {prod_db.label} into {snapshot_dir} (compression {store.compression}, "
+                     f"{'encrypted to ' + str(len(store.encrypt_to)) + ' age recipient(s)' if store.encrypt_to else 'not encrypted'})")
+    known = estimate_from_manifests(store.objects, include, exclude) if not store.is_object_store else None
 
     def disk_guard(sizes: list[TableSize]) -> None:
+        if store.is_object_store:
+            return  # an object store has no free space to compare with
         estimate = known or estimate_from_catalog(sizes)
-        # Files of an earlier capture of this partition are replaced, so their space comes back.
-        reclaimable = folder_bytes(snapshot_dir) if snapshot_dir.exists() else 0
+        # Objects of an earlier capture of this partition are replaced, so their space comes back.
+        reclaimable = sum(snapshot_dir.files().values())
         free = check_free_space(snapshot_dir, estimate, reclaimable)
         context.log.info(f"Disk guard: about {estimate.needed / 1e6:,.1f} MB needed ({estimate.basis}), "
-                         f"{free / 1e6:,.1f} MB free in {store.root}")
+                         f"{free / 1e6:,.1f} MB free in {store.describe()}")
 
-    with folder_lock(snapshot_dir, exclusive=True), prod_db.get_connection() as conn:
+    with snapshot_dir.lease(exclusive=True), prod_db.get_connection() as conn:
         return take_snapshot(conn, snapshot_dir, partition=context.partition_key, include=include, exclude=exclude,
                              source=str(prod_db.address), checksums=checksums, log=context.log.info,
                              before_writing=disk_guard, connect=prod_db.get_connection, jobs=store.jobs)
@@ -116,7 +126,7 @@ def _refuse_or_warn_past_partition(context: dg.AssetExecutionContext, store: Sna
     """A past day without a retained snapshot can only be captured as production is now: say so, or refuse."""
     if store.backfill_missing == "refuse":
         raise ReplicationError(
-            f"No retained snapshot of {partition} in {store.root}, and snapshot.backfill_missing is refuse: "
+            f"No retained snapshot of {partition} in {store.describe()}, and snapshot.backfill_missing is refuse: "
             f"production as it was on {partition} cannot be recovered, so nothing was captured or loaded. "
             "Pick a partition whose snapshot is retained (the newest snapshot.keep captures), or set "
             "backfill_missing: capture in replication.yaml to load today's data under this partition."

@@ -14,7 +14,7 @@ from pathlib import Path
 from ..config import SOURCE, env_vars_for, load_config
 from ..engine.connection import connect, parse_address
 from ..engine.manifest import read_manifest
-from ..engine.store import snapshot_path
+from ..engine.storage import SnapshotLocation, snapshot_name
 from ..jobs import JOB_NAME
 from .local import LocalSetup
 from .summary import compare, render
@@ -49,7 +49,7 @@ def run(setup: LocalSetup, partition: str, scale: float) -> int:
     if result.returncode != 0:
         print(f"\nThe run failed (exit {result.returncode}); its log is above.", file=sys.stderr)
         return result.returncode
-    snapshot_dir = snapshot_path(setup.snapshot_dir, partition)
+    snapshot_dir = SnapshotLocation.folder(setup.snapshot_dir / snapshot_name(partition))
     manifest = read_manifest(snapshot_dir)
     connections = {}
     try:
@@ -66,7 +66,7 @@ def run(setup: LocalSetup, partition: str, scale: float) -> int:
         for conn in connections.values():
             conn.close()
     print(f"\nSnapshot {snapshot_dir}: {len(manifest.tables)} tables, {manifest.total_rows:,} rows, "
-          f"{manifest.total_bytes / 1e6:,.1f} MB; run took {elapsed:.1f} s\n")
+          f"{manifest.total_bytes / 1e6:,.1f} MB of CSV stored as {manifest.stored_bytes / 1e6:,.1f} MB (zstd); run took {elapsed:.1f} s\n")
     print(render(results))
     bad = [r for r in results if not r.ok]
     print(f"\n{len(results) - len(bad)} of {len(results)} environment tables match production "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pathlib import Path
 
 import psycopg
 
@@ -12,6 +11,7 @@ from ..engine.audit import masked_value_overlaps
 from ..engine.catalog import TableRef
 from ..engine.manifest import Manifest
 from ..engine.checksum import content_checksum
+from ..engine.storage import SnapshotLocation
 
 
 @dataclass
@@ -30,7 +30,7 @@ class TableComparison:
 
 
 def compare(
-    prod: psycopg.Connection, targets: dict[str, psycopg.Connection], manifest: Manifest, snapshot_dir: Path,
+    prod: psycopg.Connection, targets: dict[str, psycopg.Connection], manifest: Manifest, snapshot_dir: SnapshotLocation,
     masks: dict[str, dict[str, list[str]]] | None = None,
 ) -> list[TableComparison]:
     """Checksum each snapshot table in prod and in every target over the unmasked columns, and

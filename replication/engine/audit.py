@@ -14,6 +14,7 @@ from psycopg import sql
 from .catalog import TableRef
 from .checksum import ChecksumRequest, checksum_algorithm, checksum_many
 from .csvread import column_hashes
+from .storage import SnapshotLocation, as_location
 from .manifest import Manifest
 from .sequences import loaded_maxima, owned_sequences, sequence_states
 
@@ -126,7 +127,7 @@ HASH_HEX_CHARS = 16
 
 
 def masked_value_overlaps(
-    conn: psycopg.Connection, snapshot_dir: Path, manifest: Manifest, masked: dict[str, list[str]]
+    conn: psycopg.Connection, snapshot: SnapshotLocation | Path, manifest: Manifest, masked: dict[str, list[str]]
 ) -> list[MaskAudit]:
     """For every masked column: how many production values the environment still holds there.
 
@@ -135,6 +136,7 @@ def masked_value_overlaps(
     own values in SQL. Memory stays bounded by the COPY buffer; no production value is sent.
     """
     found = []
+    location = as_location(snapshot)
     entries = {e.key: e for e in manifest.tables}
     with conn.transaction(force_rollback=True):
         conn.execute("CREATE TEMP TABLE replication_prod_hashes (col int, h text) ON COMMIT DROP")
@@ -143,7 +145,7 @@ def masked_value_overlaps(
             positions = [entry.column_names.index(c) for c in columns]
             conn.execute("TRUNCATE replication_prod_hashes")
             with conn.cursor() as cur, cur.copy("COPY replication_prod_hashes (col, h) FROM STDIN") as copy:
-                for digests in column_hashes(snapshot_dir / entry.file, positions):
+                for digests in column_hashes(location.open_csv(entry), positions):
                     for slot, digest in enumerate(digests):
                         if digest is not None:
                             copy.write_row((slot, digest[:HASH_HEX_CHARS]))

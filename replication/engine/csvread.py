@@ -19,6 +19,7 @@ import hashlib
 import io
 import re
 from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -126,12 +127,22 @@ def _read_row(stream: _Stream, keep: int, hashed: Collection[int]) -> tuple[list
             return fields, ended_by == 0x0A
 
 
-def head(path: Path, rows: int, max_bytes: int, keep: int) -> tuple[list[str], list[list[str]]]:
+@contextmanager
+def _opened(source: Path | BinaryIO) -> Iterator[BinaryIO]:
+    """A path is opened and closed here; an open file (a decoded snapshot object) is closed here too."""
+    handle = open(source, "rb") if isinstance(source, (str, Path)) else source
+    try:
+        yield handle
+    finally:
+        handle.close()
+
+
+def head(source: Path | BinaryIO, rows: int, max_bytes: int, keep: int) -> tuple[list[str], list[list[str]]]:
     """The header and up to `rows` rows from the first `max_bytes` of a file, each value cut to `keep` bytes.
 
     A row the bound cuts off is left out; a value that was cut ends in "…".
     """
-    with open(path, "rb") as handle:
+    with _opened(source) as handle:
         stream = _Stream(handle, max_bytes)
         header, complete = _read_row(stream, keep, ())
         found: list[list[FieldValue]] = []
@@ -148,10 +159,10 @@ def _shown(value: FieldValue) -> str:
     return text + "…" if value.size > len(value.prefix) else text
 
 
-def column_hashes(path: Path, positions: list[int]) -> Iterator[list[str | None]]:
+def column_hashes(source: Path | BinaryIO, positions: list[int]) -> Iterator[list[str | None]]:
     """Per data row, the sha256 (hex) of each field at `positions`; None for an empty field (NULL or '')."""
     wanted = set(positions)
-    with open(path, "rb") as handle:
+    with _opened(source) as handle:
         stream = _Stream(handle)
         header_seen = False
         while True:

@@ -56,3 +56,15 @@ class HiddenRowsError(ReplicationError):
 
 class ProductionTargetError(ConfigurationError):
     """A target environment's address leads to the production database."""
+
+
+class SnapshotKeyError(ReplicationError):
+    """An encrypted snapshot and no identity, or the wrong one, to decrypt it."""
+
+
+class StoreAccessError(ReplicationError):
+    """The object store refused us: no credentials, wrong credentials, no such bucket."""
+
+
+class StoreUnreachableError(Exception):
+    """The object store did not answer; retried, as a database that does not answer is."""

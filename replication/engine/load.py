@@ -12,7 +12,6 @@ from psycopg import IsolationLevel, sql
 from .catalog import Column, TableRef, columns_of, foreign_key_order, foreign_key_parents, partitioned_tables
 from .checksum import ChecksumRequest, checksum_algorithm, checksum_many, content_checksums
 from .errors import ConfigurationError, LoadVerificationError, SchemaMismatchError
-from .files import read_chunks
 from .locks import LockPolicy, LockWait, acquire, lock_statement, lock_table_full
 from .manifest import Manifest, TableEntry
 from .mask import MaskRule, check_rules, foreign_key_gaps, mask_expression, mask_problems, set_key, stale_mask_error
@@ -20,6 +19,7 @@ from .postload import analyze, refresh_materialized_views
 from .progress import Log, Ticker
 from .rebuild import TakenOff, outside_referencing_tables, put_back, take_off
 from .sequences import advance_sequences, loaded_maxima, owned_sequences
+from .storage import SnapshotLocation, as_location
 from .session import prepare_transaction
 
 
@@ -135,7 +135,7 @@ def plan_load(conn: psycopg.Connection, manifest: Manifest, environment: str,
 
 def load_snapshot(
     conn: psycopg.Connection,
-    snapshot_dir: Path,
+    snapshot: SnapshotLocation | Path,
     manifest: Manifest,
     *,
     environment: str,
@@ -163,6 +163,8 @@ def load_snapshot(
     their checksums are then compared on the unmasked columns only.
     """
     started = time.monotonic()
+    location = as_location(snapshot)
+    location.require_identity(manifest.tables)
     report = LoadReport(environment)
     prepare_transaction(conn, IsolationLevel.READ_COMMITTED, read_only=False)
     plan = plan_load(conn, manifest, environment, masks or {}, masking_key)
@@ -171,7 +173,7 @@ def load_snapshot(
     conn.rollback()  # end the read-only catalog transaction before the write transaction
     try:
         with conn.transaction():
-            _write(conn, snapshot_dir, plan, report, locks=locks, verify=verify_checksums,
+            _write(conn, location, plan, report, locks=locks, verify=verify_checksums,
                    rebuild_indexes=rebuild_indexes, rebuild_min_rows=rebuild_min_rows, masking_key=masking_key,
                    log=log)
     except psycopg.errors.OutOfMemory as exc:
@@ -181,7 +183,7 @@ def load_snapshot(
     return report
 
 
-def _write(conn: psycopg.Connection, snapshot_dir: Path, plan: LoadPlan, report: LoadReport, *, locks: LockPolicy,
+def _write(conn: psycopg.Connection, location: SnapshotLocation, plan: LoadPlan, report: LoadReport, *, locks: LockPolicy,
            verify: bool, rebuild_indexes: bool, rebuild_min_rows: int, masking_key: str | None,
            log: Log | None) -> None:
     """The write transaction's body, in pg_restore's order."""
@@ -201,7 +203,7 @@ def _write(conn: psycopg.Connection, snapshot_dir: Path, plan: LoadPlan, report:
     conn.execute(sql.SQL("TRUNCATE {}").format(
         sql.SQL(", ").join(sql.SQL("{}{}").format(plan.only(ref), ref.ident) for ref in plan.order)))
     with Ticker(log) as ticker:
-        expected_unmasked = _copy_tables(conn, snapshot_dir, plan, report, verify, rebuild_indexes, ticker)
+        expected_unmasked = _copy_tables(conn, location, plan, report, verify, rebuild_indexes, ticker)
     put_back(conn, taken)
     _record_rebuild(report, taken)
     if verify:
@@ -225,14 +227,14 @@ def _take_locks(conn: psycopg.Connection, plan: LoadPlan, policy: LockPolicy, lo
                    replicated=tables, log=log)
 
 
-def _copy_tables(conn: psycopg.Connection, snapshot_dir: Path, plan: LoadPlan, report: LoadReport, verify: bool,
+def _copy_tables(conn: psycopg.Connection, location: SnapshotLocation, plan: LoadPlan, report: LoadReport, verify: bool,
                  rebuild_indexes: bool, ticker: Ticker) -> dict[TableRef, tuple[list[str], str]]:
     """COPY every file in foreign-key order; masked tables through their staging table."""
     expected_unmasked: dict[TableRef, tuple[list[str], str]] = {}
     for number, ref in enumerate(plan.order):
         entry = plan.entries[ref]
         if entry.key in plan.masks:
-            loaded, expected = _copy_masked(conn, snapshot_dir, entry, plan.environment, plan.header,
+            loaded, expected = _copy_masked(conn, location, entry, plan.environment, plan.header,
                                             plan.masks[entry.key], plan.mask_columns[entry.key], number, verify, ticker)
             report.tables.append(loaded)
             expected_unmasked[ref] = expected
@@ -240,7 +242,7 @@ def _copy_tables(conn: psycopg.Connection, snapshot_dir: Path, plan: LoadPlan, r
         # FREEZE writes rows already frozen, sparing a later VACUUM; PostgreSQL allows it on plain
         # tables truncated in this transaction.
         freeze = rebuild_indexes and ref not in plan.partitioned
-        report.tables.append(_copy_in(conn, snapshot_dir, entry, plan.environment, plan.header, freeze, ticker))
+        report.tables.append(_copy_in(conn, location, entry, plan.environment, plan.header, freeze, ticker))
     return expected_unmasked
 
 
@@ -304,7 +306,7 @@ def _check_masks(
 
 def _copy_masked(
     conn: psycopg.Connection,
-    snapshot_dir: Path,
+    location: SnapshotLocation,
     entry: TableEntry,
     environment: str,
     header: str,
@@ -320,7 +322,7 @@ def _copy_masked(
     cols = sql.SQL(", ").join(sql.Identifier(n) for n in names)
     conn.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
         sql.Identifier(staging.name), cols, entry.ref.ident))
-    loaded = _copy_in(conn, snapshot_dir, entry, environment, header, False, ticker, into=staging)
+    loaded = _copy_in(conn, location, entry, environment, header, False, ticker, into=staging)
     unmasked = [n for n in names if n not in rules]
     expected = ""
     if verify:
@@ -364,7 +366,7 @@ def _record_rebuild(report: LoadReport, taken: TakenOff) -> None:
 
 def _copy_in(
     conn: psycopg.Connection,
-    snapshot_dir: Path,
+    location: SnapshotLocation,
     entry: TableEntry,
     environment: str,
     header: str,
@@ -382,9 +384,12 @@ def _copy_in(
     progress = ticker.track(f"load {environment}", entry.key, expected_bytes=entry.bytes, expected_rows=entry.rows)
     with progress, conn.cursor() as cur:
         with cur.copy(query) as copy:
-            for chunk in read_chunks(snapshot_dir / entry.file):
+            def write(chunk: bytes) -> None:
                 copy.write(chunk)
                 progress.advance(len(chunk))
+
+            # A damaged object raises before its stream ends: COPY is cut off and the load rolls back.
+            location.read_into(entry, write)
         rows = cur.rowcount
     if rows != entry.rows:
         raise LoadVerificationError(

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 
 from .catalog import TableRef
-from .files import write_atomically
+from .storage import MANIFEST_NAME, SnapshotLocation, as_location
 
-MANIFEST_NAME = "manifest.json"
-FORMAT_VERSION = 1
+# 2: objects may be compressed and encrypted; `bytes` counts the CSV, `stored_bytes` the object.
+FORMAT_VERSION = 2
 
 
 @dataclass
@@ -40,6 +39,14 @@ class TableEntry:
     content_checksum: str
     seconds: float
     sequences: list[SequenceEntry] = field(default_factory=list)
+    # The object as stored: `sha256` above is of these bytes (the CSV itself when neither applies).
+    stored_bytes: int = -1
+    compression: str = "none"
+    encryption: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.stored_bytes < 0:  # a format 1 manifest: the object is the CSV file
+            self.stored_bytes = self.bytes
 
     @property
     def ref(self) -> TableRef:
@@ -74,6 +81,10 @@ class Manifest:
     @property
     def total_bytes(self) -> int:
         return sum(t.bytes for t in self.tables)
+
+    @property
+    def stored_bytes(self) -> int:
+        return sum(t.stored_bytes for t in self.tables)
 
     def table(self, key: str) -> TableEntry:
         for entry in self.tables:
@@ -116,27 +127,18 @@ def _plain(value):
     return value
 
 
-def manifest_path(snapshot_dir: Path) -> Path:
-    return snapshot_dir / MANIFEST_NAME
-
-
-def write_manifest(snapshot_dir: Path, manifest: Manifest) -> Path:
+def write_manifest(snapshot: SnapshotLocation | Path, manifest: Manifest) -> str:
     """Write the manifest last and atomically: its presence marks the snapshot complete."""
-    path = manifest_path(snapshot_dir)
-    write_atomically(path, [manifest.to_json().encode("utf-8")])
-    return path
+    location = as_location(snapshot)
+    location.write_manifest_bytes(manifest.to_json().encode("utf-8"))
+    return f"{location.url}/{MANIFEST_NAME}"
 
 
-def read_manifest(snapshot_dir: Path) -> Manifest | None:
-    path = manifest_path(snapshot_dir)
-    if not path.exists():
-        return None
-    return Manifest.from_json(path.read_text(encoding="utf-8"))
+def read_manifest(snapshot: SnapshotLocation | Path) -> Manifest | None:
+    data = as_location(snapshot).read_manifest_bytes()
+    return None if data is None else Manifest.from_json(data.decode("utf-8"))
 
 
-def remove_manifest(snapshot_dir: Path) -> None:
+def remove_manifest(snapshot: SnapshotLocation | Path) -> None:
     """Mark a snapshot incomplete before it is rewritten, so nothing loads a half-new snapshot."""
-    try:
-        os.unlink(manifest_path(snapshot_dir))
-    except FileNotFoundError:
-        pass
+    as_location(snapshot).remove_manifest()

@@ -1,72 +1,35 @@
 """Snapshot retention and the disk guard: keep the newest N snapshots, and never start what cannot fit.
 
-Folders are locked with flock on a `.lock` file inside them: a capture holds it exclusively, a
-load holds it shared, and pruning deletes a folder only if it can take it exclusively without
-waiting. So nothing a step of any run is still writing or loading is ever deleted. flock works
-between processes and containers on one host sharing a volume; on a network filesystem that
-does not honour it, keep `snapshot.keep` well above the number of runs that may overlap.
+Retention deletes a snapshot only when no step holds it: a flock on a folder, a lease on an
+object store (see storage/folder.py and storage/s3.py for how each is proven).
 """
 
 from __future__ import annotations
 
-import fcntl
-import os
-import shutil
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .catalog import TableSize
 from .errors import snapshot_space_error
 from .manifest import Manifest, read_manifest
-from .store import FOLDER_PREFIX
+from .storage import FOLDER_PREFIX, FolderStore, ObjectStore, SnapshotInUse, SnapshotLocation, folder_bytes, \
+    folder_lock
 
-LOCK_NAME = ".lock"
+__all__ = ["PruneReport", "SnapshotInUse", "SpaceEstimate", "check_free_space", "estimate_from_catalog",
+           "estimate_from_manifests", "folder_bytes", "folder_lock", "prune", "snapshot_manifests"]
+
+
+def _store(store: ObjectStore | Path | str) -> ObjectStore:
+    return store if isinstance(store, ObjectStore) else FolderStore(store)
+
+
 # Catalog sizes are bytes on disk; CSV text of the same rows is usually smaller, but numbers and
 # timestamps can print longer than they are stored, so the estimate gets a wide margin. Values in
 # TOAST are mostly documents and binaries: bytea prints as hex, twice its size, hence a wider one.
 CATALOG_MARGIN = 1.5
 TOAST_MARGIN = 2.5
 MANIFEST_MARGIN = 1.1
-
-
-class SnapshotInUse(Exception):
-    """Another step holds the folder's lock."""
-
-
-@contextmanager
-def folder_lock(folder: Path, *, exclusive: bool, wait: bool = True) -> Iterator[None]:
-    """Hold the folder's lock: exclusive to write or delete it, shared to read it.
-
-    A folder this call created and that holds nothing but the lock afterwards (the capture
-    failed before writing) is removed again, so a refused run leaves nothing behind.
-    """
-    created = not folder.exists()
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        flags = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
-        try:
-            fcntl.flock(fd, flags if wait else flags | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise SnapshotInUse(str(folder)) from None
-        yield
-    finally:
-        os.close(fd)
-        if created and folder.is_dir() and [p.name for p in folder.iterdir()] == [LOCK_NAME]:
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-def folder_bytes(folder: Path) -> int:
-    total = 0
-    for path in folder.rglob("*"):
-        try:
-            if path.is_file():
-                total += path.stat().st_size
-        except FileNotFoundError:
-            continue
-    return total
 
 
 @dataclass
@@ -77,46 +40,45 @@ class PruneReport:
     freed_bytes: int = 0
 
 
-def snapshot_folders(root: Path) -> list[tuple[Path, Manifest | None]]:
-    if not root.is_dir():
-        return []
+def snapshot_manifests(store: ObjectStore | Path) -> list[tuple[str, Manifest | None]]:
+    """Every snapshot in the store by name, with its manifest (None: unfinished or unreadable)."""
+    store = _store(store)
     found = []
-    for path in sorted(root.iterdir()):
-        if path.is_dir() and path.name.startswith(FOLDER_PREFIX):
-            try:
-                manifest = read_manifest(path)
-            except (ValueError, TypeError, KeyError):
-                manifest = None
-            found.append((path, manifest))
+    for name in store.snapshots():
+        if not name.startswith(FOLDER_PREFIX):
+            continue
+        try:
+            manifest = read_manifest(SnapshotLocation(store, name))
+        except (ValueError, TypeError, KeyError):
+            manifest = None
+        found.append((name, manifest))
     return found
 
 
-def prune(root: Path, keep: int, *, protect: tuple[Path, ...] = ()) -> PruneReport:
+def prune(store: ObjectStore | Path, keep: int, *, protect: Iterable[str | Path] = ()) -> PruneReport:
     """Delete all but the `keep` most recently captured snapshots; 0 keeps everything.
 
-    Folders without a manifest are captures that failed or are still running: deleted when no
-    step holds them. `protect` names folders this step itself still needs.
+    Snapshots without a manifest are captures that failed or are still running: deleted when no
+    step holds them. `protect` names snapshots this step itself still needs.
     """
+    store = _store(store)
     report = PruneReport()
+    snapshots = snapshot_manifests(store)
     if keep <= 0:
-        report.kept = [path.name for path, _ in snapshot_folders(root)]
+        report.kept = [name for name, _ in snapshots]
         return report
-    folders = snapshot_folders(root)
-    finished = sorted(((m.captured_at, p) for p, m in folders if m is not None), reverse=True)
-    keep_paths = {p for _, p in finished[:keep]} | set(protect)
-    for path, _ in folders:
-        if path in keep_paths:
-            report.kept.append(path.name)
+    finished = sorted(((m.captured_at, name) for name, m in snapshots if m is not None), reverse=True)
+    keep_names = {name for _, name in finished[:keep]} | {Path(p).name for p in protect}
+    for name, _ in snapshots:
+        if name in keep_names:
+            report.kept.append(name)
             continue
-        try:
-            with folder_lock(path, exclusive=True, wait=False):
-                size = folder_bytes(path)
-                shutil.rmtree(path)
-        except SnapshotInUse:
-            report.in_use.append(path.name)
+        freed = store.remove_if_unused(name)
+        if freed is None:
+            report.in_use.append(name)
             continue
-        report.deleted.append(path.name)
-        report.freed_bytes += size
+        report.deleted.append(name)
+        report.freed_bytes += freed
     return report
 
 
@@ -126,14 +88,16 @@ class SpaceEstimate:
     basis: str
 
 
-def estimate_from_manifests(root: Path, include: list[str], exclude: list[str]) -> SpaceEstimate | None:
+def estimate_from_manifests(store: ObjectStore | Path, include: list[str], exclude: list[str]
+                            ) -> SpaceEstimate | None:
     """The newest finished snapshot taken with the same selection, plus a margin for growth."""
-    same = [m for _, m in snapshot_folders(root) if m is not None and m.include == include and m.exclude == exclude]
+    same = [m for _, m in snapshot_manifests(store) if m is not None and m.include == include and m.exclude == exclude]
     if not same:
         return None
     latest = max(same, key=lambda m: m.captured_at)
-    return SpaceEstimate(int(latest.total_bytes * MANIFEST_MARGIN),
-                         f"the {latest.partition} snapshot ({latest.total_bytes:,} bytes) plus 10%")
+    # Stored bytes: the next capture is stored the same way. One stored plain, now compressed, is a high estimate.
+    return SpaceEstimate(int(latest.stored_bytes * MANIFEST_MARGIN),
+                         f"the {latest.partition} snapshot ({latest.stored_bytes:,} bytes stored) plus 10%")
 
 
 def estimate_from_catalog(sizes: Iterable[TableSize]) -> SpaceEstimate:
@@ -146,13 +110,17 @@ def estimate_from_catalog(sizes: Iterable[TableSize]) -> SpaceEstimate:
                                  f"{toast:,} bytes of TOAST values times {TOAST_MARGIN})")
 
 
-def check_free_space(folder: Path, estimate: SpaceEstimate, reclaimable: int = 0) -> int:
-    """Fail before any write when the estimate does not fit; returns the free bytes."""
-    probe = folder if folder.exists() else folder.parent
-    free = shutil.disk_usage(probe).free + reclaimable
+def check_free_space(snapshot: SnapshotLocation | Path, estimate: SpaceEstimate, reclaimable: int = 0) -> int | None:
+    """Fail before any write when the estimate does not fit; returns the free bytes (None: an
+    object store, which has no such limit to check)."""
+    location = snapshot if isinstance(snapshot, SnapshotLocation) else SnapshotLocation.folder(snapshot)
+    free = location.store.free_bytes(location.name)
+    if free is None:
+        return None
+    free += reclaimable
     if estimate.needed > free:
         raise snapshot_space_error(
-            f"Not enough space for the snapshot in {folder}: it needs about {_mib(estimate.needed)} "
+            f"Not enough space for the snapshot in {location.url}: it needs about {_mib(estimate.needed)} "
             f"({estimate.basis}) and {_mib(free)} is free, so nothing was written."
         )
     return free

@@ -1,8 +1,7 @@
-"""Stream production tables into a snapshot folder from one consistent point in time."""
+"""Stream production tables into a snapshot (a folder or an object store) from one consistent point in time."""
 
 from __future__ import annotations
 
-import shutil
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -19,12 +18,12 @@ from .catalog import Column, TableRef, TableSize, columns_of, list_tables, parti
 from .checksum import ChecksumRequest, checksum_many, content_checksum
 from .copyout import copy_out
 from .errors import HiddenRowsError, is_disk_full, snapshot_space_error
-from .files import AtomicWriter, ensure_private_dir, fsync_dir, fsync_file
 from .locks import LockPolicy, acquire, lock_statement, lock_table_full, try_lock
 from .manifest import ColumnEntry, Manifest, SequenceEntry, TableEntry, remove_manifest, write_manifest
 from .progress import Log, Ticker
 from .sequences import owned_sequences, sequence_states
 from .session import prepare_transaction
+from .storage import MANIFEST_NAME, SnapshotLocation, as_location
 
 # Production is never a place to end other sessions: the snapshot waits for a migration's lock
 # (logging who holds it) for this long, then fails and names it.
@@ -35,8 +34,8 @@ SNAPSHOT_LOCKS = LockPolicy("wait")
 CHECKSUM_AT_ONCE_BYTES = 4 << 20
 
 
-def snapshot_file_name(table: TableRef) -> str:
-    return f"{table.key}.csv"
+def snapshot_file_name(table: TableRef, location: SnapshotLocation | None = None) -> str:
+    return location.object_name(table.key) if location is not None else f"{table.key}.csv"
 
 
 @dataclass(frozen=True)
@@ -61,7 +60,7 @@ class TablePlan:
 
 def take_snapshot(
     conn: psycopg.Connection,
-    snapshot_dir: Path,
+    snapshot: SnapshotLocation | Path,
     *,
     partition: str,
     include: Sequence[str] = (),
@@ -74,7 +73,7 @@ def take_snapshot(
     jobs: int = 1,
     locks: LockPolicy = SNAPSHOT_LOCKS,
 ) -> Manifest:
-    """Copy the selected tables of `conn` into `snapshot_dir` and write its manifest last.
+    """Copy the selected tables of `conn` into `snapshot` and write its manifest last.
 
     All tables are read in one READ ONLY, REPEATABLE READ transaction, so they show one point in
     time, as pg_dump does, and, as pg_dump does, they are locked in ACCESS SHARE mode first, so no
@@ -86,16 +85,18 @@ def take_snapshot(
     largest first. A helper that cannot connect is logged and the others carry on.
 
     `before_writing` receives the selected tables' sizes before any file is touched (the disk
-    guard). Running out of space removes the folder's files: nothing half-written stays.
+    guard). Running out of space removes the snapshot's files: nothing half-written stays.
+    Objects are encoded as `snapshot.encoding` says (zstd, age), each as it streams.
     """
+    location = as_location(snapshot)
     prepare_transaction(conn, IsolationLevel.REPEATABLE_READ, read_only=True)
     selected: list[TableRef] = []
     try:
-        plans, entries, server_version = _capture(conn, snapshot_dir, include, exclude, checksums, log, before_writing,
+        plans, entries, server_version = _capture(conn, location, include, exclude, checksums, log, before_writing,
                                                   connect, jobs, locks, selected)
     except psycopg.errors.OutOfMemory as exc:
         raise lock_table_full(conn, exc, selected, "prod_snapshot", exclusive=False) from None
-    _remove_stale_files(snapshot_dir, {e.file for e in entries})
+    _remove_stale_files(location, {e.file for e in entries})
     manifest = Manifest(
         partition=partition,
         captured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -106,11 +107,11 @@ def take_snapshot(
         tables=entries,
         selected=[p.table.key for p in plans],
     )
-    write_manifest(snapshot_dir, manifest)
+    write_manifest(location, manifest)
     return manifest
 
 
-def _capture(conn, snapshot_dir, include, exclude, checksums, log, before_writing, connect, jobs, locks,
+def _capture(conn, location, include, exclude, checksums, log, before_writing, connect, jobs, locks,
              selected: list[TableRef]) -> tuple[list[TablePlan], list[TableEntry], str]:
     """The snapshot's one transaction; `selected` receives the tables as soon as they are known."""
     with conn.transaction():
@@ -122,18 +123,17 @@ def _capture(conn, snapshot_dir, include, exclude, checksums, log, before_writin
         _lock(conn, plans, locks, log)
         if before_writing is not None:
             before_writing([p.size for p in plans if p.size is not None])
-        ensure_private_dir(snapshot_dir)
-        remove_manifest(snapshot_dir)
+        remove_manifest(location)
         try:
             with Ticker(log) as ticker:
-                capture = _Capture(snapshot_dir, checksums, log, ticker)
+                capture = _Capture(location, checksums, log, ticker)
                 entries = capture.all(conn, plans, connect, jobs)
         except OSError as exc:
             if not is_disk_full(exc):
                 raise
-            _discard(snapshot_dir)
+            _discard(location)
             raise snapshot_space_error(
-                f"The disk holding {snapshot_dir} filled up while the snapshot was written ({exc.strerror}); "
+                f"The disk holding {location} filled up while the snapshot was written ({exc.strerror}); "
                 "the partial files were removed."
             ) from None
         if checksums:
@@ -161,12 +161,12 @@ def _lock(conn: psycopg.Connection, plans: list[TablePlan], policy: LockPolicy, 
 class _Capture:
     """Writes tables into one snapshot folder, over one or several connections."""
 
-    def __init__(self, snapshot_dir: Path, checksums: bool, log: Log | None, ticker: Ticker):
-        self.snapshot_dir = snapshot_dir
+    def __init__(self, snapshot: SnapshotLocation, checksums: bool, log: Log | None, ticker: Ticker):
+        self.snapshot = snapshot
         self.checksums = checksums
         self.log = log
         self.ticker = ticker
-        self.written: list[Path] = []
+        self.written: list[str] = []
         self._lock = threading.Lock()
 
     def all(self, conn: psycopg.Connection, plans: list[TablePlan],
@@ -176,11 +176,8 @@ class _Capture:
             entries = [self.table(conn, plan) for plan in plans]
         else:
             entries = self._in_parallel(conn, plans, connect, helpers)
-        # Synced once at the end, not file by file: on a schema of a thousand tables a sync per file
-        # costs more than the data. The manifest names the files only after this.
-        for path in self.written:
-            fsync_file(path)
-        fsync_dir(self.snapshot_dir)
+        # Synced once at the end, before the manifest names the objects (see FolderStore.sync).
+        self.snapshot.store.sync(self.snapshot.name, self.written)
         return entries
 
     def _in_parallel(self, conn, plans, connect, helpers: int) -> list[TableEntry]:
@@ -257,7 +254,7 @@ class _Capture:
             ) from None
 
     def _copy_out(self, conn: psycopg.Connection, plan: TablePlan) -> TableEntry:
-        file_name = snapshot_file_name(plan.table)
+        file_name = snapshot_file_name(plan.table, self.snapshot)
         names = [c.name for c in plan.columns]
         large = large_row_filter(plan.columns, plan.size)
         query = sql.SQL("COPY (SELECT {cols} FROM {only}{table}{where}) TO STDOUT (FORMAT csv, HEADER)").format(
@@ -266,14 +263,14 @@ class _Capture:
             table=plan.table.ident,
             where=sql.SQL(" WHERE NOT ({})").format(large) if large is not None else sql.SQL(""),
         )
-        path = self.snapshot_dir / file_name
-        with self.ticker.track("snapshot", plan.table.key) as progress, AtomicWriter(path, sync=False) as writer:
+        with self.ticker.track("snapshot", plan.table.key) as progress, self.snapshot.writer(file_name) as writer:
             rows = copy_out(conn, query, writer.write, progress.advance, header=True)
             if large is not None:
                 rows += copy_large_rows(conn, plan.table, plan.columns, large, partitioned=plan.partitioned,
                                         write=writer.write, advance=progress.advance)
+            stored = writer.commit()
         with self._lock:
-            self.written.append(path)
+            self.written.append(file_name)
         seconds = progress.seconds
         checksum = content_checksum(conn, plan.table, names)[1] if self.checksums and plan.checksum_at_once else ""
         if self.log is not None and seconds >= 1:
@@ -284,10 +281,13 @@ class _Capture:
             file=file_name,
             columns=[ColumnEntry(c.name, c.type) for c in plan.columns],
             rows=rows,
-            bytes=writer.bytes,
-            sha256=writer.sha256,
+            bytes=writer.plain_bytes,
+            sha256=stored.sha256,
             content_checksum=checksum,
             seconds=round(seconds, 3),
+            stored_bytes=stored.size,
+            compression=writer.encoding.compression,
+            encryption=writer.encoding.encryption,
         )
 
 
@@ -303,12 +303,8 @@ def _lock_nowait(conn: psycopg.Connection, plan: TablePlan) -> bool:
     return try_lock(conn, lock_statement([relation], "ACCESS SHARE", only=[not plan.partitioned], nowait=True))
 
 
-def _discard(snapshot_dir: Path) -> None:
-    for path in snapshot_dir.iterdir():
-        if path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-        elif path.name != ".lock":
-            path.unlink(missing_ok=True)
+def _discard(snapshot: SnapshotLocation) -> None:
+    snapshot.store.delete(snapshot.name, list(snapshot.files()))
 
 
 def _checksum_small_tables(conn: psycopg.Connection, plans: list[TablePlan], entries: list[TableEntry]) -> None:
@@ -328,10 +324,9 @@ def _record_sequences(conn: psycopg.Connection, entries: list[TableEntry]) -> No
         by_table[seq.table].sequences.append(SequenceEntry(seq.column, seq.sequence, state.last_value, state.is_called))
 
 
-def _remove_stale_files(snapshot_dir: Path, keep: set[str]) -> None:
-    """Drop files of tables no longer selected, and temporaries from an interrupted capture."""
-    for path in snapshot_dir.iterdir():
-        stale_csv = path.suffix == ".csv" and path.name not in keep
-        if stale_csv or path.name.endswith(".partial"):
-            path.unlink()
-    fsync_dir(snapshot_dir)
+def _remove_stale_files(snapshot: SnapshotLocation, keep: set[str]) -> None:
+    """Drop objects of tables no longer selected (or stored under other settings), and temporaries
+    from an interrupted capture."""
+    stale = [name for name in snapshot.files() if name not in keep and name != MANIFEST_NAME]
+    if stale:
+        snapshot.store.delete(snapshot.name, stale)

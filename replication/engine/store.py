@@ -1,4 +1,4 @@
-"""Where snapshots live: one folder per partition, and whether an existing one can be reused."""
+"""Whether an existing snapshot of a partition can be reused instead of capturing production again."""
 
 from __future__ import annotations
 
@@ -6,19 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ReplicationError
-from .manifest import Manifest, manifest_path
+from .manifest import Manifest
+from .storage import SnapshotLocation, as_location
 from .verify import verify_snapshot
-
-FOLDER_PREFIX = "prod_snapshot_"
-
-
-def snapshot_folder_name(partition: str) -> str:
-    """`2026-11-25` -> `prod_snapshot_20261125`, the name a cron script would use too."""
-    return f"{FOLDER_PREFIX}{partition.replace('-', '')}"
-
-
-def snapshot_path(root: Path, partition: str) -> Path:
-    return root / snapshot_folder_name(partition)
 
 
 @dataclass(frozen=True)
@@ -33,14 +23,18 @@ class ReuseDecision:
         return self.manifest is not None
 
 
-def reuse_decision(
-    snapshot_dir: Path, include: list[str], exclude: list[str], *, need_checksums: bool
-) -> ReuseDecision:
-    """Reuse only a complete, intact snapshot taken with the same selection (and checksums, if asked)."""
-    if not manifest_path(snapshot_dir).exists():
+def reuse_decision(snapshot: SnapshotLocation | Path, include: list[str], exclude: list[str], *, need_checksums: bool
+                   ) -> ReuseDecision:
+    """Reuse only a complete, intact snapshot taken with the same selection (and checksums, if asked).
+
+    Compression and encryption are recorded per object, so a snapshot stored under other settings
+    is still reused: recapturing a past day would replace it with today's data.
+    """
+    location = as_location(snapshot)
+    if location.read_manifest_bytes() is None:
         return ReuseDecision(None, "no finished snapshot of this partition exists")
     try:
-        manifest = verify_snapshot(snapshot_dir)
+        manifest = verify_snapshot(location)
     except ReplicationError as exc:
         return ReuseDecision(None, f"the existing snapshot does not verify: {exc}")
     if manifest.include != list(include) or manifest.exclude != list(exclude):
@@ -48,3 +42,4 @@ def reuse_decision(
     if need_checksums and any(not t.content_checksum for t in manifest.tables):
         return ReuseDecision(None, "the existing snapshot has no content checksums")
     return ReuseDecision(manifest, "the snapshot of this partition exists and verifies")
+

@@ -1,45 +1,51 @@
-"""Proof that a snapshot is what its manifest claims: every file complete, with its recorded sha256."""
+"""Proof that a snapshot is what its manifest claims: every object present, with its recorded size and sha256."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from .errors import SnapshotCorruptError, SnapshotIncompleteError
-from .files import sha256_of
-from .manifest import MANIFEST_NAME, Manifest, read_manifest
+from .manifest import Manifest, read_manifest
+from .storage import MANIFEST_NAME, SnapshotLocation, as_location
+from .storage.location import REFRESH
 
 
-def verify_snapshot(snapshot_dir: Path) -> Manifest:
-    """Check that the manifest exists and every file has the size and sha256 it recorded."""
-    if not snapshot_dir.is_dir():
-        raise SnapshotIncompleteError(
-            f"No snapshot at {snapshot_dir}: materialize prod_snapshot for this partition first."
-        )
+def verify_snapshot(snapshot: SnapshotLocation | Path, *, deep: bool = True) -> Manifest:
+    """The manifest, once every object it names exists with its recorded size.
+
+    `deep` also reads every object through sha256 (what a load does before it connects); without
+    it, only sizes are compared, which is what the checks need after a load verified the bytes.
+    """
+    location = as_location(snapshot)
     try:
-        manifest = read_manifest(snapshot_dir)
+        manifest = read_manifest(location)
     except (ValueError, TypeError, KeyError) as exc:
         raise SnapshotCorruptError(
-            f"{snapshot_dir / MANIFEST_NAME} cannot be read ({exc.__class__.__name__}). "
-            "Re-materialize prod_snapshot for this partition with refresh: true."
+            f"{location.url}/{MANIFEST_NAME} cannot be read ({exc.__class__.__name__}). {REFRESH}"
         ) from None
+    files = location.files()
     if manifest is None:
+        if not files:
+            raise SnapshotIncompleteError(
+                f"No snapshot at {location.url}: materialize prod_snapshot for this partition first."
+            )
         raise SnapshotIncompleteError(
-            f"The snapshot at {snapshot_dir} has no {MANIFEST_NAME}: it was never finished. "
+            f"The snapshot at {location.url} has no {MANIFEST_NAME}: it was never finished. "
             "Re-materialize prod_snapshot for this partition."
         )
     for entry in manifest.tables:
-        path = snapshot_dir / entry.file
-        if not path.is_file():
+        if entry.file not in files:
             raise SnapshotCorruptError(
-                f"Snapshot file {path} for table {entry.key} is missing. "
-                "Re-materialize prod_snapshot for this partition with refresh: true."
+                f"Snapshot object {location.url}/{entry.file} for table {entry.key} is missing. {REFRESH}"
             )
-        digest, size = sha256_of(path)
-        if size != entry.bytes or digest != entry.sha256:
+        if files[entry.file] != entry.stored_bytes:
             raise SnapshotCorruptError(
-                f"Snapshot file {path} for table {entry.key} was changed after capture "
-                f"(sha256 {digest[:12]}…, {size} bytes; manifest says {entry.sha256[:12]}…, "
-                f"{entry.bytes} bytes). Nothing was loaded. Re-materialize prod_snapshot for this "
-                "partition with refresh: true."
+                f"Snapshot object {location.url}/{entry.file} for table {entry.key} was changed after capture "
+                f"({files[entry.file]} bytes; manifest says {entry.stored_bytes} bytes). Nothing was loaded from "
+                f"it. {REFRESH}"
             )
+    if deep:
+        for entry in manifest.tables:
+            for _ in location.stored_chunks(entry):
+                pass
     return manifest

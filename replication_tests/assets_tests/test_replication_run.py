@@ -8,7 +8,7 @@ import pytest
 from replication import defs
 
 from ..conftest import ENVIRONMENTS, free_port
-from ..helpers import JOB, PARTITION
+from ..helpers import JOB, PARTITION, stored_text
 
 
 def run_job(instance, run_config=None, asset_selection=None, raise_on_error=True):
@@ -77,7 +77,8 @@ def test_full_partition_makes_every_environment_equal_prod(cluster, replication_
 
     # Production data and credentials stay where they belong.
     log = event_log_text(instance, result.run_id)
-    stored = "".join(p.read_text(encoding="utf-8") for p in (replication_env / "prod_snapshot_20261125").iterdir())
+    stored = stored_text(replication_env / "prod_snapshot_20261125")
+    assert "shop.customers" in stored and "@" in stored  # decoded: the check below can see data
     for password in cluster.passwords:
         assert password not in log
         assert password not in stored
@@ -166,15 +167,18 @@ def test_target_missing_a_column_names_environment_table_and_column(cluster, rep
 def test_snapshot_altered_after_capture_is_refused(cluster, replication_env, instance):
     assert run_job(instance).success
     before = {env: cluster.fingerprints(env) for env in ENVIRONMENTS}
-    path = replication_env / "prod_snapshot_20261125" / "shop.customers.csv"
-    path.write_text(path.read_text(encoding="utf-8").replace("example.com", "exampl3.com", 1), encoding="utf-8")
+    # The default store compresses: one byte of the object changed, its size the same.
+    path = replication_env / "prod_snapshot_20261125" / "shop.customers.csv.zst"
+    damaged = bytearray(path.read_bytes())
+    damaged[len(damaged) // 2] ^= 0x20
+    path.write_bytes(bytes(damaged))
     # Only the loads: a prod_snapshot step would notice the damage and capture again.
     loads = [dg.AssetKey(f"{env}_db") for env in ENVIRONMENTS]
     result = run_job(instance, asset_selection=loads, raise_on_error=False)
     messages = failure_messages(result)
     assert set(messages) == {"dev_db", "staging_db", "qa_db"}
     for message in messages.values():
-        assert "shop.customers.csv for table shop.customers was changed after capture" in message
+        assert "shop.customers.csv.zst for table shop.customers was changed after capture" in message
         assert "refresh: true" in message
     assert {env: cluster.fingerprints(env) for env in ENVIRONMENTS} == before
 

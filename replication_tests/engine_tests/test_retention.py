@@ -19,9 +19,13 @@ from replication.engine.retention import (
     folder_lock,
     prune,
 )
-from replication.engine.store import snapshot_path
+from replication.engine.storage import snapshot_name
 
 from ..helpers import role_connection, snapshot
+
+
+def snapshot_path(root: Path, partition: str) -> Path:
+    return root / snapshot_name(partition)
 
 
 def fake_snapshot(root: Path, partition: str, captured_at: str, size: int = 1000) -> Path:

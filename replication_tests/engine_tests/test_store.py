@@ -5,7 +5,12 @@ import shutil
 
 import pytest
 
-from replication.engine.store import reuse_decision, snapshot_folder_name, snapshot_path
+from replication.engine.storage import snapshot_name
+from replication.engine.store import reuse_decision
+
+
+def snapshot_path(root, partition):
+    return root / snapshot_name(partition)
 
 from ..helpers import snapshot
 
@@ -18,7 +23,7 @@ def snap(cluster, tmp_path_factory):
 
 
 def test_folder_name_is_the_partition_without_dashes(tmp_path):
-    assert snapshot_folder_name("2026-11-25") == "prod_snapshot_20261125"
+    assert snapshot_name("2026-11-25") == "prod_snapshot_20261125"
     assert snapshot_path(tmp_path, "2024-01-01") == tmp_path / "prod_snapshot_20240101"
 
 

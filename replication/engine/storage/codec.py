@@ -1,0 +1,362 @@
+"""Compression and encryption as filters on a store's streams: CSV -> zstd -> age -> store, and back.
+
+zstd frames carry their own content checksum and age authenticates every 64 KiB chunk of the
+payload and the end of the stream, so neither a flipped bit nor a cut-off object decodes quietly;
+the store's sha256 of the stored bytes (in the manifest) catches both before decoding too.
+The snapshot step needs only the recipients (public keys); the identity (private key) is read
+only where a snapshot is decoded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import pyrage
+import zstandard
+
+from .base import ObjectWriter, StoredObject
+
+COMPRESSIONS = ("zstd", "none")
+DEFAULT_LEVEL = 3
+IDENTITY_VARIABLE = "SNAPSHOT_AGE_IDENTITY"
+_QUEUE_CHUNKS = 4  # between the COPY thread and age's: a few MiB in flight, never a table
+
+
+class IdentityMissing(Exception):
+    """An encrypted snapshot and no identity to decrypt it with."""
+
+
+class IdentityWrong(Exception):
+    """The identity given does not open the snapshot (or is not an age identity at all)."""
+
+
+class DamagedObject(Exception):
+    """The stored bytes do not decode: a chunk fails its authentication, or the stream is cut off."""
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """How new objects are written: compression, its level, and the age recipients (none: plain)."""
+
+    compression: str = "none"
+    level: int = DEFAULT_LEVEL
+    recipients: tuple[str, ...] = ()
+
+    @property
+    def encryption(self) -> str:
+        return "age" if self.recipients else "none"
+
+    def suffix(self) -> str:
+        return (".zst" if self.compression == "zstd" else "") + (".age" if self.recipients else "")
+
+
+PLAIN = Encoding()
+
+
+def parse_recipients(recipients: Sequence[str]) -> list:
+    return [pyrage.x25519.Recipient.from_str(r.strip()) for r in recipients]
+
+
+def parse_identities(text: str | None) -> list:
+    """Identities from the variable's text: one AGE-SECRET-KEY-1... per line, # comments allowed."""
+    if not text or not text.strip():
+        return []
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+    try:
+        return [pyrage.x25519.Identity.from_str(line) for line in lines]
+    except Exception:  # noqa: BLE001 - pyrage raises its own types; the text must never be quoted
+        raise IdentityWrong(f"{IDENTITY_VARIABLE} does not hold an age identity (AGE-SECRET-KEY-1...).") from None
+
+
+class EncodingWriter:
+    """Plain CSV bytes in, encoded bytes out into `sink`; counts the plain bytes."""
+
+    def __init__(self, sink: ObjectWriter, encoding: Encoding):
+        self.sink = sink
+        self.encoding = encoding
+        self.plain_bytes = 0
+        self._compressor = (zstandard.ZstdCompressor(level=encoding.level, write_checksum=True).compressobj()
+                            if encoding.compression == "zstd" else None)
+        self._age: _AgeThread | None = None
+        if encoding.recipients:
+            self._age = _AgeThread(parse_recipients(encoding.recipients), sink)
+
+    def write(self, data) -> None:
+        self.plain_bytes += len(data)
+        if self._compressor is not None:
+            data = self._compressor.compress(bytes(data))
+            if not data:
+                return
+        self._emit(data)
+
+    def _emit(self, data) -> None:
+        if self._age is not None:
+            self._age.feed(bytes(data))
+        else:
+            self.sink.write(data)
+
+    def commit(self) -> StoredObject:
+        try:
+            if self._compressor is not None:
+                self._emit(self._compressor.flush())
+            if self._age is not None:
+                self._age.finish()
+        except BaseException:
+            self.abort()
+            raise
+        return self.sink.commit()
+
+    def abort(self) -> None:
+        if self._age is not None:
+            self._age.cancel()
+        self.sink.abort()
+
+    def __enter__(self) -> "EncodingWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+
+
+class _QueueReader(io.RawIOBase):
+    """A readable file over chunks handed in from another thread; None ends it."""
+
+    def __init__(self, chunks: "queue.Queue[bytes | None]"):
+        self._chunks = chunks
+        self._pending = b""
+        self._ended = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self._pending and not self._ended:
+            chunk = self._chunks.get()
+            if chunk is None:
+                self._ended = True
+            else:
+                self._pending = chunk
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+
+class _SinkWriter(io.RawIOBase):
+    def __init__(self, write: Callable[[bytes], None]):
+        self._write = write
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self._write(bytes(data))
+        return len(data)
+
+
+class _AgeThread:
+    """age's encryptor pulls from a reader; our writers push. A thread with a short queue joins them."""
+
+    def __init__(self, recipients: list, sink: ObjectWriter):
+        self._chunks: queue.Queue[bytes | None] = queue.Queue(_QUEUE_CHUNKS)
+        self._error: BaseException | None = None
+        self._cancelled = False
+        self._sink = sink
+        self._thread = threading.Thread(target=self._run, args=(recipients,), daemon=True, name="age encrypt")
+        self._thread.start()
+
+    def _run(self, recipients: list) -> None:
+        try:
+            pyrage.encrypt_io(_QueueReader(self._chunks), _SinkWriter(self._sink_write), recipients)
+        except BaseException as exc:  # noqa: BLE001 - handed to the writing thread
+            self._error = self._error or exc
+
+    def _sink_write(self, data: bytes) -> None:
+        if not self._cancelled:
+            self._sink.write(data)
+
+    def feed(self, data: bytes) -> None:
+        while self._thread.is_alive():
+            try:
+                self._chunks.put(data, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+        self._raise()
+
+    def finish(self) -> None:
+        if self._thread.is_alive():
+            self._chunks.put(None)
+        self._thread.join()
+        self._raise()
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        while self._thread.is_alive():
+            try:
+                self._chunks.put(None, timeout=0.5)
+                break
+            except queue.Full:
+                try:
+                    self._chunks.get_nowait()
+                except queue.Empty:
+                    pass
+        self._thread.join()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+        if not self._thread.is_alive() and self._chunks.qsize():
+            raise RuntimeError("age encryption ended before its input")
+
+
+class _ChunkReader(io.RawIOBase):
+    """A readable file over an iterator of chunks, for age's decryptor to pull from."""
+
+    def __init__(self, chunks: Iterator[bytes]):
+        self._chunks = chunks
+        self._pending = memoryview(b"")
+        self.error: BaseException | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        try:
+            while not self._pending:
+                chunk = next(self._chunks, None)
+                if chunk is None:
+                    return 0
+                self._pending = memoryview(chunk)
+        except BaseException as exc:  # noqa: BLE001 - kept: age would turn it into an I/O error
+            self.error = exc
+            raise
+        size = min(len(buffer), len(self._pending))
+        buffer[:size] = self._pending[:size]
+        self._pending = self._pending[size:]
+        return size
+
+
+def decode(chunks: Iterator[bytes], *, compression: str, encryption: str, identities: list,
+           write: Callable[[bytes], None]) -> None:
+    """Stored bytes in, plain CSV bytes pushed to `write`, as they come."""
+    decompressor = zstandard.ZstdDecompressor().decompressobj() if compression == "zstd" else None
+
+    def plain(data: bytes) -> None:
+        if decompressor is not None:
+            data = decompressor.decompress(data)
+        if data:
+            write(data)
+
+    if encryption == "age":
+        if not identities:
+            raise IdentityMissing(f"The snapshot is encrypted and {IDENTITY_VARIABLE} is not set.")
+        reader = _ChunkReader(chunks)
+        failure: list[BaseException] = []
+
+        def guarded(data: bytes) -> None:
+            try:
+                plain(data)
+            except BaseException as exc:  # noqa: BLE001 - kept: age would turn it into an I/O error
+                failure.append(exc)
+                raise
+
+        try:
+            pyrage.decrypt_io(reader, _SinkWriter(guarded), identities)
+        except pyrage.DecryptError as exc:
+            if reader.error is not None:
+                raise reader.error from None
+            if failure:
+                raise failure[0] from None
+            if "no matching keys" not in str(exc).lower():
+                raise DamagedObject(f"age: {exc}") from None
+            raise IdentityWrong(f"The identity in {IDENTITY_VARIABLE} does not open this snapshot "
+                                "(it was encrypted to other recipients, or the object is damaged).") from None
+        except Exception as exc:
+            if reader.error is not None:
+                raise reader.error from None
+            if failure:
+                raise failure[0] from None
+            raise DamagedObject(f"age: {exc}") from None
+    else:
+        for chunk in chunks:
+            plain(chunk)
+    if decompressor is not None and not decompressor.eof:
+        raise zstandard.ZstdError("the compressed object ends before its last frame does")
+
+
+def decoded_chunks(chunks: Iterator[bytes], *, compression: str, encryption: str, identities: list
+                   ) -> Iterator[bytes]:
+    """The same as `decode`, as an iterator (for readers that pull): decoded on a thread with a short queue."""
+    if encryption != "age":
+        decompressor = zstandard.ZstdDecompressor().decompressobj() if compression == "zstd" else None
+        for chunk in chunks:
+            data = decompressor.decompress(chunk) if decompressor is not None else chunk
+            if data:
+                yield data
+        if decompressor is not None and not decompressor.eof:
+            raise zstandard.ZstdError("the compressed object ends before its last frame does")
+        return
+    out: queue.Queue = queue.Queue(_QUEUE_CHUNKS)
+    stop = threading.Event()
+    done = object()
+
+    def put(item) -> None:
+        while not stop.is_set():
+            try:
+                out.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+        raise _Stopped()
+
+    def run() -> None:
+        try:
+            decode(chunks, compression=compression, encryption=encryption, identities=identities, write=put)
+            put(done)
+        except _Stopped:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - handed to the reading thread
+            try:
+                put(exc)
+            except _Stopped:
+                pass
+
+    thread = threading.Thread(target=run, daemon=True, name="age decrypt")
+    thread.start()
+    try:
+        while True:
+            item = out.get()
+            if item is done:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
+
+
+class _Stopped(Exception):
+    pass
+
+
+def sha256_checked(chunks: Iterator[bytes], expected_sha256: str, expected_size: int,
+                   on_mismatch: Callable[[str, int], BaseException]) -> Iterator[bytes]:
+    """Pass chunks through, and raise `on_mismatch(digest, size)` at the end unless they are what was stored."""
+    digest = hashlib.sha256()
+    size = 0
+    for chunk in chunks:
+        digest.update(chunk)
+        size += len(chunk)
+        if size > expected_size:
+            raise on_mismatch(digest.hexdigest(), size)
+        yield chunk
+    if size != expected_size or digest.hexdigest() != expected_sha256:
+        raise on_mismatch(digest.hexdigest(), size)
