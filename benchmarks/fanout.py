@@ -121,8 +121,12 @@ class Bench:
                            "endpoint_url": self.s3_endpoint, "compression": "zstd", "recipients": [self.recipient]})
 
     def _start_store(self) -> None:
+        import logging
+
         import boto3
         from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per request otherwise
         from pyrage import x25519
 
         os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench-secret",

@@ -25,6 +25,13 @@ FORWARDED_SETTINGS = [
     "DAGSTER_PG_PASSWORD",
     "REPLICATION_RETRY_DELAY_SECONDS",
     "MASKING_KEY",
+    # The snapshot store: the standard AWS credential variables and the age identity (loaders).
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "SNAPSHOT_AGE_IDENTITY",
 ]
 
 
