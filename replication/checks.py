@@ -3,17 +3,23 @@
 The load verifies inside its transaction (that is what makes a bad load roll back); these checks
 look again from outside, after COMMIT, so the result is visible per partition in the UI, a
 failure stops what is downstream, and damage done after the load (a deleted row, a sequence set
-back) is caught on the next run.
+back) is caught on the next run. They do not repeat the load's work: the snapshot's objects were
+hashed by the capture and by every load, so the snapshot check compares sizes; a table whose rows
+all still carry the load's transaction id (xmin) is the table the load verified, so the
+environment checks read xmin instead of hashing every value again.
 
 Each asset's checks run together in one step (a multi-asset check): one process or container per
 asset instead of one per check, which matters under docker_executor.
 """
 
+from dataclasses import dataclass, field
+
 import dagster as dg
 import psycopg
 
 from .config import EnvironmentSettings, ReplicationConfig
-from .engine.audit import compare_with_manifest, masked_value_overlaps, orphaned_rows, sequence_positions
+from .engine.audit import MaskAudit, compare_with_manifest, masked_value_overlaps, orphaned_rows, sequence_positions, \
+    unchanged_since_load
 from .engine.catalog import list_tables, select_tables
 from .engine.errors import ReplicationError
 from .engine.manifest import Manifest
@@ -31,7 +37,8 @@ SNAPSHOT_CHECKS = {
 }
 ENVIRONMENT_CHECKS = {
     "rows_and_checksums_match_snapshot": "Every table has the snapshot's row count and content checksum "
-                                         "(a masked table: the checksum its load left).",
+                                         "(a masked table: the checksum its load left): compared by the load "
+                                         "before COMMIT, and every row still the one it wrote (xmin).",
     "sequences_at_or_above_loaded_max": "Every serial and identity sequence will hand out a value above the loaded maximum.",
     "no_orphaned_foreign_keys": "No row's foreign key points at a row that does not exist.",
 }
@@ -40,8 +47,8 @@ ENVIRONMENT_CHECKS = {
 MASK_RULES_CHECK = ("mask_rules_match_snapshot",
                     "Every column the environments' mask: sections name is in the snapshot, with a type its rule can produce.")
 MASKED_CHECK = ("masked_values_differ_from_production",
-                "No value of a masked column equals a production value of that column (compared through "
-                "hashes, in bounded memory).")
+                "No value of a masked column equals a production value of that column (counted by the load "
+                "beside production's staged values; read again from the snapshot if the table changed since).")
 
 
 def _specs(asset: str, checks: dict[str, str], blocking: bool = True) -> list[dg.AssetCheckSpec]:
@@ -132,15 +139,30 @@ def _selection_result(context, folder, manifest: Manifest, prod_db: PostgresReso
     )
 
 
-def _loaded_checksums(context: dg.AssetCheckExecutionContext, asset: str) -> dict[str, str]:
-    """Checksums of masked tables as the partition's last load left them (from its materialization)."""
+@dataclass(frozen=True)
+class LastLoad:
+    """What the partition's last load recorded (its materialization): the checks build on it."""
+
+    transaction_id: str = ""
+    checksums_verified: bool = False
+    masked_table_checksums: dict = field(default_factory=dict)
+    mask_overlaps: dict = field(default_factory=dict)
+
+
+def _last_load(context: dg.AssetCheckExecutionContext, asset: str) -> LastLoad:
     records = context.instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[context.partition_key]), limit=1
     ).records
     if not records:
-        return {}
-    value = records[0].asset_materialization.metadata.get("masked_table_checksums")
-    return dict(value.value) if value is not None else {}
+        return LastLoad()
+    metadata = records[0].asset_materialization.metadata
+
+    def value(key: str, default):
+        found = metadata.get(key)
+        return found.value if found is not None else default
+
+    return LastLoad(str(value("load_transaction_id", "")), bool(value("checksums_verified", False)),
+                    dict(value("masked_table_checksums", {})), dict(value("mask_overlaps", {})))
 
 
 def build_environment_checks(environment: str, settings: EnvironmentSettings,
@@ -162,29 +184,48 @@ def build_environment_checks(environment: str, settings: EnvironmentSettings,
         # As the load does: a database error is a retry or a failure that says what to fix, values hidden.
         with explained_failures(f"{asset} checks on {target.label}", [target.password], sensitive), \
                 store_errors(store.objects):
-            # The identity only where production's values are compared with the masked ones.
-            folder = store.location(context.partition_key, decrypt=bool(masked))
+            folder = store.location(context.partition_key)
             manifest = verify_snapshot(folder, deep=False)
             sensitive.learn(manifest, masked_columns)
-            yield from _environment_results(context, asset, settings, target, manifest, masked, folder)
+            # The identity only if production's values must be read from the snapshot again.
+            decoding = lambda: store.location(context.partition_key, decrypt=True)  # noqa: E731
+            yield from _environment_results(context, asset, settings, target, manifest, masked, decoding)
 
     return environment_checks
 
 
 def _environment_results(context, asset: str, settings: EnvironmentSettings, target: PostgresResource,
-                         manifest: Manifest, masked: dict[str, list[str]], folder):
+                         manifest: Manifest, masked: dict[str, list[str]], decoding):
     """Every check of one environment against the snapshot it was loaded from."""
     tables = [t.ref for t in manifest.tables]
+    last = _last_load(context, asset)
+    # The load compared every checksum before COMMIT; if no row has been written since, that holds
+    # now, and reading xmin proves it without hashing every value again.
+    proven_since_load = bool(last.transaction_id) and last.checksums_verified
+    unchanged: set = set()
     with target.get_connection() as conn:
-        found = compare_with_manifest(conn, manifest, _loaded_checksums(context, asset))
-        yield _verdict(
-            asset, "rows_and_checksums_match_snapshot",
-            [f"{f.table} ({f.rows:,} rows, snapshot {f.expected_rows:,}, checksum "
-             f"{'matches' if f.checksum_matches else 'differs'})" for f in found if not f.ok],
-            "Differs from the snapshot", "Run the partition again.", "tables",
-            ["table", "rows", "snapshot_rows", "checksum"],
-            [{"table": f.table, "rows": f.rows, "snapshot_rows": f.expected_rows,
-              "checksum": "matches" if f.checksum_matches else "DIFFERS"} for f in found])
+        if proven_since_load:
+            found = unchanged_since_load(conn, manifest, last.transaction_id)
+            unchanged = {manifest.table(f.table).ref for f in found if f.ok}
+            yield _verdict(
+                asset, "rows_and_checksums_match_snapshot",
+                [f"{f.table} ({f.rows:,} rows, snapshot {f.expected_rows:,}, {f.written_since:,} written since the "
+                 "load)" for f in found if not f.ok],
+                "Differs from the snapshot", "Run the partition again.", "tables",
+                ["table", "rows", "snapshot_rows", "checksum"],
+                [{"table": f.table, "rows": f.rows, "snapshot_rows": f.expected_rows,
+                  "checksum": "verified by the load, unchanged since" if f.ok else "CHANGED SINCE THE LOAD"}
+                 for f in found])
+        else:
+            found = compare_with_manifest(conn, manifest, last.masked_table_checksums)
+            yield _verdict(
+                asset, "rows_and_checksums_match_snapshot",
+                [f"{f.table} ({f.rows:,} rows, snapshot {f.expected_rows:,}, checksum "
+                 f"{'matches' if f.checksum_matches else 'differs'})" for f in found if not f.ok],
+                "Differs from the snapshot", "Run the partition again.", "tables",
+                ["table", "rows", "snapshot_rows", "checksum"],
+                [{"table": f.table, "rows": f.rows, "snapshot_rows": f.expected_rows,
+                  "checksum": "matches" if f.checksum_matches else "DIFFERS"} for f in found])
         found = sequence_positions(conn, tables)
         yield _verdict(
             asset, "sequences_at_or_above_loaded_max",
@@ -193,16 +234,16 @@ def _environment_results(context, asset: str, settings: EnvironmentSettings, tar
             "Behind the data", "An insert would collide; run the partition again to reset them.", "sequences",
             ["sequence", "next_value", "loaded_max"],
             [{"sequence": f.sequence, "next_value": f.next_value, "loaded_max": f.loaded_max} for f in found])
-        found = orphaned_rows(conn, tables)
+        found = orphaned_rows(conn, tables, unchanged)
         yield _verdict(
             asset, "no_orphaned_foreign_keys",
             [f"{f.orphans:,} in {f.table} ({f.constraint} to {f.references})" for f in found if f.orphans],
             "Orphaned rows", "Run the partition again; validate the foreign key if it is NOT VALID.",
-            "foreign_keys", ["constraint", "table", "references", "orphans"],
-            [{"constraint": f.constraint, "table": f.table, "references": f.references, "orphans": f.orphans}
-             for f in found])
+            "foreign_keys", ["constraint", "table", "references", "orphans", "how"],
+            [{"constraint": f.constraint, "table": f.table, "references": f.references, "orphans": f.orphans,
+              "how": f.how} for f in found])
         if masked:
-            found = masked_value_overlaps(conn, folder, manifest, masked)
+            found = _mask_audits(conn, decoding, manifest, masked, last, unchanged)
             yield _verdict(
                 asset, MASKED_CHECK[0],
                 [f"{f.column} ({f.equal:,} of {f.compared:,} values)" for f in found if f.equal],
@@ -210,6 +251,17 @@ def _environment_results(context, asset: str, settings: EnvironmentSettings, tar
                 ["column", "rule", "production_values", "still_present"],
                 [{"column": f.column, "rule": settings.mask[f.column].describe(), "production_values": f.compared,
                   "still_present": f.equal} for f in found])
+
+
+def _mask_audits(conn, decoding, manifest: Manifest, masked: dict[str, list[str]], last: LastLoad, unchanged: set
+                 ) -> list[MaskAudit]:
+    """The load counted, per masked column, the production values it still holds; with the table
+    unchanged since, those counts stand. Otherwise production's values are read from the snapshot."""
+    columns = [f"{table}.{column}" for table, cols in masked.items() for column in cols]
+    tables_unchanged = all(manifest.table(table).ref in unchanged for table in masked)
+    if tables_unchanged and all(c in last.mask_overlaps for c in columns):
+        return [MaskAudit(c, *last.mask_overlaps[c]) for c in columns]
+    return masked_value_overlaps(conn, decoding(), manifest, masked)
 
 
 def build_checks(config: ReplicationConfig) -> list[dg.AssetChecksDefinition]:

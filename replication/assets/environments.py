@@ -105,6 +105,9 @@ def _policy_metadata(report: LoadReport, settings: EnvironmentSettings, uncovere
         "blocking_sessions": settings.blocking_sessions,
         "lock_wait_seconds": dg.MetadataValue.float(report.lock_wait_seconds),
         "sessions_terminated": dg.MetadataValue.json(report.terminated_sessions),
+        # What the checks after COMMIT build on: rows written since carry another xmin.
+        "load_transaction_id": report.transaction_id,
+        "mask_overlaps": dg.MetadataValue.json(report.mask_overlaps),
     }
 
 

@@ -58,6 +58,12 @@ class LoadReport:
     masked_table_checksums: dict[str, str] = field(default_factory=dict)
     lock_wait_seconds: float = 0.0  # waiting for other sessions' locks before anything was written
     terminated_sessions: list[str] = field(default_factory=list)  # ended under blocking_sessions: terminate
+    # The load transaction's id (32 bits, as xmin shows it): every row it wrote carries it, so a
+    # check after COMMIT proves a table unchanged since its verification by reading xmin alone.
+    transaction_id: str = ""
+    # Masked column -> [distinct production values, how many of them the column still holds],
+    # counted in the load transaction while production's staged values were at hand.
+    mask_overlaps: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def total_rows(self) -> int:
@@ -189,6 +195,7 @@ def _write(conn: psycopg.Connection, location: SnapshotLocation, plan: LoadPlan,
     """The write transaction's body, in pg_restore's order."""
     waited = _take_locks(conn, plan, locks, log)
     report.lock_wait_seconds, report.terminated_sessions = waited.seconds, waited.terminated
+    report.transaction_id = str(conn.execute("SELECT pg_catalog.txid_current() % 4294967296").fetchone()[0])
     if masking_key:
         set_key(conn, masking_key)
     if plan.cyclic:
@@ -234,9 +241,11 @@ def _copy_tables(conn: psycopg.Connection, location: SnapshotLocation, plan: Loa
     for number, ref in enumerate(plan.order):
         entry = plan.entries[ref]
         if entry.key in plan.masks:
-            loaded, expected = _copy_masked(conn, location, entry, plan.environment, plan.header,
-                                            plan.masks[entry.key], plan.mask_columns[entry.key], number, verify, ticker)
+            loaded, expected, overlaps = _copy_masked(conn, location, entry, plan.environment, plan.header,
+                                                      plan.masks[entry.key], plan.mask_columns[entry.key], number,
+                                                      verify, ticker)
             report.tables.append(loaded)
+            report.mask_overlaps.update(overlaps)
             expected_unmasked[ref] = expected
             continue
         # FREEZE writes rows already frozen, sparing a later VACUUM; PostgreSQL allows it on plain
@@ -315,8 +324,9 @@ def _copy_masked(
     number: int,
     verify: bool,
     ticker: Ticker,
-) -> tuple[TableLoad, tuple[list[str], str]]:
-    """COPY into a private temporary table, then INSERT the masked rows into the real one."""
+) -> tuple[TableLoad, tuple[list[str], str], dict[str, list[int]]]:
+    """COPY into a private temporary table, then INSERT the masked rows into the real one, and count
+    how many production values each masked column still holds (a weak rule shows here)."""
     staging = TableRef("pg_temp", f"replication_masked_{number}")
     names = entry.column_names
     cols = sql.SQL(", ").join(sql.Identifier(n) for n in names)
@@ -344,8 +354,20 @@ def _copy_masked(
             f"{environment}: table {entry.key} received {inserted} masked rows but the snapshot holds {entry.rows}. "
             "The load was rolled back; check the target's triggers and rules on this table."
         )
+    overlaps = {f"{entry.key}.{name}": mask_overlap(conn, staging, entry.ref, name) for name in rules}
     conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(staging.name)))
-    return loaded, (unmasked, expected)
+    return loaded, (unmasked, expected), overlaps
+
+
+def mask_overlap(conn: psycopg.Connection, staging: TableRef, table: TableRef, column: str) -> list[int]:
+    """[distinct production values of `column` (NULL and empty left out), how many the masked table still holds]."""
+    col = sql.Identifier(column)
+    compared, equal = conn.execute(sql.SQL(
+        "WITH prod AS (SELECT DISTINCT s.{col}::text AS v FROM {staging} s WHERE s.{col} IS NOT NULL "
+        "AND s.{col}::text <> ''), env AS (SELECT DISTINCT t.{col}::text AS v FROM {table} t WHERE t.{col} IS NOT NULL) "
+        "SELECT (SELECT count(*) FROM prod), (SELECT count(*) FROM prod JOIN env USING (v))"
+    ).format(col=col, staging=sql.Identifier(staging.name), table=table.ident)).fetchone()
+    return [int(compared), int(equal)]
 
 
 def _log_fallbacks(taken: TakenOff, environment: str, log: Log | None) -> None:
