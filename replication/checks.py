@@ -1,4 +1,5 @@
-"""Blocking asset checks: the proofs the UI shows next to every snapshot and environment.
+"""Asset checks: the proofs the UI shows next to every snapshot and environment (an environment's
+block what is downstream of it; the snapshot's do not, see build_snapshot_checks).
 
 The load verifies inside its transaction (that is what makes a bad load roll back); these checks
 look again from outside, after COMMIT, so the result is visible per partition in the UI, a
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 import psycopg
 
-from .config import EnvironmentSettings, ReplicationConfig
+from .config import EnvironmentSettings, ReplicationConfig, names_for
 from .engine.audit import MaskAudit, compare_with_manifest, masked_value_overlaps, orphaned_rows, sequence_positions, \
     unchanged_since_load
 from .engine.catalog import list_tables, select_tables
@@ -29,7 +30,7 @@ from .engine.storage import store_errors
 from .failures import explained_failures
 from .engine.verify import verify_snapshot
 from .partitions import daily_partitions
-from .resources import SNAPSHOT_STORE, PostgresResource, SnapshotStore, target_resource_key
+from .resources import SNAPSHOT_STORE, PostgresResource, SnapshotStore
 
 SNAPSHOT_CHECKS = {
     "snapshot_files_match_manifest": "Every snapshot file has the size and sha256 its manifest recorded at capture.",
@@ -75,7 +76,9 @@ def _verdict(asset: str, check: str, problems: list[str], lead: str, advice: str
 def build_snapshot_checks(config: ReplicationConfig) -> dg.AssetChecksDefinition:
     """One step for every check of prod_snapshot; the mask check where an environment masks columns."""
     rules = {name: env.rules() for name, env in config.environments.items() if env.mask}
-    specs = _specs("prod_snapshot", SNAPSHOT_CHECKS)
+    # Not blocking: every load reads each object through sha256 before it connects, which proves
+    # more than these checks; made blocking, they only put one more step between capture and loads.
+    specs = _specs("prod_snapshot", SNAPSHOT_CHECKS, blocking=False)
     if rules:
         specs += _specs("prod_snapshot", dict([MASK_RULES_CHECK]), blocking=False)
 
@@ -168,14 +171,14 @@ def _last_load(context: dg.AssetCheckExecutionContext, asset: str) -> LastLoad:
 def build_environment_checks(environment: str, settings: EnvironmentSettings,
                              masked_columns: list[str] | tuple[str, ...] = ()) -> dg.AssetChecksDefinition:
     """One step that runs every check of `{environment}_db` against the partition's snapshot."""
-    asset = f"{environment}_db"
-    resource_key = target_resource_key(environment)
+    names = names_for(environment)
+    asset, resource_key = names.asset, names.resource
     checks = dict(ENVIRONMENT_CHECKS)
     if settings.mask:
         checks[MASKED_CHECK[0]] = MASKED_CHECK[1]
     masked = {table: list(columns) for table, columns in settings.rules().items()}
 
-    @dg.multi_asset_check(specs=_specs(asset, checks), name=f"{asset}_checks",
+    @dg.multi_asset_check(specs=_specs(asset, checks), name=names.checks,
                           required_resource_keys={resource_key, SNAPSHOT_STORE})
     def environment_checks(context: dg.AssetCheckExecutionContext):
         store: SnapshotStore = getattr(context.resources, SNAPSHOT_STORE)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, NamedTuple
 
@@ -49,6 +50,39 @@ def env_vars_for(name: str) -> EnvVarNames:
 
 def display_name(name: str) -> str:
     return _DISPLAY_NAMES.get(name, name.replace("_", " ").title())
+
+
+@dataclass(frozen=True)
+class EnvironmentNames:
+    """Every name one database goes by, in one place: `dev` -> asset `dev_db`, resource
+    `dev_db_target`, checks step `dev_db_checks`, variables `DEV_DB_*`, "Dev" in prose.
+    Production (`prod`) is read through resource `prod_db` and has no asset of its own."""
+
+    name: str
+
+    @property
+    def asset(self) -> str:
+        return f"{self.name}_db"
+
+    @property
+    def resource(self) -> str:
+        return f"{SOURCE}_db" if self.name == SOURCE else f"{self.name}_db_target"
+
+    @property
+    def checks(self) -> str:
+        return f"{self.asset}_checks"
+
+    @property
+    def variables(self) -> EnvVarNames:
+        return env_vars_for(self.name)
+
+    @property
+    def display(self) -> str:
+        return display_name(self.name)
+
+
+def names_for(name: str) -> EnvironmentNames:
+    return EnvironmentNames(name)
 
 
 class _Strict(BaseModel):

@@ -7,7 +7,7 @@ import os
 import dagster as dg
 from dagster_docker import docker_executor
 
-from .config import CONFIG_TEXT_VARIABLE, SOURCE, ReplicationConfig, env_vars_for
+from .config import CONFIG_TEXT_VARIABLE, SOURCE, ReplicationConfig, names_for
 
 STEP_NANO_CPUS = 1_000_000_000  # 1 CPU
 STEP_MEMORY = "512m"
@@ -37,7 +37,7 @@ FORWARDED_SETTINGS = [
 
 def forwarded_variables(config: ReplicationConfig) -> list[str]:
     """Production's and every configured environment's `N_DB_*` variables, then the settings above."""
-    names = [var for env in (SOURCE, *config.environment_names) for var in env_vars_for(env)]
+    names = [var for env in (SOURCE, *config.environment_names) for var in names_for(env).variables]
     return [*names, *FORWARDED_SETTINGS]
 
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from .config import ReplicationConfig, display_name
+from .config import ReplicationConfig, names_for
 from .partitions import daily_partitions
 
 if TYPE_CHECKING:  # define_asset_job's return type is not exported by dagster
@@ -18,7 +18,7 @@ SCHEDULE_NAME = f"{JOB_NAME}_schedule"
 
 def _listed(names: list[str]) -> str:
     """dev, staging, qa -> 'Dev, Staging and QA'."""
-    words = [display_name(name) for name in names]
+    words = [names_for(name).display for name in names]
     return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
 
 

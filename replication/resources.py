@@ -11,7 +11,7 @@ import dagster as dg
 import psycopg
 from pydantic import PrivateAttr
 
-from .config import SOURCE, ReplicationConfig, S3Settings, SnapshotSettings, env_vars_for
+from .config import SOURCE, ReplicationConfig, S3Settings, SnapshotSettings, names_for
 from .engine.connection import Address, connect, parse_address
 from .engine.errors import SnapshotKeyError
 from .engine.storage.codec import IdentityWrong
@@ -21,11 +21,6 @@ from .engine.storage.s3 import S3Store
 
 DEFAULT_SNAPSHOT_DIR = "/tmp"
 SNAPSHOT_STORE = "snapshot_store"
-
-
-def target_resource_key(environment: str) -> str:
-    """`dev` -> `dev_db_target`: the resource its asset `dev_db` writes through."""
-    return f"{environment}_db_target"
 
 
 class PostgresResource(dg.ConfigurableResource):
@@ -46,7 +41,7 @@ class PostgresResource(dg.ConfigurableResource):
     @property
     def address(self) -> Address:
         if self._address is None:
-            self._address = parse_address(self.connection, env_vars_for(self.environment).connection)
+            self._address = parse_address(self.connection, names_for(self.environment).variables.connection)
         return self._address
 
     @property
@@ -71,7 +66,7 @@ class PostgresResource(dg.ConfigurableResource):
 
 def postgres_resource(environment: str) -> PostgresResource:
     """The resource for `prod` or an environment, reading its three variables at run time."""
-    names = env_vars_for(environment)
+    names = names_for(environment).variables
     return PostgresResource(
         environment=environment,
         connection=dg.EnvVar(names.connection),
@@ -149,7 +144,7 @@ class SnapshotStore(dg.ConfigurableResource):
 def build_resources(config: ReplicationConfig) -> dict:
     """prod_db, one `N_db_target` per configured environment, and the snapshot store."""
     store = SnapshotStore.from_settings(config.snapshot, config.masked_columns)
-    resources: dict = {f"{SOURCE}_db": postgres_resource(SOURCE), SNAPSHOT_STORE: store}
+    resources: dict = {names_for(SOURCE).resource: postgres_resource(SOURCE), SNAPSHOT_STORE: store}
     for name in config.environment_names:
-        resources[target_resource_key(name)] = postgres_resource(name)
+        resources[names_for(name).resource] = postgres_resource(name)
     return resources

@@ -176,3 +176,12 @@ def test_uat_added_through_the_file_alone_is_replicated_end_to_end(cluster, repl
     assert prod["shop.order_items"][0] > 0
     for name in ("dev", "staging", "qa", "uat"):
         assert cluster.fingerprints(name) == prod, name
+
+
+def test_every_name_of_an_environment_comes_from_one_place():
+    from replication.config import names_for
+
+    uat = names_for("uat")
+    assert (uat.asset, uat.resource, uat.checks, uat.display) == ("uat_db", "uat_db_target", "uat_db_checks", "UAT")
+    assert tuple(uat.variables) == ("UAT_DB_CONNECTION", "UAT_DB_USER", "UAT_DB_PASSWORD")
+    assert names_for("prod").resource == "prod_db"

@@ -82,7 +82,7 @@ def asset_checks(url: str, asset: str) -> dict[str, dict]:
     return {check["name"]: check for check in data["checks"]}
 
 
-def test_asset_checks_are_blocking_and_show_their_results(dagster_dev):
+def test_asset_checks_show_their_results_and_the_environments_block(dagster_dev):
     url = dagster_dev["url"]
     run_id = launch_run(url, JOB, "2026-11-19")
     assert wait_for_run(url, run_id)["status"] == "SUCCESS"
@@ -94,7 +94,10 @@ def test_asset_checks_are_blocking_and_show_their_results(dagster_dev):
         assert set(checks) == names, asset
         for check in checks.values():
             execution = check["executionForLatestMaterialization"]
-            assert check["blocking"] and execution["status"] == "SUCCEEDED" and execution["evaluation"]["success"]
+            # An environment's checks block what is downstream; the snapshot's do not (each load
+            # verifies every object itself before it connects).
+            assert check["blocking"] == (asset != "prod_snapshot"), (asset, check["name"])
+            assert execution["status"] == "SUCCEEDED" and execution["evaluation"]["success"]
 
 
 def test_backfill_of_three_partitions_runs_one_at_a_time(dagster_dev, capsys):

@@ -6,7 +6,7 @@ import dagster as dg
 import psycopg
 from pydantic import Field
 
-from ..config import SOURCE, EnvironmentSettings, ReplicationConfig, display_name
+from ..config import SOURCE, EnvironmentSettings, ReplicationConfig, names_for
 from ..engine.errors import ReplicationError
 from ..engine.guard import refuse_production_address, refuse_same_database, server_identity
 from ..engine.manifest import Manifest
@@ -19,7 +19,7 @@ from ..engine.verify import verify_snapshot
 from ..failures import explained_failures
 from ..metadata import load_metadata
 from ..partitions import daily_partitions
-from ..resources import SNAPSHOT_STORE, PostgresResource, SnapshotStore, target_resource_key
+from ..resources import SNAPSHOT_STORE, PostgresResource, SnapshotStore
 from ..retries import RETRY_POLICY
 
 
@@ -37,33 +37,34 @@ def build_environment_asset(
 
     `masked_columns` (schema.table.column, masked by any environment) are never quoted in errors.
     """
-    resource_key = target_resource_key(environment)
+    names = names_for(environment)
+    resource_key, prod_key = names.resource, names_for(SOURCE).resource
     masks = settings.rules()
     masked = f", with {len(settings.mask)} column(s) masked" if settings.mask else ", an exact copy"
 
     @dg.asset(
-        name=f"{environment}_db",
+        name=names.asset,
         group_name="replication",
         partitions_def=daily_partitions,
         deps=["prod_snapshot"],
         retry_policy=RETRY_POLICY,
-        required_resource_keys={resource_key, SNAPSHOT_STORE, f"{SOURCE}_db"},
+        required_resource_keys={resource_key, SNAPSHOT_STORE, prod_key},
         kinds={"postgres"},
         description=(
-            f"The {display_name(environment)} database: every replicated table replaced by the day's production "
+            f"The {names.display} database: every replicated table replaced by the day's production "
             "snapshot in one transaction, in pg_restore's order (indexes and foreign keys rebuilt after COPY), "
             f"verified by row counts and checksums before COMMIT{masked}."
         ),
     )
     def environment_db(context: dg.AssetExecutionContext, config: LoadConfig) -> dg.MaterializeResult:
         target: PostgresResource = getattr(context.resources, resource_key)
-        prod: PostgresResource = getattr(context.resources, f"{SOURCE}_db")
+        prod: PostgresResource = getattr(context.resources, prod_key)
         store: SnapshotStore = getattr(context.resources, SNAPSHOT_STORE)
         masking_key = os.environ.get("MASKING_KEY", "")
         sensitive = SensitiveColumns()
-        with explained_failures(f"{environment}_db from {target.label}", [target.password, prod.password, masking_key],
+        with explained_failures(f"{names.asset} from {target.label}", [target.password, prod.password, masking_key],
                                 sensitive), store_errors(store.objects):
-            refuse_production_address(environment, target.address, prod.address)
+            refuse_production_address(environment, target.address, prod.address, names.variables.connection)
             snapshot_dir = store.location(context.partition_key, decrypt=True)
             if not snapshot_dir.files():
                 verify_snapshot(snapshot_dir)  # says which partition to materialize first
@@ -78,7 +79,8 @@ def build_environment_asset(
                 )
                 uncovered = _check_policies(context, environment, settings, manifest)
                 with target.get_connection() as conn:
-                    refuse_same_database(environment, target.address, server_identity(conn), _identity(context, prod))
+                    refuse_same_database(environment, target.address, server_identity(conn), _identity(context, prod),
+                                         names.variables.connection)
                     report = load_snapshot(conn, snapshot_dir, manifest, environment=environment,
                                            verify_checksums=config.verify_checksums, locks=settings.lock_policy,
                                            masks=masks, masking_key=masking_key or None, log=context.log.info)

@@ -65,8 +65,10 @@ def run(setup: LocalSetup, partition: str, scale: float) -> int:
     finally:
         for conn in connections.values():
             conn.close()
+    compression = ", ".join(sorted({t.compression for t in manifest.tables})) or "none"
     print(f"\nSnapshot {snapshot_dir}: {len(manifest.tables)} tables, {manifest.total_rows:,} rows, "
-          f"{manifest.total_bytes / 1e6:,.1f} MB of CSV stored as {manifest.stored_bytes / 1e6:,.1f} MB (zstd); run took {elapsed:.1f} s\n")
+          f"{manifest.total_bytes / 1e6:,.1f} MB of CSV stored as {manifest.stored_bytes / 1e6:,.1f} MB ({compression}); "
+          f"run took {elapsed:.1f} s\n")
     print(render(results))
     bad = [r for r in results if not r.ok]
     print(f"\n{len(results) - len(bad)} of {len(results)} environment tables match production "

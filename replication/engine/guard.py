@@ -23,7 +23,7 @@ def _resolved(host: str, port: int) -> set[str]:
         return set()
 
 
-def refuse_production_address(environment: str, target: Address, prod: Address) -> None:
+def refuse_production_address(environment: str, target: Address, prod: Address, variable: str = "") -> None:
     """Fail when the target's address leads to production's database."""
     if target.port != prod.port or target.dbname != prod.dbname:
         return
@@ -33,7 +33,7 @@ def refuse_production_address(environment: str, target: Address, prod: Address) 
         via = f" ({target.host} and {prod.host} both resolve to {', '.join(sorted(shared))})" if shared and not same_host else ""
         raise ProductionTargetError(
             f"{environment}: the target {target} is the production database {prod}{via}. Loading would "
-            f"TRUNCATE production, so it was refused before connecting. Point {environment.upper()}_DB_CONNECTION "
+            f"TRUNCATE production, so it was refused before connecting. Point {variable or 'its connection variable'} "
             "at the environment's own database."
         )
 
@@ -50,12 +50,13 @@ def server_identity(conn: psycopg.Connection) -> tuple[str, str] | None:
     return row[0], row[1]
 
 
-def refuse_same_database(environment: str, target: Address, target_identity, prod_identity) -> None:
+def refuse_same_database(environment: str, target: Address, target_identity, prod_identity, variable: str = ""
+                         ) -> None:
     if target_identity is None or prod_identity is None or target_identity != prod_identity:
         return
     raise ProductionTargetError(
         f"{environment}: the target {target} is production under another name (same server "
         f"system_identifier {target_identity[0]}, same database {target_identity[1]!r}). Loading would "
-        f"TRUNCATE production, so it was refused before any write. Point {environment.upper()}_DB_CONNECTION "
+        f"TRUNCATE production, so it was refused before any write. Point {variable or 'its connection variable'} "
         "at the environment's own database."
     )

@@ -42,7 +42,7 @@ def run(config: dict, instance, partition: str, assets=None):
 def test_a_daily_run_through_the_store_equals_prod_with_every_check_green(cluster, replication_env, instance, keys,
                                                                          s3_server, monkeypatch):
     bucket = s3_server.new_bucket()
-    config = s3_config(s3_server, bucket, keys[1], keep=1)
+    config = s3_config(s3_server, bucket, keys[1], keep=2)
     first = run(config, instance, "2026-11-24")
     assert first.success, failure_messages(first)
     prod = cluster.fingerprints("prod")
@@ -60,19 +60,22 @@ def test_a_daily_run_through_the_store_equals_prod_with_every_check_green(cluste
     keys_in_bucket = [o["Key"] for o in s3_server.client().list_objects_v2(Bucket=bucket)["Contents"]]
     assert all(k.endswith((".csv.zst.age", "manifest.json")) for k in keys_in_bucket), keys_in_bucket
 
-    # The same day again reuses the stored snapshot without reading production.
-    monkeypatch.setenv("PROD_DB_CONNECTION", f"127.0.0.1:{free_port()}/prod")
-    again = run(config, instance, "2026-11-24")
-    assert again.success and materializations(again)["prod_snapshot"]["reused"].value is True
-    monkeypatch.setenv("PROD_DB_CONNECTION", cluster.env_vars()["PROD_DB_CONNECTION"])
+    # The next day, then a restore of the first: its stored snapshot is reused, production not read.
+    assert run(config, instance, "2026-11-25").success
+    with cluster.altered("dev", "DELETE FROM shop.order_items WHERE id % 2 = 0", "SELECT 1"):
+        monkeypatch.setenv("PROD_DB_CONNECTION", f"127.0.0.1:{free_port()}/prod")
+        restored = run(config, instance, "2026-11-24")
+        assert restored.success and materializations(restored)["prod_snapshot"]["reused"].value is True
+        assert cluster.fingerprints("dev") == prod
+        monkeypatch.setenv("PROD_DB_CONNECTION", cluster.env_vars()["PROD_DB_CONNECTION"])
 
-    # The next day: keep: 1, so the loads' retention deletes the day before once they committed.
-    second = run(config, instance, "2026-11-25")
-    assert second.success, failure_messages(second)
-    deleted = {m["snapshots_deleted"].value[0] for k, m in materializations(second).items()
+    # A third day: keep: 2, so the loads' retention deletes the oldest capture once they committed.
+    third = run(config, instance, "2026-11-26")
+    assert third.success, failure_messages(third)
+    deleted = {m["snapshots_deleted"].value[0] for k, m in materializations(third).items()
                if k != "prod_snapshot" and m["snapshots_deleted"].value}
     assert deleted == {"prod_snapshot_20261124"}
-    # A restore of the deleted day is refused (backfill_missing: refuse), and says why.
+    # Restoring the deleted day is refused (backfill_missing: refuse), and says why.
     config["snapshot"]["backfill_missing"] = "refuse"
     restore = run(config, instance, "2026-11-24")
     assert "No retained snapshot of 2026-11-24" in failure_messages(restore)["prod_snapshot"]

@@ -14,7 +14,7 @@ def test_same_address_and_a_second_name_for_it_are_refused():
     with pytest.raises(ProductionTargetError, match="dev: the target 127.0.0.1:5432/app is the production database"):
         refuse_production_address("dev", Address("127.0.0.1", 5432, "app"), prod)
     with pytest.raises(ProductionTargetError, match="localhost and 127.0.0.1 both resolve to 127.0.0.1") as caught:
-        refuse_production_address("qa", Address("localhost", 5432, "app"), prod)
+        refuse_production_address("qa", Address("localhost", 5432, "app"), prod, "QA_DB_CONNECTION")
     assert "QA_DB_CONNECTION" in str(caught.value)
 
 
