@@ -124,30 +124,6 @@ class EncodingWriter:
             self.abort()
 
 
-class _QueueReader(io.RawIOBase):
-    """A readable file over chunks handed in from another thread; None ends it."""
-
-    def __init__(self, chunks: "queue.Queue[bytes | None]"):
-        self._chunks = chunks
-        self._pending = b""
-        self._ended = False
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        while not self._pending and not self._ended:
-            chunk = self._chunks.get()
-            if chunk is None:
-                self._ended = True
-            else:
-                self._pending = chunk
-        size = min(len(buffer), len(self._pending))
-        buffer[:size] = self._pending[:size]
-        self._pending = self._pending[size:]
-        return size
-
-
 class _SinkWriter(io.RawIOBase):
     def __init__(self, write: Callable[[bytes], None]):
         self._write = write
@@ -173,7 +149,7 @@ class _AgeThread:
 
     def _run(self, recipients: list) -> None:
         try:
-            pyrage.encrypt_io(_QueueReader(self._chunks), _SinkWriter(self._sink_write), recipients)
+            pyrage.encrypt_io(ChunkReader(iter(self._chunks.get, None)), _SinkWriter(self._sink_write), recipients)
         except BaseException as exc:  # noqa: BLE001 - handed to the writing thread
             self._error = self._error or exc
 
@@ -216,8 +192,11 @@ class _AgeThread:
             raise RuntimeError("age encryption ended before its input")
 
 
-class _ChunkReader(io.RawIOBase):
-    """A readable file over an iterator of chunks, for age's decryptor to pull from."""
+class ChunkReader(io.RawIOBase):
+    """A readable file over an iterator of chunks (age's decryptor pulls from one; so do CSV readers).
+
+    An error the iterator raises is kept in `error`: age turns it into an I/O error of its own.
+    """
 
     def __init__(self, chunks: Iterator[bytes]):
         self._chunks = chunks
@@ -242,6 +221,12 @@ class _ChunkReader(io.RawIOBase):
         self._pending = self._pending[size:]
         return size
 
+    def close(self) -> None:
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()  # a generator's finally: closes a download, stops a decoding thread
+        super().close()
+
 
 def decode(chunks: Iterator[bytes], *, compression: str, encryption: str, identities: list,
            write: Callable[[bytes], None]) -> None:
@@ -257,7 +242,7 @@ def decode(chunks: Iterator[bytes], *, compression: str, encryption: str, identi
     if encryption == "age":
         if not identities:
             raise IdentityMissing(f"The snapshot is encrypted and {IDENTITY_VARIABLE} is not set.")
-        reader = _ChunkReader(chunks)
+        reader = ChunkReader(chunks)
         failure: list[BaseException] = []
 
         def guarded(data: bytes) -> None:

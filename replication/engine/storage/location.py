@@ -14,8 +14,8 @@ import zstandard
 from ..errors import SnapshotCorruptError, SnapshotIncompleteError, SnapshotKeyError, StoreAccessError, \
     StoreUnreachableError
 from .base import ObjectStore, SnapshotBeingDeleted
-from .codec import PLAIN, DamagedObject, Encoding, EncodingWriter, IdentityMissing, IdentityWrong, decode, decoded_chunks, \
-    sha256_checked
+from .codec import (PLAIN, ChunkReader, DamagedObject, Encoding, EncodingWriter, IdentityMissing, IdentityWrong,
+                    decode, decoded_chunks, sha256_checked)
 from .folder import FolderStore
 
 MANIFEST_NAME = "manifest.json"
@@ -101,7 +101,7 @@ class SnapshotLocation:
         """The table's CSV as a file to read (for readers that pull), decoded and verified."""
         chunks = decoded_chunks(self.stored_chunks(entry), compression=entry.compression,
                                 encryption=entry.encryption, identities=self.identities)
-        return io.BufferedReader(_Readable(_guarded(chunks, self, entry)), buffer_size=1 << 20)
+        return io.BufferedReader(ChunkReader(_guarded(chunks, self, entry)), buffer_size=1 << 20)
 
     def require_identity(self, entries) -> None:
         """An encrypted snapshot needs the identity: say so before anything is read or written."""
@@ -115,32 +115,6 @@ class SnapshotLocation:
 def _guarded(chunks: Iterator[bytes], location: SnapshotLocation, entry) -> Iterator[bytes]:
     with decoding_errors(location, entry):
         yield from chunks
-
-
-class _Readable(io.RawIOBase):
-    def __init__(self, chunks: Iterator[bytes]):
-        self._chunks = chunks
-        self._pending = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        while not self._pending:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                return 0
-            self._pending = memoryview(chunk)
-        size = min(len(buffer), len(self._pending))
-        buffer[:size] = self._pending[:size]
-        self._pending = self._pending[size:]
-        return size
-
-    def close(self) -> None:
-        close = getattr(self._chunks, "close", None)
-        if close is not None:
-            close()
-        super().close()
 
 
 @contextmanager

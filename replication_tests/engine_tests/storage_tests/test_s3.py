@@ -168,3 +168,32 @@ def test_leases_are_renewed_while_held_and_expire_when_their_step_dies(cluster, 
     assert prune(quick, keep=1).in_use == [snap.name]
     time.sleep(2.0)
     assert prune(quick, keep=1).deleted == [snap.name]
+
+
+def test_a_large_object_goes_up_in_parts_and_comes_back_whole(store, s3_server):
+    """Objects over one part (16 MiB) stream as a multipart upload: the writer holds one part."""
+    import hashlib
+    import os
+
+    from replication.engine.storage.s3 import PART_BYTES
+
+    writer = store.writer("prod_snapshot_20261101", "big.bin")
+    digest, size = hashlib.sha256(), 0
+    block = os.urandom(1 << 20)
+    for _ in range(2 * PART_BYTES // len(block) + 3):  # two full parts and a short last one
+        writer.write(block)
+        digest.update(block)
+        size += len(block)
+    stored = writer.commit()
+    assert (stored.size, stored.sha256) == (size, digest.hexdigest())
+    head = s3_server.client().head_object(Bucket=store.bucket, Key="daily/snapshots/prod_snapshot_20261101/big.bin")
+    assert head["ContentLength"] == size and head["ETag"].endswith('-3"')  # three parts
+    back = hashlib.sha256()
+    for chunk in store.read("prod_snapshot_20261101", "big.bin"):
+        back.update(chunk)
+    assert back.hexdigest() == stored.sha256
+    aborted = store.writer("prod_snapshot_20261101", "never.bin")
+    aborted.write(block * 17)
+    aborted.abort()
+    assert "never.bin" not in store.files("prod_snapshot_20261101")
+    assert not s3_server.client().list_multipart_uploads(Bucket=store.bucket).get("Uploads")
