@@ -48,4 +48,5 @@ def verify_snapshot(snapshot: SnapshotLocation | Path, *, deep: bool = True) -> 
         for entry in manifest.tables:
             for _ in location.stored_chunks(entry):
                 pass
+        location.verified = True
     return manifest

@@ -45,8 +45,12 @@ class SnapshotBeingDeleted(Exception):
 class ObjectStore(ABC):
     """Where snapshots live. `name` is a snapshot, `file` an object inside it."""
 
-    #: Written beside each snapshot's objects and never listed as one of them.
     kind: str
+    #: True where an object, once verified, cannot change while a step holds the snapshot's lease:
+    #: a folder (writers replace files by rename, under an exclusive flock). A load then reads
+    #: what it verified before connecting without hashing it twice. Not an object store: another
+    #: writer can replace an object between the two reads, so loads hash it again as it streams.
+    stable_while_leased: bool = False
 
     @abstractmethod
     def location(self, name: str = "") -> str:

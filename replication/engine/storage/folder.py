@@ -77,6 +77,7 @@ def folder_bytes(folder: Path) -> int:
 
 class FolderStore(ObjectStore):
     kind = "folder"
+    stable_while_leased = True
 
     def __init__(self, root: Path | str):
         self.root = Path(root)

@@ -36,6 +36,8 @@ class SnapshotLocation:
     name: str
     encoding: Encoding = PLAIN
     identities: list = field(default_factory=list)
+    # Set by verify_snapshot once every object's sha256 matched the manifest.
+    verified: bool = field(default=False, compare=False)
 
     @classmethod
     def folder(cls, path: Path | str, encoding: Encoding = PLAIN, identities: list | None = None
@@ -75,8 +77,9 @@ class SnapshotLocation:
     def lease(self, *, exclusive: bool):
         return _lease(self, exclusive)
 
-    def stored_chunks(self, entry) -> Iterator[bytes]:
-        """The object's stored bytes, checked against the manifest's size and sha256 as they stream."""
+    def stored_chunks(self, entry, *, check: bool = True) -> Iterator[bytes]:
+        """The object's stored bytes, checked against the manifest's size and sha256 as they stream
+        (unless `check` is False: the caller verified them and the store keeps them stable)."""
         try:
             chunks = self.store.read(self.name, entry.file)
         except FileNotFoundError:
@@ -89,13 +92,18 @@ class SnapshotLocation:
                 f"(sha256 {digest[:12]}…, {size} bytes or more; manifest says {entry.sha256[:12]}…, "
                 f"{entry.stored_bytes} bytes). Nothing was loaded from it. {REFRESH}")
 
-        return sha256_checked(chunks, entry.sha256, entry.stored_bytes, changed)
+        return sha256_checked(chunks, entry.sha256, entry.stored_bytes, changed) if check else chunks
 
     def read_into(self, entry, write: Callable[[bytes], None]) -> None:
-        """Push the table's CSV to `write`, decoded and verified; raises before the stream ends if damaged."""
+        """Push the table's CSV to `write`, decoded; raises before the stream ends if damaged.
+
+        Once verify_snapshot has hashed this location's objects (`verified`), a store that keeps
+        them stable under the step's lease is not hashed a second time; an object store is.
+        """
+        check = not (self.verified and self.store.stable_while_leased)
         with decoding_errors(self, entry):
-            decode(self.stored_chunks(entry), compression=entry.compression, encryption=entry.encryption,
-                   identities=self.identities, write=write)
+            decode(self.stored_chunks(entry, check=check), compression=entry.compression,
+                   encryption=entry.encryption, identities=self.identities, write=write)
 
     def open_csv(self, entry) -> io.BufferedReader:
         """The table's CSV as a file to read (for readers that pull), decoded and verified."""
