@@ -66,7 +66,8 @@ def docker_setup(tmp_path_factory):
             env[names.user] = account.user
             env[names.password] = account.password
     try:
-        yield {"env": env, "server": server, "accounts": accounts, "network": network, "build_seconds": build_seconds}
+        yield {"env": env, "server": server, "accounts": accounts, "network": network, "build_seconds": build_seconds,
+               "gateway": gateway}
     finally:
         remove(network, volume)
         server.stop()
@@ -144,3 +145,50 @@ def test_briefly_unreachable_target_is_retried_and_the_run_succeeds(docker_setup
     # docker_executor names a retry's container after the attempt: dagster-step-<hash>-1.
     assert len(qa_attempts) == 2 and sum(c["name"].endswith("-1") for c in qa_attempts) == 1
     assert server_fingerprints(setup["server"], "qa") == server_fingerprints(setup["server"], "prod")
+
+
+def test_steps_in_containers_read_and_write_an_encrypted_snapshot_in_an_s3_store(docker_setup, tmp_path, capsys):
+    """No shared disk needed: every step container (1 CPU, 512 MiB) reaches moto's S3 server through
+    the network's gateway, with the AWS variables and the age identity forwarded by the executor."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+    from pyrage import x25519
+
+    setup = docker_setup
+    port = free_port()
+    store = ThreadedMotoServer(ip_address=setup["gateway"], port=port, verbose=False)
+    store.start()
+    try:
+        endpoint = f"http://{setup['gateway']}:{port}"
+        credentials = {"AWS_ACCESS_KEY_ID": "docker-steps", "AWS_SECRET_ACCESS_KEY": "docker-steps-secret",
+                       "AWS_DEFAULT_REGION": "us-east-1"}
+        s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
+                          aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"], region_name="us-east-1")
+        s3.create_bucket(Bucket="replication-docker")
+        identity = x25519.Identity.generate()
+        config = tmp_path / "replication.yaml"
+        config.write_text(
+            "snapshot:\n  store: s3://replication-docker/snapshots\n"
+            f"  s3: {{endpoint_url: '{endpoint}'}}\n  encrypt_to: ['{identity.to_public()}']\n"
+            "environments:\n  dev: {}\n  staging: {}\n  qa: {}\n")
+        env = {**setup["env"], **credentials, "REPLICATION_CONFIG": str(config),
+               "SNAPSHOT_AGE_IDENTITY": str(identity)}
+        before = {c["name"] for c in step_containers(setup["network"])}
+        result = execute(env, partition="2026-11-21")
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+        containers = [c for c in step_containers(setup["network"]) if c["name"] not in before]
+        assert sorted(c["step"] for c in containers) == sorted([*ASSETS, *(f"{asset}_checks" for asset in ASSETS)])
+        for c in containers:
+            assert (c["memory"], c["exit_code"]) == (512 * 1024 * 1024, 0)
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket="replication-docker")["Contents"]]
+        with capsys.disabled():
+            print(f"\nobjects written by the step containers: {sorted(keys)}")
+        assert "snapshots/prod_snapshot_20261121/manifest.json" in keys
+        assert all(k.endswith((".csv.zst.age", "manifest.json")) for k in keys), keys
+        prod = server_fingerprints(setup["server"], "prod")
+        for name in ENVIRONMENTS:
+            assert server_fingerprints(setup["server"], name) == prod
+        output = result.stdout + result.stderr
+        assert str(identity) not in output and credentials["AWS_SECRET_ACCESS_KEY"] not in output
+    finally:
+        store.stop()
