@@ -21,7 +21,6 @@ import zstandard
 
 from .base import ObjectWriter, StoredObject
 
-COMPRESSIONS = ("zstd", "none")
 DEFAULT_LEVEL = 3
 IDENTITY_VARIABLE = "SNAPSHOT_AGE_IDENTITY"
 _QUEUE_CHUNKS = 4  # between the COPY thread and age's: a few MiB in flight, never a table

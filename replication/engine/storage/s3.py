@@ -239,11 +239,6 @@ class S3Store(ObjectStore):
         self.delete(name, [TOMBSTONE])
         return sum(item["Size"] for f, item in data.items() if not f.startswith(f"{LEASES}/"))
 
-    def check_reachable(self) -> None:
-        """One cheap request, so a wrong endpoint or bucket fails before any work starts."""
-        self.client.head_bucket(Bucket=self.bucket)
-
 
 def _code(exc: botocore.exceptions.ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
-
