@@ -164,6 +164,7 @@ class _AgeThread:
             except queue.Full:
                 continue
         self._raise()
+        raise RuntimeError("age encryption ended before its input")
 
     def finish(self) -> None:
         if self._thread.is_alive():
@@ -187,8 +188,6 @@ class _AgeThread:
     def _raise(self) -> None:
         if self._error is not None:
             raise self._error
-        if not self._thread.is_alive() and self._chunks.qsize():
-            raise RuntimeError("age encryption ended before its input")
 
 
 class ChunkReader(io.RawIOBase):
@@ -227,14 +226,27 @@ class ChunkReader(io.RawIOBase):
         super().close()
 
 
+class _Decompress:
+    """zstd's streaming decompressor, or nothing for plain objects; `finish` refuses a cut-off frame."""
+
+    def __init__(self, compression: str):
+        self._decompressor = zstandard.ZstdDecompressor().decompressobj() if compression == "zstd" else None
+
+    def __call__(self, data: bytes) -> bytes:
+        return self._decompressor.decompress(data) if self._decompressor is not None else data
+
+    def finish(self) -> None:
+        if self._decompressor is not None and not self._decompressor.eof:
+            raise zstandard.ZstdError("the compressed object ends before its last frame does")
+
+
 def decode(chunks: Iterator[bytes], *, compression: str, encryption: str, identities: list,
            write: Callable[[bytes], None]) -> None:
     """Stored bytes in, plain CSV bytes pushed to `write`, as they come."""
-    decompressor = zstandard.ZstdDecompressor().decompressobj() if compression == "zstd" else None
+    decompress = _Decompress(compression)
 
     def plain(data: bytes) -> None:
-        if decompressor is not None:
-            data = decompressor.decompress(data)
+        data = decompress(data)
         if data:
             write(data)
 
@@ -253,39 +265,32 @@ def decode(chunks: Iterator[bytes], *, compression: str, encryption: str, identi
 
         try:
             pyrage.decrypt_io(reader, _SinkWriter(guarded), identities)
-        except pyrage.DecryptError as exc:
-            if reader.error is not None:
-                raise reader.error from None
-            if failure:
-                raise failure[0] from None
-            if "no matching keys" not in str(exc).lower():
-                raise DamagedObject(f"age: {exc}") from None
-            raise IdentityWrong(f"The identity in {IDENTITY_VARIABLE} does not open this snapshot "
-                                "(it was encrypted to other recipients, or the object is damaged).") from None
         except Exception as exc:
+            # age reports our own errors (reading, decompressing, COPY) as its I/O errors: theirs first.
             if reader.error is not None:
                 raise reader.error from None
             if failure:
                 raise failure[0] from None
+            if isinstance(exc, pyrage.DecryptError) and "no matching keys" in str(exc).lower():
+                raise IdentityWrong(f"The identity in {IDENTITY_VARIABLE} does not open this snapshot "
+                                    "(it was encrypted to other recipients, or the object is damaged).") from None
             raise DamagedObject(f"age: {exc}") from None
     else:
         for chunk in chunks:
             plain(chunk)
-    if decompressor is not None and not decompressor.eof:
-        raise zstandard.ZstdError("the compressed object ends before its last frame does")
+    decompress.finish()
 
 
 def decoded_chunks(chunks: Iterator[bytes], *, compression: str, encryption: str, identities: list
                    ) -> Iterator[bytes]:
     """The same as `decode`, as an iterator (for readers that pull): decoded on a thread with a short queue."""
     if encryption != "age":
-        decompressor = zstandard.ZstdDecompressor().decompressobj() if compression == "zstd" else None
+        decompress = _Decompress(compression)
         for chunk in chunks:
-            data = decompressor.decompress(chunk) if decompressor is not None else chunk
+            data = decompress(chunk)
             if data:
                 yield data
-        if decompressor is not None and not decompressor.eof:
-            raise zstandard.ZstdError("the compressed object ends before its last frame does")
+        decompress.finish()
         return
     out: queue.Queue = queue.Queue(_QUEUE_CHUNKS)
     stop = threading.Event()
