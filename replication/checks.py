@@ -210,25 +210,20 @@ def _environment_results(context, asset: str, settings: EnvironmentSettings, tar
         if proven_since_load:
             found = unchanged_since_load(conn, manifest, last.transaction_id)
             unchanged = {manifest.table(f.table).ref for f in found if f.ok}
-            yield _verdict(
-                asset, "rows_and_checksums_match_snapshot",
-                [f"{f.table} ({f.rows:,} rows, snapshot {f.expected_rows:,}, {f.written_since:,} written since the "
-                 "load)" for f in found if not f.ok],
-                "Differs from the snapshot", "Run the partition again.", "tables",
-                ["table", "rows", "snapshot_rows", "checksum"],
-                [{"table": f.table, "rows": f.rows, "snapshot_rows": f.expected_rows,
-                  "checksum": "verified by the load, unchanged since" if f.ok else "CHANGED SINCE THE LOAD"}
-                 for f in found])
+            evidence = [(f, f"{f.written_since:,} written since the load",
+                         "verified by the load, unchanged since" if f.ok else "CHANGED SINCE THE LOAD") for f in found]
         else:
             found = compare_with_manifest(conn, manifest, last.masked_table_checksums)
-            yield _verdict(
-                asset, "rows_and_checksums_match_snapshot",
-                [f"{f.table} ({f.rows:,} rows, snapshot {f.expected_rows:,}, checksum "
-                 f"{'matches' if f.checksum_matches else 'differs'})" for f in found if not f.ok],
-                "Differs from the snapshot", "Run the partition again.", "tables",
-                ["table", "rows", "snapshot_rows", "checksum"],
-                [{"table": f.table, "rows": f.rows, "snapshot_rows": f.expected_rows,
-                  "checksum": "matches" if f.checksum_matches else "DIFFERS"} for f in found])
+            evidence = [(f, f"checksum {'matches' if f.checksum_matches else 'differs'}",
+                         "matches" if f.checksum_matches else "DIFFERS") for f in found]
+        yield _verdict(
+            asset, "rows_and_checksums_match_snapshot",
+            [f"{f.table} ({f.rows:,} rows, snapshot {f.expected_rows:,}, {detail})" for f, detail, _ in evidence
+             if not f.ok],
+            "Differs from the snapshot", "Run the partition again.", "tables",
+            ["table", "rows", "snapshot_rows", "checksum"],
+            [{"table": f.table, "rows": f.rows, "snapshot_rows": f.expected_rows, "checksum": label}
+             for f, _, label in evidence])
         found = sequence_positions(conn, tables)
         yield _verdict(
             asset, "sequences_at_or_above_loaded_max",
