@@ -31,12 +31,12 @@ LOCATION = """
 import json, os
 from pathlib import Path
 from replication.engine.storage import Encoding, FolderStore, SnapshotLocation, parse_identities, snapshot_name
-from replication.engine.storage.s3 import S3Store
+from replication.engine.storage.s3 import S3Store, is_s3_url
 def location(spec):
     if not spec.startswith("{"):
         return SnapshotLocation.folder(Path(spec))
     spec = json.loads(spec)
-    store = (S3Store(spec["store"], endpoint_url=spec.get("endpoint_url")) if spec["store"].startswith("s3://")
+    store = (S3Store(spec["store"], endpoint_url=spec.get("endpoint_url")) if is_s3_url(spec["store"])
              else FolderStore(spec["store"]))
     return SnapshotLocation(store, snapshot_name("%s"), Encoding(spec.get("compression", "none"), 3,
                             tuple(spec.get("recipients", ()))), parse_identities(os.environ.get("SNAPSHOT_AGE_IDENTITY")))

@@ -21,6 +21,7 @@ from .engine.errors import ConfigurationError
 from .engine.locks import LockPolicy
 from .engine.mask import MaskRule
 from .engine.storage import parse_recipients
+from .engine.storage.s3 import is_s3_url
 
 CONFIG_VARIABLE = "REPLICATION_CONFIG"
 # The configuration itself, as YAML: how a launched step container gets exactly the configuration
@@ -131,9 +132,9 @@ class SnapshotSettings(_Strict):
         if value is None or not value.strip():
             return None
         value = value.strip()
-        if "://" in value and not value.startswith("s3://"):
+        if "://" in value and not is_s3_url(value):
             raise ValueError(f"{value!r}: the store is a folder path or s3://bucket/prefix")
-        if value.startswith("s3://") and not re.match(r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$", value):
+        if is_s3_url(value) and not re.match(r"^s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?$", value):
             raise ValueError(f"{value!r} does not name a bucket; write s3://bucket/prefix")
         return value
 
@@ -150,13 +151,9 @@ class SnapshotSettings(_Strict):
 
     @model_validator(mode="after")
     def _s3_with_s3_store(self):
-        if self.s3 is not None and not (self.store or "").startswith("s3://"):
+        if self.s3 is not None and not is_s3_url(self.store):
             raise ValueError("s3: applies only to store: s3://bucket/prefix; remove it or set store")
         return self
-
-    @property
-    def is_object_store(self) -> bool:
-        return (self.store or "").startswith("s3://")
 
     @field_validator("include")
     @classmethod

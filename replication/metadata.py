@@ -12,8 +12,8 @@ from .engine.csvread import head
 from .engine.load import LoadReport
 from .engine.manifest import Manifest, TableEntry
 from .engine.privacy import hidden_columns
-from .engine.retention import PruneReport, snapshot_manifests
-from .engine.storage import ObjectStore, SnapshotLocation
+from .engine.retention import PruneReport
+from .engine.storage import FOLDER_PREFIX, ObjectStore, SnapshotLocation
 
 PREVIEW_ROWS = 10
 PREVIEW_CELL_CHARS = 40
@@ -52,7 +52,8 @@ def per_table_numbers(items: list[tuple[str, int, int]]) -> dict[str, dg.Metadat
 
 def disk_metadata(store: ObjectStore) -> dict[str, dg.MetadataValue]:
     """How much the retained snapshots take (and, on a disk, how much room is left), for the retention plots."""
-    names = [name for name, _ in snapshot_manifests(store)]
+    # Names only: reading every retained manifest (one request each on a store) is not needed here.
+    names = [name for name in store.snapshots() if name.startswith(FOLDER_PREFIX)]
     used = sum(sum(store.files(name).values()) for name in names)
     metadata = {"snapshots_retained": dg.MetadataValue.int(len(names)),
                 "snapshots_stored_bytes": dg.MetadataValue.int(used)}

@@ -17,7 +17,7 @@ from .engine.errors import SnapshotKeyError
 from .engine.storage.codec import IdentityWrong
 from .engine.storage import IDENTITY_VARIABLE, Encoding, FolderStore, ObjectStore, SnapshotLocation, \
     parse_identities, snapshot_name
-from .engine.storage.s3 import S3Store
+from .engine.storage.s3 import S3Store, is_s3_url
 
 DEFAULT_SNAPSHOT_DIR = "/tmp"
 SNAPSHOT_STORE = "snapshot_store"
@@ -109,10 +109,6 @@ class SnapshotStore(dg.ConfigurableResource):
         return cls(**fields, endpoint_url=s3.endpoint_url, region=s3.region, masked_columns=list(masked_columns))
 
     @property
-    def is_object_store(self) -> bool:
-        return (self.store or "").startswith("s3://")
-
-    @property
     def root(self) -> Path:
         """The folder of a folder store."""
         return Path(self.store or os.environ.get("SNAPSHOT_DIR") or DEFAULT_SNAPSHOT_DIR)
@@ -121,7 +117,7 @@ class SnapshotStore(dg.ConfigurableResource):
     def objects(self) -> ObjectStore:
         if self._objects is None:
             self._objects = (S3Store(self.store, endpoint_url=self.endpoint_url, region=self.region)
-                             if self.is_object_store else FolderStore(self.root))
+                             if is_s3_url(self.store) else FolderStore(self.root))
         return self._objects
 
     @property

@@ -102,14 +102,13 @@ def _location(context: dg.AssetExecutionContext, store: SnapshotStore, partition
 def _capture(context: dg.AssetExecutionContext, prod_db: PostgresResource, store: SnapshotStore,
              snapshot_dir: SnapshotLocation, include: list[str], exclude: list[str], checksums: bool):
     """Capture production holding the snapshot (exclusive lock or lease), after the disk guard allows it."""
-    context.log.info(f"Capturing {prod_db.label} into {snapshot_dir} (compression {store.compression}, "
-                     f"{'encrypted to ' + str(len(store.encrypt_to)) + ' age recipient(s)' if store.encrypt_to else 'not encrypted'})")
-    known = estimate_from_manifests(store.objects, include, exclude) if not store.is_object_store else None
+    encrypted = f"encrypted to {len(store.encrypt_to)} age recipient(s)" if store.encrypt_to else "not encrypted"
+    context.log.info(f"Capturing {prod_db.label} into {snapshot_dir} (compression {store.compression}, {encrypted})")
 
     def disk_guard(sizes: list[TableSize]) -> None:
-        if store.is_object_store:
-            return  # an object store has no free space to compare with
-        estimate = known or estimate_from_catalog(sizes)
+        if snapshot_dir.store.free_bytes(snapshot_dir.name) is None:
+            return  # an object store: no free space to compare with, so no manifests read for an estimate
+        estimate = estimate_from_manifests(store.objects, include, exclude) or estimate_from_catalog(sizes)
         # Objects of an earlier capture of this partition are replaced, so their space comes back.
         reclaimable = sum(snapshot_dir.files().values())
         free = check_free_space(snapshot_dir, estimate, reclaimable)

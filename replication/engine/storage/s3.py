@@ -42,6 +42,11 @@ LEASE_RENEW_SECONDS = 60
 _BOOKKEEPING = (f"{LEASES}/", TOMBSTONE)
 
 
+def is_s3_url(url: str | None) -> bool:
+    """Whether `snapshot.store` names an object store (`s3://...`) rather than a folder."""
+    return (url or "").startswith("s3://")
+
+
 def parse_s3_url(url: str) -> tuple[str, str]:
     """`s3://bucket/some/prefix` -> ("bucket", "some/prefix")."""
     parsed = urlparse(url)
