@@ -11,6 +11,7 @@ setup(
         "dagster==1.13.27",
         "dagster-webserver==1.13.27",
         "dagster-docker==0.29.27",
+        "dagster-k8s==0.29.27",
         "dagster-postgres==0.29.27",
         "psycopg[binary]>=3.2,<4",
         # SQLAlchemy 2.1 makes psycopg 3 the default driver for postgresql:// URLs, and

@@ -29,6 +29,7 @@ from .engine.privacy import SensitiveColumns
 from .engine.storage import store_errors
 from .failures import explained_failures
 from .engine.verify import verify_snapshot
+from .executors.steps import STEP_TAGS
 from .partitions import daily_partitions
 from .resources import SNAPSHOT_STORE, PostgresResource, SnapshotStore
 
@@ -82,7 +83,7 @@ def build_snapshot_checks(config: ReplicationConfig) -> dg.AssetChecksDefinition
     if rules:
         specs += _specs("prod_snapshot", dict([MASK_RULES_CHECK]), blocking=False)
 
-    @dg.multi_asset_check(specs=specs, name="prod_snapshot_checks")
+    @dg.multi_asset_check(specs=specs, name="prod_snapshot_checks", op_tags=STEP_TAGS)
     def prod_snapshot_checks(context: dg.AssetCheckExecutionContext, snapshot_store: SnapshotStore,
                              prod_db: PostgresResource):
         folder = snapshot_store.location(context.partition_key)
@@ -179,7 +180,7 @@ def build_environment_checks(environment: str, settings: EnvironmentSettings,
     masked = {table: list(columns) for table, columns in settings.rules().items()}
 
     @dg.multi_asset_check(specs=_specs(asset, checks), name=names.checks,
-                          required_resource_keys={resource_key, SNAPSHOT_STORE})
+                          required_resource_keys={resource_key, SNAPSHOT_STORE}, op_tags=STEP_TAGS)
     def environment_checks(context: dg.AssetCheckExecutionContext):
         store: SnapshotStore = getattr(context.resources, SNAPSHOT_STORE)
         target: PostgresResource = getattr(context.resources, resource_key)

@@ -5,7 +5,7 @@ import dagster as dg
 from .assets import build_environment_assets, prod_snapshot
 from .checks import build_checks
 from .config import ReplicationConfig, load_config
-from .executor import select_executor
+from .executors import select_executor
 from .jobs import build_job, build_schedule
 from .resources import build_resources
 

@@ -11,7 +11,7 @@ import pytest
 from replication.config import ReplicationConfig, config_path, env_vars_for, load_config, parse_config
 from replication.definitions import build_definitions
 from replication.engine.errors import ConfigurationError
-from replication.executor import docker_executor_config
+from replication.executors.docker import docker_executor_config
 
 from .helpers import ASSETS, JOB, PARTITION
 

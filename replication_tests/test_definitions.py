@@ -10,7 +10,7 @@ import dagster as dg
 
 from replication import defs
 from replication.config import ReplicationConfig, env_vars_for
-from replication.executor import select_executor
+from replication.executors import select_executor
 from replication.partitions import daily_partitions
 
 from .helpers import ASSETS, JOB

@@ -16,6 +16,7 @@ from ..engine.load import LoadReport, load_snapshot
 from ..engine.retention import PruneReport, prune
 from ..engine.storage import store_errors
 from ..engine.verify import verify_snapshot
+from ..executors.steps import STEP_TAGS
 from ..failures import explained_failures
 from ..metadata import load_metadata
 from ..partitions import daily_partitions
@@ -50,6 +51,7 @@ def build_environment_asset(
         retry_policy=RETRY_POLICY,
         required_resource_keys={resource_key, SNAPSHOT_STORE, prod_key},
         kinds={"postgres"},
+        op_tags=STEP_TAGS,
         description=(
             f"The {names.display} database: every replicated table replaced by the day's production "
             "snapshot in one transaction, in pg_restore's order (indexes and foreign keys rebuilt after COPY), "

@@ -12,6 +12,7 @@ from ..engine.retention import check_free_space, estimate_from_catalog, estimate
 from ..engine.snapshot import take_snapshot
 from ..engine.storage import SnapshotLocation, store_errors
 from ..engine.store import reuse_decision
+from ..executors.steps import STEP_TAGS
 from ..failures import explained_failures
 from ..metadata import snapshot_metadata
 from ..partitions import daily_partitions
@@ -44,6 +45,7 @@ class SnapshotConfig(dg.Config):
     retry_policy=RETRY_POLICY,
     kinds={"postgres", "csv"},
     code_version="1",
+    op_tags=STEP_TAGS,
 )
 def prod_snapshot(
     context: dg.AssetExecutionContext,

@@ -1,16 +1,14 @@
-"""Which executor runs the steps: subprocesses locally, one Docker container per step in production."""
+"""docker_executor: one container per step on one Docker host, with the databases' variables forwarded."""
 
 from __future__ import annotations
 
 import os
 
-import dagster as dg
 from dagster_docker import docker_executor
 
-from .config import CONFIG_TEXT_VARIABLE, SOURCE, ReplicationConfig, names_for
+from ..config import CONFIG_TEXT_VARIABLE, SOURCE, ReplicationConfig, names_for
+from .steps import DOCKER_MEMORY, DOCKER_NANO_CPUS
 
-STEP_NANO_CPUS = 1_000_000_000  # 1 CPU
-STEP_MEMORY = "512m"
 DEFAULT_NETWORK = "replication_network"
 DEFAULT_SNAPSHOT_VOLUME = "replication_snapshots"
 DEFAULT_SNAPSHOT_MOUNT = "/snapshots"
@@ -53,8 +51,8 @@ def docker_executor_config(config: ReplicationConfig, environ: dict[str, str] | 
         + [f"SNAPSHOT_DIR={mount}", f"{CONFIG_TEXT_VARIABLE}={config.to_yaml()}"],
         "network": environ.get("REPLICATION_DOCKER_NETWORK", DEFAULT_NETWORK),
         "container_kwargs": {
-            "nano_cpus": STEP_NANO_CPUS,
-            "mem_limit": STEP_MEMORY,
+            "nano_cpus": DOCKER_NANO_CPUS,
+            "mem_limit": DOCKER_MEMORY,
             "volumes": {volume: {"bind": mount, "mode": "rw"}},
             "labels": {"replication.step": "true"},
         },
@@ -67,15 +65,5 @@ def docker_executor_config(config: ReplicationConfig, environ: dict[str, str] | 
     return executor_config
 
 
-def select_executor(config: ReplicationConfig) -> dg.ExecutorDefinition:
-    """`REPLICATION_EXECUTOR=docker` selects docker_executor; anything else the multiprocess executor."""
-    if os.environ.get("REPLICATION_EXECUTOR", "").lower() == "docker":
-        return docker_executor.configured(docker_executor_config(config), name="replication_docker")
-    # The loads are I/O-bound waits on their servers: let every environment's run side by side.
-    workers = max(4, len(config.environments))
-    # Forked from a server that has imported Dagster and this code location once, a step starts
-    # in a fraction of a second; spawned, each of a run's eight steps paid about 1.5 s of imports.
-    return dg.multiprocess_executor.configured(
-        {"max_concurrent": workers, "start_method": {"forkserver": {"preload_modules": ["replication.definitions"]}}},
-        name="replication_multiprocess",
-    )
+def build_docker_executor(config: ReplicationConfig):
+    return docker_executor.configured(docker_executor_config(config), name="replication_docker")

@@ -12,11 +12,11 @@ import pytest
 from replication.config import ReplicationConfig, env_vars_for
 from replication.demo.embedded import EmbeddedPostgres
 from replication.demo.provision import Account, provision_source, provision_storage, provision_target
-from replication.executor import docker_executor_config
+from replication.executors.docker import docker_executor_config
 
-from .conftest import ENVIRONMENTS, FAST_SETTINGS, SEED_SCALE, free_port, server_fingerprints
-from .docker_support import IMAGE, REPO, build_image, create_network, create_volume, remove, require_docker, step_containers
-from .helpers import ASSETS, JOB, PARTITION
+from ..conftest import ENVIRONMENTS, FAST_SETTINGS, SEED_SCALE, free_port, server_fingerprints
+from ..docker_support import IMAGE, REPO, build_image, create_network, create_volume, remove, require_docker, step_containers
+from ..helpers import ASSETS, JOB, PARTITION
 
 pytestmark = pytest.mark.docker
 
