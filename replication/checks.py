@@ -149,7 +149,7 @@ class LastLoad:
 
     transaction_id: str = ""
     checksums_verified: bool = False
-    masked_table_checksums: dict = field(default_factory=dict)
+    loaded_checksums: dict = field(default_factory=dict)
     mask_overlaps: dict = field(default_factory=dict)
 
 
@@ -166,7 +166,7 @@ def _last_load(context: dg.AssetCheckExecutionContext, asset: str) -> LastLoad:
         return found.value if found is not None else default
 
     return LastLoad(str(value("load_transaction_id", "")), bool(value("checksums_verified", False)),
-                    dict(value("masked_table_checksums", {})), dict(value("mask_overlaps", {})))
+                    dict(value("loaded_checksums", {})), dict(value("mask_overlaps", {})))
 
 
 def build_environment_checks(environment: str, settings: EnvironmentSettings,
@@ -214,7 +214,7 @@ def _environment_results(context, asset: str, settings: EnvironmentSettings, tar
             evidence = [(f, f"{f.written_since:,} written since the load",
                          "verified by the load, unchanged since" if f.ok else "CHANGED SINCE THE LOAD") for f in found]
         else:
-            found = compare_with_manifest(conn, manifest, last.masked_table_checksums)
+            found = compare_with_manifest(conn, manifest, last.loaded_checksums)
             evidence = [(f, f"checksum {'matches' if f.checksum_matches else 'differs'}",
                          "matches" if f.checksum_matches else "DIFFERS") for f in found]
         yield _verdict(

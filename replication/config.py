@@ -22,6 +22,7 @@ from .engine.locks import LockPolicy
 from .engine.mask import MaskRule
 from .engine.storage import parse_recipients
 from .engine.storage.s3 import is_s3_url
+from .engine.subset import SubsetRule
 
 CONFIG_VARIABLE = "REPLICATION_CONFIG"
 # The configuration itself, as YAML: how a launched step container gets exactly the configuration
@@ -190,6 +191,25 @@ def _mask_rule(key: str, value) -> MaskRule:
     raise ValueError(f"{key}: {value!r} is not a masking rule; write {_STRATEGY_HELP}")
 
 
+_SUBSET_HELP = "write {percent: N} (above 0, at most 100) or {where: <SQL condition on the table's columns>}"
+
+
+def _subset_rule(key: str, value) -> SubsetRule:
+    schema, _, table = key.partition(".")
+    if not schema or not table:
+        raise ValueError(f"{key!r} must name a table as schema.table, e.g. shop.customers")
+    if not isinstance(value, dict) or len(value) != 1 or next(iter(value)) not in ("percent", "where"):
+        raise ValueError(f"{key}: {value!r} is not a subset rule; {_SUBSET_HELP}")
+    (kind, argument), = value.items()
+    if kind == "percent":
+        if isinstance(argument, bool) or not isinstance(argument, (int, float)) or not 0 < argument <= 100:
+            raise ValueError(f"{key}: percent {argument!r} is out of range; write a number above 0 and at most 100")
+        return SubsetRule(percent=float(argument))
+    if not isinstance(argument, str) or not argument.strip():
+        raise ValueError(f"{key}: where needs a condition, e.g. where: \"created_at >= now() - interval '90 days'\"")
+    return SubsetRule(where=argument.strip())
+
+
 _DURATION = re.compile(r"^\s*(?P<n>\d+(\.\d+)?)\s*(?P<unit>s|sec|seconds?|m|min|minutes?|h|hours?)?\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
 # Loads must finish within the run's 3600 s limit: a bound close to it would only move the failure.
@@ -217,6 +237,8 @@ class EnvironmentSettings(_Strict):
     # lock_wait), fail at once naming them, or end them after lock_wait (Dev and QA).
     blocking_sessions: Literal["wait", "fail", "terminate"] = "wait"
     lock_wait: float | None = None
+    # Roots (schema.table) and their rule: the environment keeps those rows and every row they need.
+    subset: dict[str, SubsetRule] = Field(default_factory=dict)
 
     @field_validator("lock_wait", mode="before")
     @classmethod
@@ -253,6 +275,16 @@ class EnvironmentSettings(_Strict):
                 raise ValueError(f"{key!r} must name a column as schema.table.column, e.g. shop.customers.email")
             rules[str(key)] = rule if isinstance(rule, MaskRule) else _mask_rule(str(key), rule)
         return rules
+
+    @field_validator("subset", mode="before")
+    @classmethod
+    def _subset_rules(cls, value):
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ValueError("subset is a mapping of schema.table to a rule, e.g. shop.customers: {percent: 5}")
+        return {str(key): rule if isinstance(rule, SubsetRule) else _subset_rule(str(key), rule)
+                for key, rule in value.items()}
 
     @property
     def personal_data_policy(self) -> str:
@@ -329,6 +361,8 @@ class ReplicationConfig(_Strict):
                     **({"unmasked_pii": env.unmasked_pii} if env.unmasked_pii else {}),
                     **({"blocking_sessions": env.blocking_sessions} if env.blocking_sessions != "wait" else {}),
                     **({"lock_wait": env.lock_wait} if env.lock_wait is not None else {}),
+                    **({"subset": {k: ({"percent": v.percent} if v.percent is not None else {"where": v.where})
+                                   for k, v in env.subset.items()}} if env.subset else {}),
                 }
                 for name, env in self.environments.items()
             },

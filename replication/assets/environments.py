@@ -85,7 +85,8 @@ def build_environment_asset(
                                          names.variables.connection)
                     report = load_snapshot(conn, snapshot_dir, manifest, environment=environment,
                                            verify_checksums=config.verify_checksums, locks=settings.lock_policy,
-                                           masks=masks, masking_key=masking_key or None, log=context.log.info)
+                                           masks=masks, masking_key=masking_key or None, subset=settings.subset,
+                                           log=context.log.info)
             context.log.info(
                 f"{environment}: {len(report.tables)} tables, {report.total_rows:,} rows committed in "
                 f"{report.seconds:.1f} s ({report.indexes_rebuilt} indexes rebuilt, {report.foreign_keys_readded} "
@@ -103,7 +104,7 @@ def _policy_metadata(report: LoadReport, settings: EnvironmentSettings, uncovere
     return {
         "masked_columns": dg.MetadataValue.json(report.masked_columns),
         # What the rows_and_checksums check compares masked tables with, after this load.
-        "masked_table_checksums": dg.MetadataValue.json(report.masked_table_checksums),
+        "loaded_checksums": dg.MetadataValue.json(report.loaded_checksums),
         "unmasked_pii_policy": settings.personal_data_policy,
         "unmasked_personal_columns": dg.MetadataValue.json(uncovered),
         "blocking_sessions": settings.blocking_sessions,
@@ -112,6 +113,8 @@ def _policy_metadata(report: LoadReport, settings: EnvironmentSettings, uncovere
         # What the checks after COMMIT build on: rows written since carry another xmin.
         "load_transaction_id": report.transaction_id,
         "mask_overlaps": dg.MetadataValue.json(report.mask_overlaps),
+        # What the rows check expects of each subset table: [kept, in the snapshot].
+        "subset_rows": dg.MetadataValue.json(report.subset_rows),
     }
 
 

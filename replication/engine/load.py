@@ -20,6 +20,7 @@ from .progress import Log, Ticker
 from .rebuild import TakenOff, outside_referencing_tables, put_back, take_off
 from .sequences import advance_sequences, loaded_maxima, owned_sequences
 from .storage import SnapshotLocation, as_location
+from .subset import DEFAULT_SUBSET_KEY, MARK, SubsetPlan, SubsetRule, choose_rows, plan_subset, stage_table
 from .session import prepare_transaction
 
 
@@ -53,9 +54,9 @@ class LoadReport:
     materialized_views_refreshed: list[str] = field(default_factory=list)
     materialized_views_skipped: dict[str, str] = field(default_factory=dict)
     masked_columns: dict[str, str] = field(default_factory=dict)  # schema.table.column -> rule
-    # Masked tables cannot be compared with production's checksum; their checksum as loaded is
-    # kept instead, so a later check can tell whether anything changed since.
-    masked_table_checksums: dict[str, str] = field(default_factory=dict)
+    # Masked and subset tables cannot be compared with production's checksum; their checksum as
+    # loaded is kept instead, so a later check can tell whether anything changed since.
+    loaded_checksums: dict[str, str] = field(default_factory=dict)
     lock_wait_seconds: float = 0.0  # waiting for other sessions' locks before anything was written
     terminated_sessions: list[str] = field(default_factory=list)  # ended under blocking_sessions: terminate
     # The load transaction's id (32 bits, as xmin shows it): every row it wrote carries it, so a
@@ -64,6 +65,8 @@ class LoadReport:
     # Masked column -> [distinct production values, how many of them the column still holds],
     # counted in the load transaction while production's staged values were at hand.
     mask_overlaps: dict[str, list[int]] = field(default_factory=dict)
+    # Subset tables: schema.table -> [rows kept, rows in the snapshot].
+    subset_rows: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def total_rows(self) -> int:
@@ -122,6 +125,10 @@ class LoadPlan:
     masks: dict[str, dict[str, MaskRule]]
     mask_columns: dict[str, dict[str, Column]]
     header: str  # COPY's HEADER option: MATCH where the server checks the names
+    subset: SubsetPlan | None = None
+
+    def subsetted(self, ref: TableRef) -> bool:
+        return self.subset is not None and self.subset.covers(ref)
 
     def only(self, ref: TableRef) -> sql.SQL:
         """ONLY for plain tables: an inheritance child outside the snapshot keeps its rows."""
@@ -129,14 +136,16 @@ class LoadPlan:
 
 
 def plan_load(conn: psycopg.Connection, manifest: Manifest, environment: str,
-              masks: dict[str, dict[str, MaskRule]], masking_key: str | None) -> LoadPlan:
-    """Check the target and the masks, before anything is written."""
+              masks: dict[str, dict[str, MaskRule]], masking_key: str | None,
+              subset: dict[str, SubsetRule] | None = None) -> LoadPlan:
+    """Check the target, the masks and the subset, before anything is written."""
     entries = {entry.ref: entry for entry in manifest.tables}
     check_target_schema(conn, manifest, environment)
     order, cyclic = foreign_key_order(foreign_key_parents(conn, list(entries)))
     mask_columns = _check_masks(conn, environment, manifest, masks, masking_key)
     return LoadPlan(environment, entries, order, cyclic, partitioned_tables(conn, order), masks, mask_columns,
-                    "MATCH" if conn.info.server_version >= 150000 else "true")
+                    "MATCH" if conn.info.server_version >= 150000 else "true",
+                    plan_subset(conn, environment, manifest, subset or {}))
 
 
 def load_snapshot(
@@ -151,6 +160,7 @@ def load_snapshot(
     rebuild_min_rows: int = REBUILD_MIN_ROWS,
     masks: dict[str, dict[str, MaskRule]] | None = None,
     masking_key: str | None = None,
+    subset: dict[str, SubsetRule] | None = None,
     log: Log | None = None,
 ) -> LoadReport:
     """Replace the replicated tables of `conn` with the snapshot, all or nothing, in pg_restore's order.
@@ -167,13 +177,16 @@ def load_snapshot(
     indexes costs more than indexing their rows one by one.
     `masks` ({schema.table: {column: rule}}) masks those columns on the way in (see engine.mask);
     their checksums are then compared on the unmasked columns only.
+    `subset` ({schema.table: rule}) keeps only the rows the rules choose and every row they need
+    (see engine.subset); those tables' staged copies are verified against production, and the
+    checksums of what was kept are recorded for the checks.
     """
     started = time.monotonic()
     location = as_location(snapshot)
     location.require_identity(manifest.tables)
     report = LoadReport(environment)
     prepare_transaction(conn, IsolationLevel.READ_COMMITTED, read_only=False)
-    plan = plan_load(conn, manifest, environment, masks or {}, masking_key)
+    plan = plan_load(conn, manifest, environment, masks or {}, masking_key, subset)
     report.masked_columns = {f"{table}.{col}": rule.describe()
                              for table, rules in plan.masks.items() for col, rule in rules.items()}
     conn.rollback()  # end the read-only catalog transaction before the write transaction
@@ -210,7 +223,7 @@ def _write(conn: psycopg.Connection, location: SnapshotLocation, plan: LoadPlan,
     conn.execute(sql.SQL("TRUNCATE {}").format(
         sql.SQL(", ").join(sql.SQL("{}{}").format(plan.only(ref), ref.ident) for ref in plan.order)))
     with Ticker(log) as ticker:
-        expected_unmasked = _copy_tables(conn, location, plan, report, verify, rebuild_indexes, ticker)
+        expected_unmasked = _copy_tables(conn, location, plan, report, verify, rebuild_indexes, ticker, masking_key)
     put_back(conn, taken)
     _record_rebuild(report, taken)
     if verify:
@@ -235,11 +248,18 @@ def _take_locks(conn: psycopg.Connection, plan: LoadPlan, policy: LockPolicy, lo
 
 
 def _copy_tables(conn: psycopg.Connection, location: SnapshotLocation, plan: LoadPlan, report: LoadReport, verify: bool,
-                 rebuild_indexes: bool, ticker: Ticker) -> dict[TableRef, tuple[list[str], str]]:
-    """COPY every file in foreign-key order; masked tables through their staging table."""
+                 rebuild_indexes: bool, ticker: Ticker, masking_key: str | None
+                 ) -> dict[TableRef, tuple[list[str], str]]:
+    """COPY every file in foreign-key order; masked tables through their staging table, subset
+    tables staged first and inserted once every staged table has chosen its rows."""
     expected_unmasked: dict[TableRef, tuple[list[str], str]] = {}
+    staged: dict[TableRef, tuple[TableRef, TableLoad]] = {}
     for number, ref in enumerate(plan.order):
         entry = plan.entries[ref]
+        if plan.subsetted(ref):
+            staged[ref] = _stage_subset_table(conn, location, entry, plan, number, verify, ticker)
+            report.tables.append(staged[ref][1])
+            continue
         if entry.key in plan.masks:
             loaded, expected, overlaps = _copy_masked(conn, location, entry, plan.environment, plan.header,
                                                       plan.masks[entry.key], plan.mask_columns[entry.key], number,
@@ -252,7 +272,43 @@ def _copy_tables(conn: psycopg.Connection, location: SnapshotLocation, plan: Loa
         # tables truncated in this transaction.
         freeze = rebuild_indexes and ref not in plan.partitioned
         report.tables.append(_copy_in(conn, location, entry, plan.environment, plan.header, freeze, ticker))
+    if staged:
+        choose_rows(conn, plan.subset, {ref: staging for ref, (staging, _) in staged.items()},
+                    masking_key or DEFAULT_SUBSET_KEY)
+        for ref, (staging, loaded) in staged.items():
+            _insert_subset(conn, plan, plan.entries[ref], staging, loaded, report)
     return expected_unmasked
+
+
+def _stage_subset_table(conn: psycopg.Connection, location: SnapshotLocation, entry: TableEntry, plan: LoadPlan,
+                        number: int, verify: bool, ticker: Ticker) -> tuple[TableRef, TableLoad]:
+    """The whole file into a private temporary table, checked against production's checksum there."""
+    staging = stage_table(conn, entry.ref, entry.column_names, number)
+    loaded = _copy_in(conn, location, entry, plan.environment, plan.header, False, ticker, into=staging)
+    if verify:
+        algorithm = checksum_algorithm(entry.content_checksum)
+        (full,) = content_checksums(conn, staging, [entry.column_names], algorithm=algorithm)
+        _compare(entry, plan.environment, full[1])
+        loaded.checksum_verified = True
+    return staging, loaded
+
+
+def _insert_subset(conn: psycopg.Connection, plan: LoadPlan, entry: TableEntry, staging: TableRef, loaded: TableLoad,
+                   report: LoadReport) -> None:
+    """The chosen rows of one staged table into the real one, masked on the way where the environment masks it."""
+    names = entry.column_names
+    rules = plan.masks.get(entry.key, {})
+    values = sql.SQL(", ").join(
+        mask_expression(rules[n], plan.mask_columns[entry.key][n]) if n in rules else sql.Identifier(n) for n in names)
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM {} WHERE {} IS NOT NULL").format(
+            entry.ref.ident, sql.SQL(", ").join(sql.Identifier(n) for n in names), values, staging.ident,
+            sql.Identifier(MARK)))
+        loaded.rows = cur.rowcount
+    report.subset_rows[entry.key] = [loaded.rows, entry.rows]
+    if rules:
+        report.mask_overlaps.update({f"{entry.key}.{name}": mask_overlap(conn, staging, entry.ref, name)
+                                     for name in rules})
 
 
 def _verify_tables(conn: psycopg.Connection, plan: LoadPlan, report: LoadReport,
@@ -267,7 +323,10 @@ def _verify_tables(conn: psycopg.Connection, plan: LoadPlan, report: LoadReport,
     for ref, loaded in zip(plan.order, report.tables):
         entry = plan.entries[ref]
         loaded.checksum_verified = True
-        if ref in expected_unmasked:
+        if plan.subsetted(ref):
+            # Verified whole in staging; what was kept is recorded for the checks.
+            requests.append(ChecksumRequest.of(ref, entry.column_names, algorithm=checksum_algorithm(entry.content_checksum)))
+        elif ref in expected_unmasked:
             unmasked, expected = expected_unmasked[ref]
             requests.append(ChecksumRequest.of(ref, unmasked, entry.column_names, algorithm=checksum_algorithm(expected)))
         elif entry.content_checksum:
@@ -277,14 +336,16 @@ def _verify_tables(conn: psycopg.Connection, plan: LoadPlan, report: LoadReport,
         compared.append(ref)
     for ref, found in zip(compared, checksum_many(conn, requests)):
         entry = plan.entries[ref]
-        if ref in expected_unmasked:
+        if plan.subsetted(ref):
+            report.loaded_checksums[entry.key] = found[0][1]
+        elif ref in expected_unmasked:
             unmasked, expected = expected_unmasked[ref]
             if unmasked and expected and found[0][1] != expected:
                 raise LoadVerificationError(
                     f"{plan.environment}: the unmasked columns of {entry.key} differ from production after masking "
                     f"(checksum {found[0][1]} vs {expected}). The load was rolled back."
                 )
-            report.masked_table_checksums[entry.key] = found[1][1]
+            report.loaded_checksums[entry.key] = found[1][1]
         else:
             _compare(entry, plan.environment, found[0][1])
     report.verify_seconds = round(time.monotonic() - started, 3)

@@ -1,0 +1,245 @@
+"""Subsets that keep every foreign key whole, chosen on the target in SQL inside the load transaction.
+
+The tables a subset touches (its roots and every table whose foreign keys lead to one) are staged
+whole in session-private temporary tables, as masking stages its tables. Each staged row gets a
+mark, set by UPDATEs that join the staged tables along the target's foreign keys:
+
+- a root's rule marks its rows SELECTED;
+- a row whose foreign key references a SELECTED row is SELECTED too (orders of kept customers,
+  then their items), to a fixed point, so self-references and cycles are followed as far as they go;
+- every row a marked row references is marked PARENT if it is not marked yet, transitively; a
+  PARENT row does not pull in its own children, which is what keeps junction tables from exploding.
+
+Only marked rows are inserted into the real tables; tables no root leads to are copied whole, and
+their rows satisfy every reference to them. No row passes through Python.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from .catalog import TableRef, foreign_key_order
+from .errors import ConfigurationError
+from .manifest import Manifest
+
+MARK = "replication_subset_mark"
+SELECTED = 2
+PARENT = 1
+# The key of `percent` when MASKING_KEY is not set: documented, so a subset is reproducible anywhere.
+DEFAULT_SUBSET_KEY = "replication-subset-v1"
+# A fixed point is reached in as many passes as the longest chain of a cycle; this only stops a bug.
+MAX_PASSES = 10_000
+
+
+@dataclass(frozen=True)
+class SubsetRule:
+    """A root's rule: `percent` of its rows by a keyed hash of the primary key, or rows matching `where`."""
+
+    percent: float | None = None
+    where: str | None = None
+
+    def describe(self) -> str:
+        return f"{self.percent:g}%" if self.percent is not None else f"where {self.where}"
+
+
+@dataclass(frozen=True)
+class ForeignKeyEdge:
+    name: str
+    child: TableRef
+    child_columns: tuple[str, ...]
+    parent: TableRef
+    parent_columns: tuple[str, ...]
+
+
+@dataclass
+class SubsetPlan:
+    """What the load transaction needs to choose the rows, read from the target's catalog before it begins."""
+
+    environment: str
+    rules: dict[TableRef, SubsetRule]
+    tables: list[TableRef]  # the roots and every table downstream of one, referenced tables first
+    edges: list[ForeignKeyEdge]  # foreign keys between those tables, self-references included
+    keys: dict[TableRef, list[str]]  # primary key columns of the percent roots
+    cyclic: bool  # a self-reference or a cycle: passes repeat until nothing changes
+
+    def covers(self, ref: TableRef) -> bool:
+        return ref in self._set
+
+    def __post_init__(self):
+        self._set = set(self.tables)
+
+
+def foreign_key_edges(conn: psycopg.Connection, tables: list[TableRef]) -> list[ForeignKeyEdge]:
+    """The target's foreign keys between `tables`, with their columns in key order."""
+    rows = conn.execute(
+        """
+        SELECT k.conname, cn.nspname, c.relname, pn.nspname, p.relname,
+               ARRAY(SELECT a.attname FROM unnest(k.conkey) WITH ORDINALITY u(n, i)
+                     JOIN pg_catalog.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n ORDER BY u.i),
+               ARRAY(SELECT a.attname FROM unnest(k.confkey) WITH ORDINALITY u(n, i)
+                     JOIN pg_catalog.pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.n ORDER BY u.i)
+        FROM pg_catalog.pg_constraint k
+        JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+        JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace
+        JOIN pg_catalog.pg_class p ON p.oid = k.confrelid
+        JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace
+        WHERE k.contype = 'f' AND k.conparentid = 0
+        ORDER BY 2, 3, 1
+        """
+    ).fetchall()
+    wanted = set(tables)
+    edges = []
+    for name, cs, child, ps, parent, child_cols, parent_cols in rows:
+        child_ref, parent_ref = TableRef(cs, child), TableRef(ps, parent)
+        if child_ref in wanted and parent_ref in wanted:
+            edges.append(ForeignKeyEdge(name, child_ref, tuple(child_cols), parent_ref, tuple(parent_cols)))
+    return edges
+
+
+def primary_keys(conn: psycopg.Connection, tables: list[TableRef]) -> dict[TableRef, list[str]]:
+    rows = conn.execute(
+        """
+        SELECT w.ord, ARRAY(SELECT a.attname FROM unnest(i.indkey) WITH ORDINALITY u(n, o)
+                            JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = u.n ORDER BY u.o)
+        FROM unnest(%s::text[]) WITH ORDINALITY w(rel, ord)
+        JOIN pg_catalog.pg_index i ON i.indrelid = w.rel::pg_catalog.regclass AND i.indisprimary
+        """,
+        ([t.ident.as_string(conn) for t in tables],),
+    ).fetchall()
+    return {tables[ordinal - 1]: list(columns) for ordinal, columns in rows}
+
+
+def _where(rule: SubsetRule) -> sql.SQL:
+    # Always executed with bound parameters: the extended protocol takes one statement only, so a
+    # `where` cannot smuggle in a second one. Its % signs are not placeholders.
+    return sql.SQL("({})").format(sql.SQL(rule.where.replace("%", "%%")))
+
+
+def plan_subset(conn: psycopg.Connection, environment: str, manifest: Manifest,
+                rules: dict[str, SubsetRule]) -> SubsetPlan | None:
+    """Check the rules against the snapshot and the target, before anything is written."""
+    if not rules:
+        return None
+    loaded = {entry.key: entry.ref for entry in manifest.tables}
+    unknown = sorted(table for table in rules if table not in loaded)
+    if unknown:
+        raise ConfigurationError(
+            f"{environment}: subset names {', '.join(unknown)}, which the snapshot does not hold; "
+            f"subset roots must be snapshot tables (schema.table, e.g. {next(iter(loaded), 'shop.customers')}). "
+            "Nothing was written.")
+    roots = {loaded[table]: rule for table, rule in rules.items()}
+    keys = primary_keys(conn, [ref for ref, rule in roots.items() if rule.percent is not None])
+    for ref, rule in roots.items():
+        if rule.percent is not None and ref not in keys:
+            raise ConfigurationError(
+                f"{environment}: subset {ref.key}: percent needs a primary key to choose rows by, and "
+                f"{ref.key} has none in the target; add one, or write a where rule. Nothing was written.")
+        if rule.where is not None:
+            _check_where(conn, environment, ref, rule)
+    edges = foreign_key_edges(conn, list(loaded.values()))
+    tables = _downstream(roots, edges)
+    inside = [e for e in edges if e.child in tables and e.parent in tables]
+    parents = {t: {e.parent for e in inside if e.child == t and e.parent != t} for t in tables}
+    order, cyclic = foreign_key_order(parents)
+    cyclic = cyclic or any(e.child == e.parent for e in inside)
+    return SubsetPlan(environment, roots, order, inside, keys, cyclic)
+
+
+def _check_where(conn: psycopg.Connection, environment: str, ref: TableRef, rule: SubsetRule) -> None:
+    """Plan the rule against the target table, so a typo fails with PostgreSQL's own words and nothing written."""
+    try:
+        with conn.transaction():
+            conn.execute(sql.SQL("EXPLAIN SELECT 1 FROM {} WHERE {} AND %s").format(ref.ident, _where(rule)), (True,))
+    except psycopg.Error as exc:
+        detail = (exc.diag.message_primary or str(exc)).strip()
+        raise ConfigurationError(
+            f"{environment}: subset {ref.key}: where {rule.where!r} is not valid on {ref.key}: {detail}. "
+            "Fix it in replication.yaml. Nothing was written.") from None
+
+
+def _downstream(roots: dict[TableRef, SubsetRule], edges: list[ForeignKeyEdge]) -> set[TableRef]:
+    """The roots and every table whose foreign keys lead to one of them."""
+    children: dict[TableRef, set[TableRef]] = {}
+    for e in edges:
+        children.setdefault(e.parent, set()).add(e.child)
+    found, queue = set(roots), deque(roots)
+    while queue:
+        for child in children.get(queue.popleft(), ()):
+            if child not in found:
+                found.add(child)
+                queue.append(child)
+    return found
+
+
+def stage_table(conn: psycopg.Connection, ref: TableRef, columns: list[str], number: int) -> TableRef:
+    """An empty temporary copy of `ref`'s columns plus the mark, dropped at COMMIT."""
+    staging = TableRef("pg_temp", f"replication_subset_{number}")
+    conn.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {}, NULL::pg_catalog.int2 AS {} FROM {} "
+                         "WITH NO DATA").format(sql.Identifier(staging.name),
+                                                sql.SQL(", ").join(sql.Identifier(c) for c in columns),
+                                                sql.Identifier(MARK), ref.ident))
+    return staging
+
+
+def choose_rows(conn: psycopg.Connection, plan: SubsetPlan, staged: dict[TableRef, TableRef], key: str) -> None:
+    """Mark the rows to keep in the staged tables: the roots' rules, their followers, then every parent."""
+    for ref, rule in plan.rules.items():
+        conn.execute(sql.SQL("UPDATE {} SET {} = %(mark)s WHERE {}").format(
+            staged[ref].ident, sql.Identifier(MARK), _rule_condition(ref, rule, plan.keys.get(ref, []))),
+            {"mark": SELECTED, "key": key, "table": ref.key,
+             "threshold": int((rule.percent or 0) / 100 * 2 ** 32)})
+    down = sorted(plan.edges, key=lambda e: plan.tables.index(e.child))
+    _to_fixed_point(conn, [_follow_statement(e, staged) for e in down], plan.cyclic)
+    up = sorted(plan.edges, key=lambda e: plan.tables.index(e.child), reverse=True)
+    _to_fixed_point(conn, [_parent_statement(e, staged) for e in up], plan.cyclic)
+
+
+def _rule_condition(ref: TableRef, rule: SubsetRule, key_columns: list[str]) -> sql.Composable:
+    if rule.where is not None:
+        return _where(rule)
+    # The first 32 bits of sha256(key, table, primary key): the same rows every day and in every
+    # environment with the same key and percent, and independent of any other table's choice.
+    row = sql.SQL("ROW({})::text").format(sql.SQL(", ").join(sql.Identifier(c) for c in key_columns))
+    digest = sql.SQL("pg_catalog.sha256(pg_catalog.convert_to(%(key)s || chr(31) || %(table)s || chr(31) || {}, "
+                     "'UTF8'))").format(row)
+    return sql.SQL("('x' || pg_catalog.left(pg_catalog.encode({}, 'hex'), 8))::bit(32)::pg_catalog.int8 "
+                   "< %(threshold)s").format(digest)
+
+
+def _match(edge: ForeignKeyEdge) -> sql.Composable:
+    return sql.SQL(" AND ").join(sql.SQL("c.{} = p.{}").format(sql.Identifier(cc), sql.Identifier(pc))
+                                 for cc, pc in zip(edge.child_columns, edge.parent_columns))
+
+
+def _follow_statement(edge: ForeignKeyEdge, staged: dict[TableRef, TableRef]) -> sql.Composable:
+    """Rows of the child referencing a SELECTED row of the parent become SELECTED."""
+    return sql.SQL("UPDATE {child} c SET {mark} = {selected} FROM {parent} p WHERE p.{mark} = {selected} "
+                   "AND c.{mark} IS DISTINCT FROM {selected} AND {match}").format(
+        child=staged[edge.child].ident, parent=staged[edge.parent].ident, mark=sql.Identifier(MARK),
+        selected=sql.Literal(SELECTED), match=_match(edge))
+
+
+def _parent_statement(edge: ForeignKeyEdge, staged: dict[TableRef, TableRef]) -> sql.Composable:
+    """Rows of the parent referenced by any marked row of the child become PARENT, unless marked already."""
+    return sql.SQL("UPDATE {parent} p SET {mark} = {parent_mark} FROM {child} c WHERE c.{mark} IS NOT NULL "
+                   "AND p.{mark} IS NULL AND {match}").format(
+        child=staged[edge.child].ident, parent=staged[edge.parent].ident, mark=sql.Identifier(MARK),
+        parent_mark=sql.Literal(PARENT), match=_match(edge))
+
+
+def _to_fixed_point(conn: psycopg.Connection, statements: list[sql.Composable], cyclic: bool) -> None:
+    """One pass in foreign-key order settles a tree; a cycle repeats passes until one changes nothing."""
+    for _ in range(MAX_PASSES):
+        changed = 0
+        for statement in statements:
+            with conn.cursor() as cur:
+                cur.execute(statement)
+                changed += cur.rowcount
+        if not cyclic or not changed:
+            return
+    raise RuntimeError(f"the subset did not settle in {MAX_PASSES} passes")
+
