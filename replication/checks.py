@@ -20,7 +20,7 @@ import psycopg
 
 from .config import EnvironmentSettings, ReplicationConfig, names_for
 from .engine.audit import MaskAudit, compare_with_manifest, masked_value_overlaps, orphaned_rows, sequence_positions, \
-    unchanged_since_load
+    subset_closure, unchanged_since_load
 from .engine.catalog import list_tables, select_tables
 from .engine.errors import ReplicationError
 from .engine.manifest import Manifest
@@ -39,7 +39,7 @@ SNAPSHOT_CHECKS = {
 }
 ENVIRONMENT_CHECKS = {
     "rows_and_checksums_match_snapshot": "Every table has the snapshot's row count and content checksum "
-                                         "(a masked table: the checksum its load left): compared by the load "
+                                         "(a masked or subset table: the rows and checksum its load left): compared by the load "
                                          "before COMMIT, and every row still the one it wrote (xmin).",
     "sequences_at_or_above_loaded_max": "Every serial and identity sequence will hand out a value above the loaded maximum.",
     "no_orphaned_foreign_keys": "No row's foreign key points at a row that does not exist.",
@@ -48,6 +48,9 @@ ENVIRONMENT_CHECKS = {
 # belongs to, in that environment's step; the others, downstream of the same snapshot, still load.
 MASK_RULES_CHECK = ("mask_rules_match_snapshot",
                     "Every column the environments' mask: sections name is in the snapshot, with a type its rule can produce.")
+SUBSET_CHECK = ("subset_closed_under_foreign_keys",
+                "Every key a kept row references is held by a kept row of the referenced table: the subset's "
+                "closure derived again from the environment's rows, one anti-join per foreign key.")
 MASKED_CHECK = ("masked_values_differ_from_production",
                 "No value of a masked column equals a production value of that column (counted by the load "
                 "beside production's staged values; read again from the snapshot if the table changed since).")
@@ -151,6 +154,11 @@ class LastLoad:
     checksums_verified: bool = False
     loaded_checksums: dict = field(default_factory=dict)
     mask_overlaps: dict = field(default_factory=dict)
+    subset_rows: dict = field(default_factory=dict)  # schema.table -> [kept, in the snapshot]
+
+    @property
+    def expected_rows(self) -> dict[str, int]:
+        return {table: kept for table, (kept, _) in self.subset_rows.items()}
 
 
 def _last_load(context: dg.AssetCheckExecutionContext, asset: str) -> LastLoad:
@@ -165,8 +173,10 @@ def _last_load(context: dg.AssetCheckExecutionContext, asset: str) -> LastLoad:
         found = metadata.get(key)
         return found.value if found is not None else default
 
+    # Loads before subsets recorded masked tables' checksums under their old name.
+    checksums = value("loaded_checksums", None) or value("masked_table_checksums", {})
     return LastLoad(str(value("load_transaction_id", "")), bool(value("checksums_verified", False)),
-                    dict(value("loaded_checksums", {})), dict(value("mask_overlaps", {})))
+                    dict(checksums), dict(value("mask_overlaps", {})), dict(value("subset_rows", {})))
 
 
 def build_environment_checks(environment: str, settings: EnvironmentSettings,
@@ -177,6 +187,8 @@ def build_environment_checks(environment: str, settings: EnvironmentSettings,
     checks = dict(ENVIRONMENT_CHECKS)
     if settings.mask:
         checks[MASKED_CHECK[0]] = MASKED_CHECK[1]
+    if settings.subset:
+        checks[SUBSET_CHECK[0]] = SUBSET_CHECK[1]
     masked = {table: list(columns) for table, columns in settings.rules().items()}
 
     @dg.multi_asset_check(specs=_specs(asset, checks), name=names.checks,
@@ -209,21 +221,21 @@ def _environment_results(context, asset: str, settings: EnvironmentSettings, tar
     unchanged: set = set()
     with target.get_connection() as conn:
         if proven_since_load:
-            found = unchanged_since_load(conn, manifest, last.transaction_id)
+            found = unchanged_since_load(conn, manifest, last.transaction_id, last.expected_rows)
             unchanged = {manifest.table(f.table).ref for f in found if f.ok}
             evidence = [(f, f"{f.written_since:,} written since the load",
                          "verified by the load, unchanged since" if f.ok else "CHANGED SINCE THE LOAD") for f in found]
         else:
-            found = compare_with_manifest(conn, manifest, last.loaded_checksums)
+            found = compare_with_manifest(conn, manifest, last.loaded_checksums, last.expected_rows)
             evidence = [(f, f"checksum {'matches' if f.checksum_matches else 'differs'}",
                          "matches" if f.checksum_matches else "DIFFERS") for f in found]
         yield _verdict(
             asset, "rows_and_checksums_match_snapshot",
-            [f"{f.table} ({f.rows:,} rows, snapshot {f.expected_rows:,}, {detail})" for f, detail, _ in evidence
+            [f"{f.table} ({f.rows:,} rows, expected {f.expected_rows:,}, {detail})" for f, detail, _ in evidence
              if not f.ok],
             "Differs from the snapshot", "Run the partition again.", "tables",
-            ["table", "rows", "snapshot_rows", "checksum"],
-            [{"table": f.table, "rows": f.rows, "snapshot_rows": f.expected_rows, "checksum": label}
+            ["table", "rows", "expected_rows", "checksum"],
+            [{"table": f.table, "rows": f.rows, "expected_rows": f.expected_rows, "checksum": label}
              for f, _, label in evidence])
         found = sequence_positions(conn, tables)
         yield _verdict(
@@ -241,6 +253,16 @@ def _environment_results(context, asset: str, settings: EnvironmentSettings, tar
             "foreign_keys", ["constraint", "table", "references", "orphans", "how"],
             [{"constraint": f.constraint, "table": f.table, "references": f.references, "orphans": f.orphans,
               "how": f.how} for f in found])
+        if settings.subset:
+            found = subset_closure(conn, tables)
+            yield _verdict(
+                asset, SUBSET_CHECK[0],
+                [f"{f.missing_parents:,} keys of {f.table} missing from {f.references} ({f.constraint})"
+                 for f in found if f.missing_parents],
+                "Missing parents", "Run the partition again; a row was deleted or a key changed since the load.",
+                "foreign_keys", ["constraint", "table", "references", "rows_with_key", "missing_parents"],
+                [{"constraint": f.constraint, "table": f.table, "references": f.references, "rows_with_key": f.rows,
+                  "missing_parents": f.missing_parents} for f in found])
         if masked:
             found = _mask_audits(conn, decoding, manifest, masked, last, unchanged)
             yield _verdict(

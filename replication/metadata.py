@@ -174,4 +174,23 @@ def load_metadata(report: LoadReport, manifest: Manifest, snapshot: SnapshotLoca
         "snapshot_bytes_freed": dg.MetadataValue.int(pruned.freed_bytes),
         **disk_metadata(snapshot.store),
         **per_table_numbers([(t.key, t.rows, t.bytes) for t in report.tables]),
+        **subset_metadata(report),
     }
+
+
+SUBSET_SCHEMA = dg.TableSchema(columns=[dg.TableColumn("table", "string"), dg.TableColumn("rows_kept", "int"),
+                                        dg.TableColumn("snapshot_rows", "int"), dg.TableColumn("percent_kept", "float")])
+
+
+def subset_metadata(report: LoadReport) -> dict:
+    """Rows kept against the snapshot, per subset table, and in all: what a subset saved."""
+    if not report.subset_rows:
+        return {}
+    records = [dg.TableRecord({"table": table, "rows_kept": kept, "snapshot_rows": total,
+                               "percent_kept": round(100 * kept / total, 2) if total else 100.0})
+               for table, (kept, total) in sorted(report.subset_rows.items())]
+    kept = sum(k for k, _ in report.subset_rows.values())
+    total = sum(t for _, t in report.subset_rows.values())
+    return {"subset_tables": dg.MetadataValue.table(records, schema=SUBSET_SCHEMA),
+            "subset_rows_kept": dg.MetadataValue.int(kept),
+            "subset_snapshot_rows": dg.MetadataValue.int(total)}

@@ -90,6 +90,15 @@ def test_env_vars_for_names_the_three_variables():
         ({"snapshot": {"include": []}}, 'snapshot.include: an empty list selects nothing; write ["*"]'),
         ({"snapshot": {"exclude": [""]}}, "snapshot.exclude: a pattern is empty"),
         (["dev"], "the top level must be a mapping"),
+        ({"environments": {"dev": {"subset": {"shop.customers": {"percent": 0}}}}},
+         "environments.dev.subset: shop.customers: percent 0 is out of range; write a number above 0 and at most 100"),
+        ({"environments": {"dev": {"subset": {"shop.customers": {"percent": 120}}}}}, "percent 120 is out of range"),
+        ({"environments": {"dev": {"subset": {"customers": {"percent": 5}}}}},
+         "'customers' must name a table as schema.table, e.g. shop.customers"),
+        ({"environments": {"dev": {"subset": {"shop.customers": {"pct": 5}}}}},
+         "shop.customers: {'pct': 5} is not a subset rule; write {percent: N} (above 0, at most 100) or {where:"),
+        ({"environments": {"dev": {"subset": {"shop.orders": {"where": " "}}}}}, "shop.orders: where needs a condition"),
+        ({"environments": {"dev": {"subset": ["shop.customers"]}}}, "subset is a mapping of schema.table to a rule"),
     ],
 )
 def test_invalid_configuration_names_the_key_and_the_fix(data, expected):

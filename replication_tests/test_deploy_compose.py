@@ -79,11 +79,10 @@ def test_compose_deployment_runs_a_partition_with_steps_in_containers(deployment
                              check=True, capture_output=True, text=True)
     fingerprints = json.loads(compare.stdout)
     assert fingerprints["prod"]["shop.order_items"][0] > 0
-    # The image ships replication.yaml: Staging exact, Dev and QA with shop.customers masked.
+    # The image ships replication.yaml: Staging exact; Dev and QA subsets (10% and 25% of the
+    # customers) with shop.customers masked; products, downstream of no root, whole in both.
     assert fingerprints["staging"] == fingerprints["prod"]
     for env in ("dev", "qa"):
-        assert fingerprints[env]["shop.customers"] != fingerprints["prod"]["shop.customers"]
-        assert fingerprints[env]["shop.customers"][0] == fingerprints["prod"]["shop.customers"][0]
-        unmasked = {k: v for k, v in fingerprints[env].items() if k != "shop.customers"}
-        assert unmasked == {k: v for k, v in fingerprints["prod"].items() if k != "shop.customers"}
-    assert fingerprints["dev"]["shop.customers"] == fingerprints["qa"]["shop.customers"]  # one key, same fakes
+        assert 0 < fingerprints[env]["shop.customers"][0] < fingerprints["prod"]["shop.customers"][0]
+        assert fingerprints[env]["shop.products"] == fingerprints["prod"]["shop.products"]
+    assert fingerprints["dev"]["shop.customers"][0] < fingerprints["qa"]["shop.customers"][0]

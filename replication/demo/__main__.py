@@ -61,7 +61,8 @@ def run(setup: LocalSetup, partition: str, scale: float) -> int:
         config = load_config()
         masks = {name: {table: list(cols) for table, cols in config.environments[name].rules().items()}
                  for name in setup.environments}
-        results = compare(connections.pop(SOURCE), connections, manifest, snapshot_dir, masks)
+        subsets = {name: list(config.environments[name].subset) for name in setup.environments}
+        results = compare(connections.pop(SOURCE), connections, manifest, snapshot_dir, masks, subsets)
     finally:
         for conn in connections.values():
             conn.close()
@@ -72,11 +73,18 @@ def run(setup: LocalSetup, partition: str, scale: float) -> int:
     print(render(results))
     bad = [r for r in results if not r.ok]
     print(f"\n{len(results) - len(bad)} of {len(results)} environment tables match production "
-          "(masked tables: on every unmasked column).")
+          "(masked tables: on every unmasked column; subset tables: part of it, every foreign key whole).")
     for name in setup.environments:
-        rules = config.environments[name].mask
-        print(f"  {name}: " + (f"{len(rules)} columns masked ({', '.join(f'{k}: {v.describe()}' for k, v in rules.items())})"
-                              if rules else "an exact copy"))
+        settings = config.environments[name]
+        rules = settings.mask
+        kept = sum(r.rows for r in results if r.environment == name)
+        total = sum(r.prod_rows for r in results if r.environment == name)
+        described = (f"{len(rules)} columns masked ({', '.join(f'{k}: {v.describe()}' for k, v in rules.items())})"
+                     if rules else "no column masked")
+        subset = (", subset " + ", ".join(f"{k}: {v.describe()}" for k, v in settings.subset.items())
+                  if settings.subset else ", the whole of production")
+        print(f"  {name}: {kept:,} of production's {total:,} rows ({100 * kept / total if total else 100:.1f}%); "
+              f"{described}{subset}")
     checks = _check_summary(setup, env, partition)
     if checks:
         print(checks)

@@ -17,6 +17,7 @@ from .csvread import column_hashes
 from .storage import SnapshotLocation, as_location
 from .manifest import Manifest
 from .sequences import loaded_maxima, owned_sequences, sequence_states
+from .subset import foreign_key_edges
 
 
 @dataclass(frozen=True)
@@ -32,21 +33,24 @@ class TableAudit:
 
 
 def compare_with_manifest(
-    conn: psycopg.Connection, manifest: Manifest, loaded_checksums: dict[str, str] | None = None
+    conn: psycopg.Connection, manifest: Manifest, loaded_checksums: dict[str, str] | None = None,
+    expected_rows: dict[str, int] | None = None,
 ) -> list[TableAudit]:
     """Row count and content checksum of every snapshot table in the target, against the manifest.
 
-    A masked table's checksum is compared with the one recorded right after its load instead
-    (`loaded_checksums`), since masking changes it on purpose.
+    A masked or subset table's checksum is compared with the one recorded right after its load
+    instead (`loaded_checksums`), since masking and subsetting change it on purpose; a subset
+    table's rows with the count its load kept (`expected_rows`).
     """
-    loaded_checksums = loaded_checksums or {}
+    loaded_checksums, expected_rows = loaded_checksums or {}, expected_rows or {}
     expected = {entry.key: loaded_checksums.get(entry.key, entry.content_checksum) for entry in manifest.tables}
     requests = [ChecksumRequest.of(entry.ref, entry.column_names, algorithm=checksum_algorithm(expected[entry.key]))
                 for entry in manifest.tables]
     found = []
     for entry, [(rows, checksum)] in zip(manifest.tables, checksum_many(conn, requests)):
         wanted = expected[entry.key]
-        found.append(TableAudit(entry.key, rows, entry.rows, checksum == wanted if wanted else True))
+        found.append(TableAudit(entry.key, rows, expected_rows.get(entry.key, entry.rows),
+                                checksum == wanted if wanted else True))
     return found
 
 
@@ -62,14 +66,17 @@ class UnchangedAudit:
         return self.rows == self.expected_rows and self.written_since == 0
 
 
-def unchanged_since_load(conn: psycopg.Connection, manifest: Manifest, transaction_id: str) -> list[UnchangedAudit]:
+def unchanged_since_load(conn: psycopg.Connection, manifest: Manifest, transaction_id: str,
+                         expected_rows: dict[str, int] | None = None) -> list[UnchangedAudit]:
     """Every table's rows against the snapshot, and whether each is still a row the load wrote.
 
     The load verified every table's checksum before COMMIT, and every row it wrote carries its
     transaction id as xmin (COPY FREEZE and VACUUM FREEZE keep it). With the same count and no row
     of another xmin, the table is what was verified: no UPDATE, INSERT, DELETE or TRUNCATE since.
-    That proves from outside, in one pass over xmin, what re-hashing every value proved.
+    That proves from outside, in one pass over xmin, what re-hashing every value proved. A subset
+    table is held to the count its load kept (`expected_rows`).
     """
+    expected_rows = expected_rows or {}
     found = []
     for start in range(0, len(manifest.tables), 100):
         batch = manifest.tables[start:start + 100]
@@ -80,7 +87,7 @@ def unchanged_since_load(conn: psycopg.Connection, manifest: Manifest, transacti
         counts = {n: (rows, written) for n, rows, written in conn.execute(query).fetchall()}
         for position, entry in enumerate(batch):
             rows, written = counts[position]
-            found.append(UnchangedAudit(entry.key, int(rows), entry.rows, int(written)))
+            found.append(UnchangedAudit(entry.key, int(rows), expected_rows.get(entry.key, entry.rows), int(written)))
     return found
 
 
@@ -159,6 +166,37 @@ def orphaned_rows(conn: psycopg.Connection, tables: list[TableRef], unchanged: s
             )
         ).fetchone()[0]
         found.append(OrphanAudit(name, child, parent, int(count)))
+    return found
+
+
+@dataclass(frozen=True)
+class ClosureAudit:
+    constraint: str
+    table: str
+    references: str
+    rows: int  # rows of `table` whose key is set
+    missing_parents: int  # distinct keys among them that no row of `references` holds
+
+
+def subset_closure(conn: psycopg.Connection, tables: list[TableRef]) -> list[ClosureAudit]:
+    """Every foreign key leaving a loaded table, derived again from the rows it holds now.
+
+    For each, the distinct keys its rows reference and how many of them no parent row holds: a
+    subset is closed when none is missing. Counted with an anti-join every time, whether or not
+    the constraint is validated, so it holds for NOT VALID keys and for keys dropped since.
+    """
+    edges = foreign_key_edges(conn, tables)
+    found = []
+    for edge in edges:
+        cols = sql.SQL(", ").join(sql.Identifier(c) for c in edge.child_columns)
+        not_null = sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(sql.Identifier(c)) for c in edge.child_columns)
+        match = sql.SQL(" AND ").join(sql.SQL("p.{} = k.{}").format(sql.Identifier(pc), sql.Identifier(cc))
+                                      for cc, pc in zip(edge.child_columns, edge.parent_columns))
+        rows, missing = conn.execute(sql.SQL(
+            "SELECT (SELECT count(*) FROM {child} WHERE {not_null}), count(*) FROM "
+            "(SELECT DISTINCT {cols} FROM {child} WHERE {not_null}) k WHERE NOT EXISTS (SELECT 1 FROM {parent} p WHERE {match})"
+        ).format(child=edge.child.ident, parent=edge.parent.ident, cols=cols, not_null=not_null, match=match)).fetchone()
+        found.append(ClosureAudit(edge.name, edge.child.key, edge.parent.key, int(rows), int(missing)))
     return found
 
 

@@ -149,6 +149,13 @@ def plan_subset(conn: psycopg.Connection, environment: str, manifest: Manifest,
     return SubsetPlan(environment, roots, order, inside, keys, cyclic)
 
 
+def subset_tables(conn: psycopg.Connection, tables: list[TableRef], roots: list[str]) -> set[str]:
+    """The tables (schema.table) a subset with these roots touches: the roots and every table downstream."""
+    by_key = {t.key: t for t in tables}
+    found = _downstream({by_key[r]: SubsetRule() for r in roots if r in by_key}, foreign_key_edges(conn, tables))
+    return {t.key for t in found}
+
+
 def _check_where(conn: psycopg.Connection, environment: str, ref: TableRef, rule: SubsetRule) -> None:
     """Plan the rule against the target table, so a typo fails with PostgreSQL's own words and nothing written."""
     try:

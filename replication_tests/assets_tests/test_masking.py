@@ -40,7 +40,7 @@ def customers(cluster, name):
             'SELECT id, email, full_name, "Display Name", note, birthday::text, is_active, created_at::text, tags::text FROM shop.customers')}
 
 
-def test_the_shipped_policy_masks_dev_and_qa_and_keeps_staging_exact(cluster, replication_env, tmp_path):
+def test_the_shipped_policy_masks_and_subsets_dev_and_qa_and_keeps_staging_exact(cluster, replication_env, tmp_path):
     """`make demo`'s configuration, through the Dagster CLI: every check green."""
     home = tmp_path / "home"
     home.mkdir()
@@ -57,18 +57,24 @@ def test_the_shipped_policy_masks_dev_and_qa_and_keeps_staging_exact(cluster, re
     prod = customers(cluster, "prod")
     assert customers(cluster, "staging") == prod
     assert cluster.fingerprints("staging") == cluster.fingerprints("prod")
+    assert "subset_closed_under_foreign_keys' on 'dev_db' passed" in output
+    kept = {}
     for name in ("dev", "qa"):
         masked = customers(cluster, name)
-        assert set(masked) == set(prod)
+        kept[name] = set(masked)
+        assert set(masked) < set(prod)  # a subset: 10% of the customers in Dev, 25% in QA
         for key, row in masked.items():
             original = prod[key]
             assert row[6:] == original[6:]  # unmasked columns are production's
             assert row[1] != original[1] and row[2] != original[2]
             assert row[5] is None
-        others = {k: v for k, v in cluster.fingerprints(name).items() if k != "shop.customers"}
-        assert others == {k: v for k, v in cluster.fingerprints("prod").items() if k != "shop.customers"}
+        # Products are downstream of no root: whole, and exact.
+        assert cluster.fingerprints(name)["shop.products"] == cluster.fingerprints("prod")["shop.products"]
+    assert len(kept["dev"]) < len(kept["qa"])
     # One key, every environment: the same person has the same fake email in Dev and QA.
-    assert {k: r[1] for k, r in customers(cluster, "dev").items()} == {k: r[1] for k, r in customers(cluster, "qa").items()}
+    dev, qa = customers(cluster, "dev"), customers(cluster, "qa")
+    both = kept["dev"] & kept["qa"]
+    assert both and {k: dev[k][1] for k in both} == {k: qa[k][1] for k in both}
 
 
 def test_error_refuses_an_uncovered_personal_column_and_names_it(cluster, replication_env, instance):
