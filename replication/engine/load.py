@@ -282,14 +282,20 @@ def _copy_tables(conn: psycopg.Connection, location: SnapshotLocation, plan: Loa
 
 def _stage_subset_table(conn: psycopg.Connection, location: SnapshotLocation, entry: TableEntry, plan: LoadPlan,
                         number: int, verify: bool, ticker: Ticker) -> tuple[TableRef, TableLoad]:
-    """The whole file into a private temporary table, checked against production's checksum there."""
-    staging = stage_table(conn, entry.ref, entry.column_names, number)
+    """The whole file into a private temporary table.
+
+    Where every column has production's type in the target, it is staged as text: the values are
+    production's own output (every object is read through its sha256), and the same types' input
+    functions give back production's values for the rows that are kept. Otherwise it is staged
+    typed and checked against production's checksum there, as a whole load is.
+    """
+    staging = stage_table(conn, plan.subset, entry.ref, number)
     loaded = _copy_in(conn, location, entry, plan.environment, plan.header, False, ticker, into=staging)
-    if verify:
+    if verify and entry.ref not in plan.subset.as_text:
         algorithm = checksum_algorithm(entry.content_checksum)
         (full,) = content_checksums(conn, staging, [entry.column_names], algorithm=algorithm)
         _compare(entry, plan.environment, full[1])
-        loaded.checksum_verified = True
+    loaded.checksum_verified = verify
     return staging, loaded
 
 
@@ -301,9 +307,10 @@ def _insert_subset(conn: psycopg.Connection, plan: LoadPlan, entry: TableEntry, 
     values = sql.SQL(", ").join(
         mask_expression(rules[n], plan.mask_columns[entry.key][n]) if n in rules else sql.Identifier(n) for n in names)
     with conn.cursor() as cur:
-        cur.execute(sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM {} WHERE {} IS NOT NULL").format(
-            entry.ref.ident, sql.SQL(", ").join(sql.Identifier(n) for n in names), values, staging.ident,
-            sql.Identifier(MARK)))
+        cur.execute(sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM (SELECT {} FROM {} s "
+                            "WHERE s.{} IS NOT NULL) t").format(
+            entry.ref.ident, sql.SQL(", ").join(sql.Identifier(n) for n in names), values,
+            plan.subset.typed_columns(entry.ref, "s"), staging.ident, sql.Identifier(MARK)))
         loaded.rows = cur.rowcount
     report.subset_rows[entry.key] = [loaded.rows, entry.rows]
     if rules:
