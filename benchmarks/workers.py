@@ -56,13 +56,19 @@ import json, os, sys
 from replication.engine.connection import connect, parse_address
 from replication.engine.load import load_snapshot
 from replication.engine.mask import MaskRule
+from replication.engine.subset import SubsetRule
 from replication.engine.verify import verify_snapshot
+import time
+started = time.monotonic()
 env, address, user, password, folder = sys.argv[1:6]
 masks = {t: {c: MaskRule(*r) for c, r in cols.items()} for t, cols in json.loads(sys.argv[6]).items()}
+subset = {t: SubsetRule(**rule) for t, rule in json.loads(sys.argv[7]).items()}
 snapshot = location(folder)
 manifest = verify_snapshot(snapshot)  # as the asset does: every sha256 before connecting
 with connect(parse_address(address, env.upper() + "_DB_CONNECTION"), user, password) as conn:
-    load_snapshot(conn, snapshot, manifest, environment=env, masks=masks, masking_key=os.environ.get("MASKING_KEY"))
+    load_snapshot(conn, snapshot, manifest, environment=env, masks=masks, masking_key=os.environ.get("MASKING_KEY"),
+                  subset=subset)
+print("SECONDS=%.3f" % (time.monotonic() - started))
 """ + REPORT_PEAK
 
 
@@ -107,25 +113,35 @@ def snapshot_command(address: str, user: str, password: str, folder: Path | str,
     return [sys.executable, "-c", SNAPSHOT_WORKER, address, user, password, str(folder), str(jobs)]
 
 
-def load_command(env: str, address: str, user: str, password: str, folder: Path | str, masks: dict | None = None) -> list[str]:
+def load_command(env: str, address: str, user: str, password: str, folder: Path | str, masks: dict | None = None,
+                 subset: dict | None = None) -> list[str]:
     rules = {table: {column: [rule.strategy, rule.value] for column, rule in columns.items()}
              for table, columns in (masks or {}).items()}
-    return [sys.executable, "-c", LOAD_WORKER, env, address, user, password, str(folder), json.dumps(rules)]
+    roots = {table: {"percent": rule.percent, "where": rule.where} for table, rule in (subset or {}).items()}
+    return [sys.executable, "-c", LOAD_WORKER, env, address, user, password, str(folder), json.dumps(rules),
+            json.dumps(roots)]
 
 
 def run_workers(commands: list[tuple]) -> tuple[float, int]:
     """Start every (label, command[, env]) at once; returns wall seconds and the largest peak RSS (KiB)."""
+    seconds, peak, _ = run_workers_timed(commands)
+    return seconds, peak
+
+
+def run_workers_timed(commands: list[tuple]) -> tuple[float, int, dict[str, float]]:
+    """run_workers, and each load worker's own seconds (from start to COMMIT and sequences) by label."""
     started = time.monotonic()
     procs = [(label, subprocess.Popen(cmd, env={**os.environ, **(extra[0] if extra else {})}, cwd=REPO,
                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
              for label, cmd, *extra in commands]
-    peak = 0
+    peak, own = 0, {}
     for label, proc in procs:
         output = proc.communicate()[0].decode(errors="replace")
         if proc.returncode != 0:
             raise SystemExit(f"{label} failed (exit {proc.returncode}):\n{output[-3000:]}")
         peak = max([peak, *(int(line.split("=")[1]) for line in output.splitlines() if line.startswith("VmHWM_KIB="))])
-    return time.monotonic() - started, peak
+        own.update({label: float(line.split("=")[1]) for line in output.splitlines() if line.startswith("SECONDS=")})
+    return time.monotonic() - started, peak, own
 
 
 def run_dagster(env: dict[str, str], home: Path, partition: str = PARTITION) -> tuple[float, int]:
