@@ -20,7 +20,7 @@ from .progress import Log, Ticker
 from .rebuild import TakenOff, outside_referencing_tables, put_back, take_off
 from .sequences import advance_sequences, loaded_maxima, owned_sequences
 from .storage import SnapshotLocation, as_location
-from .subset import DEFAULT_SUBSET_KEY, MARK, SubsetPlan, SubsetRule, choose_rows, plan_subset, stage_table
+from .subset import DEFAULT_SUBSET_KEY, SubsetPlan, SubsetRule, choose_rows, kept_condition, plan_subset, stage_table
 from .session import prepare_transaction
 
 
@@ -275,8 +275,9 @@ def _copy_tables(conn: psycopg.Connection, location: SnapshotLocation, plan: Loa
     if staged:
         choose_rows(conn, plan.subset, {ref: staging for ref, (staging, _) in staged.items()},
                     masking_key or DEFAULT_SUBSET_KEY)
+        tables = {ref: staging for ref, (staging, _) in staged.items()}
         for ref, (staging, loaded) in staged.items():
-            _insert_subset(conn, plan, plan.entries[ref], staging, loaded, report)
+            _insert_subset(conn, plan, plan.entries[ref], tables, loaded, report)
     return expected_unmasked
 
 
@@ -299,22 +300,23 @@ def _stage_subset_table(conn: psycopg.Connection, location: SnapshotLocation, en
     return staging, loaded
 
 
-def _insert_subset(conn: psycopg.Connection, plan: LoadPlan, entry: TableEntry, staging: TableRef, loaded: TableLoad,
-                   report: LoadReport) -> None:
+def _insert_subset(conn: psycopg.Connection, plan: LoadPlan, entry: TableEntry, staged: dict[TableRef, TableRef],
+                   loaded: TableLoad, report: LoadReport) -> None:
     """The chosen rows of one staged table into the real one, masked on the way where the environment masks it."""
     names = entry.column_names
     rules = plan.masks.get(entry.key, {})
     values = sql.SQL(", ").join(
         mask_expression(rules[n], plan.mask_columns[entry.key][n]) if n in rules else sql.Identifier(n) for n in names)
     with conn.cursor() as cur:
-        cur.execute(sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM (SELECT {} FROM {} s "
-                            "WHERE s.{} IS NOT NULL) t").format(
+        cur.execute(sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM (SELECT {} FROM {} c "
+                            "WHERE {}) t").format(
             entry.ref.ident, sql.SQL(", ").join(sql.Identifier(n) for n in names), values,
-            plan.subset.typed_columns(entry.ref, "s"), staging.ident, sql.Identifier(MARK)))
+            plan.subset.typed_columns(entry.ref, "c"), staged[entry.ref].ident,
+            kept_condition(plan.subset, entry.ref, staged)))
         loaded.rows = cur.rowcount
     report.subset_rows[entry.key] = [loaded.rows, entry.rows]
     if rules:
-        report.mask_overlaps.update({f"{entry.key}.{name}": mask_overlap(conn, staging, entry.ref, name)
+        report.mask_overlaps.update({f"{entry.key}.{name}": mask_overlap(conn, staged[entry.ref], entry.ref, name)
                                      for name in rules})
 
 

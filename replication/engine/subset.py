@@ -17,7 +17,7 @@ their rows satisfy every reference to them. No row passes through Python.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psycopg
 from psycopg import sql
@@ -71,6 +71,9 @@ class SubsetPlan:
     as_text: set[TableRef]
     # Foreign keys along which a marked row may reference a row not yet marked.
     pulls: list[ForeignKeyEdge]
+    # Leaves that no root, no cycle and no parent pull involves (order items): their rows are not
+    # marked at all; the insert keeps those that reference a selected row, in the same scan.
+    leaves: set[TableRef] = field(default_factory=set)
 
     def covers(self, ref: TableRef) -> bool:
         return ref in self._set
@@ -172,7 +175,9 @@ def plan_subset(conn: psycopg.Connection, environment: str, manifest: Manifest,
         if all(types[c.name] == c.type for c in entry.columns):
             as_text.add(ref)
     pulls = inside if cyclic else _pulls(set(roots), inside)
-    return SubsetPlan(environment, roots, order, inside, keys, cyclic, columns, as_text, pulls)
+    leaves = set() if cyclic else {t for t in order if t not in roots and not any(e.parent == t for e in inside)
+                                   and not any(e.child == t for e in pulls)}
+    return SubsetPlan(environment, roots, order, inside, keys, cyclic, columns, as_text, pulls, leaves)
 
 
 def _pulls(roots: set[TableRef], edges: list[ForeignKeyEdge]) -> list[ForeignKeyEdge]:
@@ -253,7 +258,7 @@ def choose_rows(conn: psycopg.Connection, plan: SubsetPlan, staged: dict[TableRe
             staged[ref].ident, sql.Identifier(MARK), _rule_condition(plan, ref, rule, staged[ref])),
             {"mark": SELECTED, "key": key, "table": ref.key,
              "threshold": int((rule.percent or 0) / 100 * 2 ** 32)})
-    down = sorted(plan.edges, key=lambda e: plan.tables.index(e.child))
+    down = sorted((e for e in plan.edges if e.child not in plan.leaves), key=lambda e: plan.tables.index(e.child))
     _to_fixed_point(conn, [_follow_statement(plan, e, staged) for e in down], plan.cyclic)
     up = sorted(plan.pulls, key=lambda e: plan.tables.index(e.child), reverse=True)
     _to_fixed_point(conn, [_parent_statement(plan, e, staged) for e in up], plan.cyclic)
@@ -275,10 +280,23 @@ def _rule_condition(plan: SubsetPlan, ref: TableRef, rule: SubsetRule, staging: 
                    "< %(threshold)s").format(digest)
 
 
+# Types whose printed text is equal exactly when their values are (under the pinned session
+# settings): staged as text, their keys join as text. Others (numeric 1.0 and 1.00, floats'
+# -0 and 0, citext, ...) are cast and compared as their type does.
+CANONICAL_TEXT_TYPES = ("smallint", "integer", "bigint", "text", "uuid", "date", "boolean",
+                        "timestamp without time zone", "timestamp with time zone")
+
+
 def _match(plan: SubsetPlan, edge: ForeignKeyEdge) -> sql.Composable:
-    # As their types compare them: text staging would tell numeric 1.0 from 1.00.
-    return sql.SQL(" AND ").join(sql.SQL("{} = {}").format(plan.value(edge.child, cc, "c"), plan.value(edge.parent, pc, "p"))
-                                 for cc, pc in zip(edge.child_columns, edge.parent_columns))
+    terms = []
+    for cc, pc in zip(edge.child_columns, edge.parent_columns):
+        child_type, parent_type = plan.columns[edge.child][cc], plan.columns[edge.parent][pc]
+        if edge.child in plan.as_text and edge.parent in plan.as_text and child_type == parent_type \
+                and (child_type in CANONICAL_TEXT_TYPES or child_type.startswith("character varying")):
+            terms.append(sql.SQL("c.{} = p.{}").format(sql.Identifier(cc), sql.Identifier(pc)))
+        else:
+            terms.append(sql.SQL("{} = {}").format(plan.value(edge.child, cc, "c"), plan.value(edge.parent, pc, "p")))
+    return sql.SQL(" AND ").join(terms)
 
 
 def _follow_statement(plan: SubsetPlan, edge: ForeignKeyEdge, staged: dict[TableRef, TableRef]) -> sql.Composable:
@@ -295,6 +313,17 @@ def _parent_statement(plan: SubsetPlan, edge: ForeignKeyEdge, staged: dict[Table
                    "AND p.{mark} IS NULL AND {match}").format(
         child=staged[edge.child].ident, parent=staged[edge.parent].ident, mark=sql.Identifier(MARK),
         parent_mark=sql.Literal(PARENT), match=_match(plan, edge))
+
+
+def kept_condition(plan: SubsetPlan, ref: TableRef, staged: dict[TableRef, TableRef]) -> sql.Composable:
+    """Which rows of staged table `ref` (aliased c) to insert: the marked ones, or for a leaf, those
+    referencing a selected row."""
+    if ref not in plan.leaves:
+        return sql.SQL("c.{} IS NOT NULL").format(sql.Identifier(MARK))
+    return sql.SQL(" OR ").join(
+        sql.SQL("EXISTS (SELECT 1 FROM {} p WHERE p.{} = {} AND {})").format(
+            staged[e.parent].ident, sql.Identifier(MARK), sql.Literal(SELECTED), _match(plan, e))
+        for e in plan.edges if e.child == ref)
 
 
 def _to_fixed_point(conn: psycopg.Connection, statements: list[sql.Composable], cyclic: bool) -> None:
