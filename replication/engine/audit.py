@@ -11,13 +11,13 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from .catalog import TableRef
+from .catalog import TableRef, foreign_key_edges
 from .checksum import ChecksumRequest, checksum_algorithm, checksum_many
 from .csvread import column_hashes
 from .storage import SnapshotLocation, as_location
 from .manifest import Manifest
 from .sequences import loaded_maxima, owned_sequences, sequence_states
-from .subset import foreign_key_edges
+
 
 
 @dataclass(frozen=True)

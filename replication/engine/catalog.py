@@ -212,25 +212,48 @@ def table_sizes(conn: psycopg.Connection, tables: list[TableRef]) -> dict[TableR
     return {tables[ordinal - 1]: TableSize(int(size), int(toast)) for ordinal, size, toast in rows}
 
 
-def foreign_key_parents(conn: psycopg.Connection, tables: list[TableRef]) -> dict[TableRef, set[TableRef]]:
-    """For each table, the other tables among `tables` that its foreign keys reference."""
-    wanted = set(tables)
+@dataclass(frozen=True)
+class ForeignKeyEdge:
+    name: str
+    child: TableRef
+    child_columns: tuple[str, ...]
+    parent: TableRef
+    parent_columns: tuple[str, ...]
+
+
+def foreign_key_edges(conn: psycopg.Connection, tables: list[TableRef]) -> list[ForeignKeyEdge]:
+    """The target's foreign keys between `tables`, with their columns in key order."""
     rows = conn.execute(
         """
-        SELECT cn.nspname, c.relname, pn.nspname, p.relname
+        SELECT k.conname, cn.nspname, c.relname, pn.nspname, p.relname,
+               ARRAY(SELECT a.attname FROM unnest(k.conkey) WITH ORDINALITY u(n, i)
+                     JOIN pg_catalog.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n ORDER BY u.i),
+               ARRAY(SELECT a.attname FROM unnest(k.confkey) WITH ORDINALITY u(n, i)
+                     JOIN pg_catalog.pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.n ORDER BY u.i)
         FROM pg_catalog.pg_constraint k
         JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
         JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace
         JOIN pg_catalog.pg_class p ON p.oid = k.confrelid
         JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace
         WHERE k.contype = 'f' AND k.conparentid = 0
+        ORDER BY 2, 3, 1
         """
     ).fetchall()
+    wanted = set(tables)
+    edges = []
+    for name, cs, child, ps, parent, child_cols, parent_cols in rows:
+        child_ref, parent_ref = TableRef(cs, child), TableRef(ps, parent)
+        if child_ref in wanted and parent_ref in wanted:
+            edges.append(ForeignKeyEdge(name, child_ref, tuple(child_cols), parent_ref, tuple(parent_cols)))
+    return edges
+
+
+def foreign_key_parents(conn: psycopg.Connection, tables: list[TableRef]) -> dict[TableRef, set[TableRef]]:
+    """For each table, the other tables among `tables` that its foreign keys reference."""
     parents: dict[TableRef, set[TableRef]] = {t: set() for t in tables}
-    for child_schema, child, parent_schema, parent in rows:
-        child_ref, parent_ref = TableRef(child_schema, child), TableRef(parent_schema, parent)
-        if child_ref in wanted and parent_ref in wanted and child_ref != parent_ref:
-            parents[child_ref].add(parent_ref)
+    for edge in foreign_key_edges(conn, tables):
+        if edge.child != edge.parent:
+            parents[edge.child].add(edge.parent)
     return parents
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
-from .catalog import TableRef, columns_of, foreign_key_order
+from .catalog import ForeignKeyEdge, TableRef, columns_of, foreign_key_edges, foreign_key_order
 from .errors import ConfigurationError
 from .manifest import Manifest
 
@@ -44,15 +44,6 @@ class SubsetRule:
 
     def describe(self) -> str:
         return f"{self.percent:g}%" if self.percent is not None else f"where {self.where}"
-
-
-@dataclass(frozen=True)
-class ForeignKeyEdge:
-    name: str
-    child: TableRef
-    child_columns: tuple[str, ...]
-    parent: TableRef
-    parent_columns: tuple[str, ...]
 
 
 @dataclass
@@ -91,33 +82,6 @@ class SubsetPlan:
     def typed_columns(self, ref: TableRef, alias: str) -> sql.Composable:
         return sql.SQL(", ").join(sql.SQL("{} AS {}").format(self.value(ref, c, alias), sql.Identifier(c))
                                   for c in self.columns[ref])
-
-
-def foreign_key_edges(conn: psycopg.Connection, tables: list[TableRef]) -> list[ForeignKeyEdge]:
-    """The target's foreign keys between `tables`, with their columns in key order."""
-    rows = conn.execute(
-        """
-        SELECT k.conname, cn.nspname, c.relname, pn.nspname, p.relname,
-               ARRAY(SELECT a.attname FROM unnest(k.conkey) WITH ORDINALITY u(n, i)
-                     JOIN pg_catalog.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n ORDER BY u.i),
-               ARRAY(SELECT a.attname FROM unnest(k.confkey) WITH ORDINALITY u(n, i)
-                     JOIN pg_catalog.pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.n ORDER BY u.i)
-        FROM pg_catalog.pg_constraint k
-        JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
-        JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace
-        JOIN pg_catalog.pg_class p ON p.oid = k.confrelid
-        JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace
-        WHERE k.contype = 'f' AND k.conparentid = 0
-        ORDER BY 2, 3, 1
-        """
-    ).fetchall()
-    wanted = set(tables)
-    edges = []
-    for name, cs, child, ps, parent, child_cols, parent_cols in rows:
-        child_ref, parent_ref = TableRef(cs, child), TableRef(ps, parent)
-        if child_ref in wanted and parent_ref in wanted:
-            edges.append(ForeignKeyEdge(name, child_ref, tuple(child_cols), parent_ref, tuple(parent_cols)))
-    return edges
 
 
 def primary_keys(conn: psycopg.Connection, tables: list[TableRef]) -> dict[TableRef, list[str]]:
