@@ -19,7 +19,6 @@ from .manifest import Manifest
 from .sequences import loaded_maxima, owned_sequences, sequence_states
 
 
-
 @dataclass(frozen=True)
 class TableAudit:
     table: str
@@ -156,10 +155,7 @@ def orphaned_rows(conn: psycopg.Connection, tables: list[TableRef], unchanged: s
         if validated and both_unchanged:
             found.append(OrphanAudit(name, child, parent, 0, PROVEN_BY_LOAD))
             continue
-        match = sql.SQL(" AND ").join(
-            sql.SQL("p.{} = c.{}").format(sql.Identifier(pc), sql.Identifier(cc)) for cc, pc in zip(child_cols, parent_cols)
-        )
-        not_null = sql.SQL(" AND ").join(sql.SQL("c.{} IS NOT NULL").format(sql.Identifier(cc)) for cc in child_cols)
+        not_null, match = _key_conditions(child_cols, parent_cols, "c")
         count = conn.execute(
             sql.SQL("SELECT count(*) FROM {} c WHERE {} AND NOT EXISTS (SELECT 1 FROM {} p WHERE {})").format(
                 sql.SQL(child), not_null, sql.SQL(parent), match
@@ -167,6 +163,18 @@ def orphaned_rows(conn: psycopg.Connection, tables: list[TableRef], unchanged: s
         ).fetchone()[0]
         found.append(OrphanAudit(name, child, parent, int(count)))
     return found
+
+
+def _key_conditions(child_columns, parent_columns, alias: str) -> tuple[sql.Composable, sql.Composable]:
+    """A foreign key's "every column set" on the child rows `alias`, and their match with parent rows `p`.
+
+    MATCH SIMPLE: a key with a NULL column references nothing, so it needs no parent.
+    """
+    not_null = sql.SQL(" AND ").join(sql.SQL("{}.{} IS NOT NULL").format(sql.Identifier(alias), sql.Identifier(c))
+                                     for c in child_columns)
+    match = sql.SQL(" AND ").join(sql.SQL("p.{} = {}.{}").format(sql.Identifier(pc), sql.Identifier(alias), sql.Identifier(cc))
+                                  for cc, pc in zip(child_columns, parent_columns))
+    return not_null, match
 
 
 @dataclass(frozen=True)
@@ -189,12 +197,11 @@ def subset_closure(conn: psycopg.Connection, tables: list[TableRef]) -> list[Clo
     found = []
     for edge in edges:
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in edge.child_columns)
-        not_null = sql.SQL(" AND ").join(sql.SQL("{} IS NOT NULL").format(sql.Identifier(c)) for c in edge.child_columns)
-        match = sql.SQL(" AND ").join(sql.SQL("p.{} = k.{}").format(sql.Identifier(pc), sql.Identifier(cc))
-                                      for cc, pc in zip(edge.child_columns, edge.parent_columns))
+        not_null, _ = _key_conditions(edge.child_columns, edge.parent_columns, "c")
+        _, match = _key_conditions(edge.child_columns, edge.parent_columns, "k")
         rows, missing = conn.execute(sql.SQL(
-            "SELECT (SELECT count(*) FROM {child} WHERE {not_null}), count(*) FROM "
-            "(SELECT DISTINCT {cols} FROM {child} WHERE {not_null}) k WHERE NOT EXISTS (SELECT 1 FROM {parent} p WHERE {match})"
+            "SELECT (SELECT count(*) FROM {child} c WHERE {not_null}), count(*) FROM "
+            "(SELECT DISTINCT {cols} FROM {child} c WHERE {not_null}) k WHERE NOT EXISTS (SELECT 1 FROM {parent} p WHERE {match})"
         ).format(child=edge.child.ident, parent=edge.parent.ident, cols=cols, not_null=not_null, match=match)).fetchone()
         found.append(ClosureAudit(edge.name, edge.child.key, edge.parent.key, int(rows), int(missing)))
     return found

@@ -250,9 +250,14 @@ def foreign_key_edges(conn: psycopg.Connection, tables: list[TableRef]) -> list[
 
 def foreign_key_parents(conn: psycopg.Connection, tables: list[TableRef]) -> dict[TableRef, set[TableRef]]:
     """For each table, the other tables among `tables` that its foreign keys reference."""
+    return parents_of(tables, foreign_key_edges(conn, tables))
+
+
+def parents_of(tables: list[TableRef], edges: list[ForeignKeyEdge]) -> dict[TableRef, set[TableRef]]:
+    """For each of `tables`, the other tables its foreign keys (among `edges`) reference."""
     parents: dict[TableRef, set[TableRef]] = {t: set() for t in tables}
-    for edge in foreign_key_edges(conn, tables):
-        if edge.child != edge.parent:
+    for edge in edges:
+        if edge.child != edge.parent and edge.child in parents:
             parents[edge.child].add(edge.parent)
     return parents
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 from psycopg import IsolationLevel, sql
 
-from .catalog import Column, TableRef, columns_of, foreign_key_order, foreign_key_parents, partitioned_tables
+from .catalog import Column, TableRef, columns_of, foreign_key_edges, foreign_key_order, parents_of, partitioned_tables
 from .checksum import ChecksumRequest, checksum_algorithm, checksum_many, content_checksums
 from .errors import ConfigurationError, LoadVerificationError, SchemaMismatchError
 from .locks import LockPolicy, LockWait, acquire, lock_statement, lock_table_full
@@ -77,8 +77,9 @@ class LoadReport:
         return sum(t.bytes for t in self.tables)
 
 
-def check_target_schema(conn: psycopg.Connection, manifest: Manifest, environment: str) -> None:
-    """Fail before any write when the target cannot take the snapshot's tables and columns.
+def check_target_schema(conn: psycopg.Connection, manifest: Manifest, environment: str) -> dict[TableRef, list[Column]]:
+    """Fail before any write when the target cannot take the snapshot's tables and columns; else
+    the target's columns of every snapshot table.
 
     The target's own migrations own its schema; this only reads the catalog, once for all tables.
     """
@@ -111,6 +112,7 @@ def check_target_schema(conn: psycopg.Connection, manifest: Manifest, environmen
                     "default in the target and does not exist in production; give it a default or "
                     "make it nullable. Nothing was written."
                 )
+    return found
 
 
 @dataclass
@@ -140,12 +142,13 @@ def plan_load(conn: psycopg.Connection, manifest: Manifest, environment: str,
               subset: dict[str, SubsetRule] | None = None) -> LoadPlan:
     """Check the target, the masks and the subset, before anything is written."""
     entries = {entry.ref: entry for entry in manifest.tables}
-    check_target_schema(conn, manifest, environment)
-    order, cyclic = foreign_key_order(foreign_key_parents(conn, list(entries)))
+    columns = check_target_schema(conn, manifest, environment)
+    edges = foreign_key_edges(conn, list(entries))
+    order, cyclic = foreign_key_order(parents_of(list(entries), edges))
     mask_columns = _check_masks(conn, environment, manifest, masks, masking_key)
     return LoadPlan(environment, entries, order, cyclic, partitioned_tables(conn, order), masks, mask_columns,
                     "MATCH" if conn.info.server_version >= 150000 else "true",
-                    plan_subset(conn, environment, manifest, subset or {}))
+                    plan_subset(conn, environment, manifest, subset or {}, edges, columns))
 
 
 def load_snapshot(
@@ -273,10 +276,9 @@ def _copy_tables(conn: psycopg.Connection, location: SnapshotLocation, plan: Loa
         freeze = rebuild_indexes and ref not in plan.partitioned
         report.tables.append(_copy_in(conn, location, entry, plan.environment, plan.header, freeze, ticker))
     if staged:
-        choose_rows(conn, plan.subset, {ref: staging for ref, (staging, _) in staged.items()},
-                    masking_key or DEFAULT_SUBSET_KEY)
         tables = {ref: staging for ref, (staging, _) in staged.items()}
-        for ref, (staging, loaded) in staged.items():
+        choose_rows(conn, plan.subset, tables, masking_key or DEFAULT_SUBSET_KEY)
+        for ref, (_, loaded) in staged.items():
             _insert_subset(conn, plan, plan.entries[ref], tables, loaded, report)
     return expected_unmasked
 
@@ -296,24 +298,16 @@ def _stage_subset_table(conn: psycopg.Connection, location: SnapshotLocation, en
         algorithm = checksum_algorithm(entry.content_checksum)
         (full,) = content_checksums(conn, staging, [entry.column_names], algorithm=algorithm)
         _compare(entry, plan.environment, full[1])
-    loaded.checksum_verified = verify
     return staging, loaded
 
 
 def _insert_subset(conn: psycopg.Connection, plan: LoadPlan, entry: TableEntry, staged: dict[TableRef, TableRef],
                    loaded: TableLoad, report: LoadReport) -> None:
     """The chosen rows of one staged table into the real one, masked on the way where the environment masks it."""
-    names = entry.column_names
     rules = plan.masks.get(entry.key, {})
-    values = sql.SQL(", ").join(
-        mask_expression(rules[n], plan.mask_columns[entry.key][n]) if n in rules else sql.Identifier(n) for n in names)
-    with conn.cursor() as cur:
-        cur.execute(sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM (SELECT {} FROM {} c "
-                            "WHERE {}) t").format(
-            entry.ref.ident, sql.SQL(", ").join(sql.Identifier(n) for n in names), values,
-            plan.subset.typed_columns(entry.ref, "c"), staged[entry.ref].ident,
-            kept_condition(plan.subset, entry.ref, staged)))
-        loaded.rows = cur.rowcount
+    kept = sql.SQL("(SELECT {} FROM {} c WHERE {}) t").format(
+        plan.subset.typed_columns(entry.ref, "c"), staged[entry.ref].ident, kept_condition(plan.subset, entry.ref, staged))
+    loaded.rows = _insert_masked(conn, entry, rules, plan.mask_columns.get(entry.key, {}), kept)
     report.subset_rows[entry.key] = [loaded.rows, entry.rows]
     if rules:
         report.mask_overlaps.update({f"{entry.key}.{name}": mask_overlap(conn, staged[entry.ref], entry.ref, name)
@@ -412,13 +406,7 @@ def _copy_masked(
         full, kept = content_checksums(conn, staging, [names, unmasked], algorithm=algorithm)
         _compare(entry, environment, full[1])
         expected = kept[1] if unmasked else ""
-    values = sql.SQL(", ").join(
-        mask_expression(rules[n], columns[n]) if n in rules else sql.Identifier(n) for n in names
-    )
-    with conn.cursor() as cur:
-        cur.execute(sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM {}").format(
-            entry.ref.ident, cols, values, sql.Identifier(staging.name)))
-        inserted = cur.rowcount
+    inserted = _insert_masked(conn, entry, rules, columns, sql.Identifier(staging.name))
     if inserted != entry.rows:
         raise LoadVerificationError(
             f"{environment}: table {entry.key} received {inserted} masked rows but the snapshot holds {entry.rows}. "
@@ -427,6 +415,17 @@ def _copy_masked(
     overlaps = {f"{entry.key}.{name}": mask_overlap(conn, staging, entry.ref, name) for name in rules}
     conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(staging.name)))
     return loaded, (unmasked, expected), overlaps
+
+
+def _insert_masked(conn: psycopg.Connection, entry: TableEntry, rules: dict[str, MaskRule], columns: dict[str, Column],
+                   source: sql.Composable) -> int:
+    """INSERT the rows of `source` into the table, each masked column through its rule; the row count."""
+    names = entry.column_names
+    values = sql.SQL(", ").join(mask_expression(rules[n], columns[n]) if n in rules else sql.Identifier(n) for n in names)
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM {}").format(
+            entry.ref.ident, sql.SQL(", ").join(sql.Identifier(n) for n in names), values, source))
+        return cur.rowcount
 
 
 def mask_overlap(conn: psycopg.Connection, staging: TableRef, table: TableRef, column: str) -> list[int]:

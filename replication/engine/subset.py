@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
-from .catalog import ForeignKeyEdge, TableRef, columns_of, foreign_key_edges, foreign_key_order
+from .catalog import Column, ForeignKeyEdge, TableRef, foreign_key_edges, foreign_key_order, parents_of
 from .errors import ConfigurationError
 from .manifest import Manifest
 
@@ -103,9 +103,13 @@ def _where(rule: SubsetRule) -> sql.SQL:
     return sql.SQL("({})").format(sql.SQL(rule.where.replace("%", "%%")))
 
 
-def plan_subset(conn: psycopg.Connection, environment: str, manifest: Manifest,
-                rules: dict[str, SubsetRule]) -> SubsetPlan | None:
-    """Check the rules against the snapshot and the target, before anything is written."""
+def plan_subset(conn: psycopg.Connection, environment: str, manifest: Manifest, rules: dict[str, SubsetRule],
+                edges: list[ForeignKeyEdge], target: dict[TableRef, list[Column]]) -> SubsetPlan | None:
+    """Check the rules against the snapshot and the target, before anything is written.
+
+    `edges` are the target's foreign keys between the snapshot's tables, `target` its columns of
+    them: what the load's own plan has read already.
+    """
     if not rules:
         return None
     loaded = {entry.key: entry.ref for entry in manifest.tables}
@@ -124,13 +128,10 @@ def plan_subset(conn: psycopg.Connection, environment: str, manifest: Manifest,
                 f"{ref.key} has none in the target; add one, or write a where rule. Nothing was written.")
         if rule.where is not None:
             _check_where(conn, environment, ref, rule)
-    edges = foreign_key_edges(conn, list(loaded.values()))
     tables = _downstream(roots, edges)
     inside = [e for e in edges if e.child in tables and e.parent in tables]
-    parents = {t: {e.parent for e in inside if e.child == t and e.parent != t} for t in tables}
-    order, cyclic = foreign_key_order(parents)
+    order, cyclic = foreign_key_order(parents_of(list(tables), inside))
     cyclic = cyclic or any(e.child == e.parent for e in inside)
-    target = columns_of(conn, order)
     columns, as_text = {}, set()
     for ref in order:
         entry = manifest.table(ref.key)

@@ -255,14 +255,15 @@ def test_a_bad_rule_is_refused_before_anything_is_written(company, snapshot_dir,
 def test_a_table_whose_type_differs_in_the_target_is_staged_typed_and_checked_against_production(company, snapshot_dir):
     """Text staging relies on production's types; a column typed otherwise in the target takes the
     typed path, where the staged table is compared with production's checksum."""
-    from replication.engine.subset import plan_subset
+    from replication.engine.load import plan_load
     from replication.engine.verify import verify_snapshot
 
     with company.env() as env:
         env.execute("ALTER TABLE shop.newsletter ALTER COLUMN topic TYPE varchar(40)")
     try:
         with company.loader_connection() as conn:
-            plan = plan_subset(conn, "dev", verify_snapshot(snapshot_dir), {"shop.customers": SubsetRule(percent=5)})
+            plan = plan_load(conn, verify_snapshot(snapshot_dir), "dev", {}, None,
+                             {"shop.customers": SubsetRule(percent=5)}).subset
         staged_as_text = {t.key for t in plan.as_text}
         assert "shop.customers" in staged_as_text and "shop.newsletter" not in staged_as_text
         report, _, _ = load_and_compare(company, snapshot_dir, {"shop.customers": SubsetRule(percent=5)},
