@@ -7,8 +7,10 @@ with the same schema. Then, `--repeat` rounds, each contender in turn (the order
   ours        the engine's loads, one process per environment, three in parallel, every check on
               (sha256 of each file, row counts, content checksums, ANALYZE, view refresh)
   ours_masked the same under the shipped replication.yaml: Dev and QA masked, Staging exact
-  ours_subset Dev and QA at 5% of the customers (masked as shipped), Staging whole: each load's
-              own seconds give subset_load_vs_full
+  ours_subset Dev and QA at 5% of the customers (masked as shipped), Staging whole, three at once
+  subset_alone  one 5% Dev load, then one whole Staging load, each alone on the server (the order
+              alternates by round): their own seconds give subset_load_vs_full, one environment's
+              work against another's, which three loads sharing two cores would blur
   psql_plain  three psql sessions: BEGIN; TRUNCATE all; \\copy every file in foreign-key order; COMMIT
   psql_tuned  the same transaction in pg_restore's order, in SQL: drop foreign keys, keys and
               indexes; TRUNCATE; \\copy; recreate them; re-add the foreign keys; COMMIT
@@ -43,8 +45,9 @@ The last three lines are machine-readable:
   compressed_vs_plain=<zstd snapshot + masked loads / plain> s3_vs_local=<S3 with zstd and age / local zstd>
   snapshot_bytes_ratio=<stored / CSV bytes, zstd> dagster_vs_engine=<dagster / (zstd snapshot + masked loads)>
   store_peak_rss_mib=<largest snapshot or load worker with zstd and age on S3>
-  subset_load_vs_full=<a 5% Dev load / the whole Staging load, in the same ours_subset runs>
+  subset_load_vs_full=<a 5% Dev load / the whole Staging load, each alone (subset_alone)>
   subset_rows_kept=<rows in Dev after ours_subset / rows in prod>
+  subset_load_vs_full_parallel=<the same two loads' own seconds inside ours_subset, three at once>
 """
 
 from __future__ import annotations
@@ -126,6 +129,7 @@ class Bench:
         self.folder = self.snapshot_root / "prod_snapshot_20261125"
         self.s3 = None
         self.subset_seconds: list[dict[str, float]] = []  # per ours_subset run: environment -> its load's seconds
+        self.alone_seconds: list[dict[str, float]] = []  # per subset_alone run: dev (5%) and staging (whole)
         self.subset_rows: list[int] = []  # rows in Dev after each ours_subset run
 
     def _spec(self, kind: str, scratch: bool = False) -> str:
@@ -285,6 +289,20 @@ class Bench:
                                         for entry in verify_snapshot(self.folder, deep=False).tables))
         return seconds, peak
 
+    def subset_alone(self) -> tuple[float, int]:
+        """A 5% Dev load and a whole Staging load, one after the other, each with the server to itself."""
+        pair = [("dev", BENCH_SUBSET), ("staging", None)]
+        if len(self.alone_seconds) % 2:
+            pair.reverse()
+        own, seconds, peak = {}, 0.0, 0
+        for env, subset in pair:
+            took, rss, timed = run_workers_timed([(env, self._load_args(env, masked=True, subset=subset),
+                                                   {"MASKING_KEY": "bench-key"})])
+            own.update(timed)
+            seconds, peak = seconds + took, max(peak, rss)
+        self.alone_seconds.append(own)
+        return seconds, peak
+
     def subset_kept(self) -> float:
         return self.subset_rows[-1] / self.total_rows
 
@@ -355,7 +373,7 @@ class Bench:
         return seconds
 
 
-CONTENDERS = ("ours", "ours_masked", "ours_subset", "psql_plain", "psql_tuned", "psql_required", "dagster", "ours_snapshot", "psql_dump",
+CONTENDERS = ("ours", "ours_masked", "ours_subset", "subset_alone", "psql_plain", "psql_tuned", "psql_required", "dagster", "ours_snapshot", "psql_dump",
               "ours_zstd_snapshot", "ours_zstd", "ours_s3_snapshot", "ours_s3")
 SNAPSHOTS = ("ours_snapshot", "psql_dump", "ours_zstd_snapshot", "ours_s3_snapshot")
 
@@ -416,8 +434,11 @@ def report(result: dict) -> dict:
         "snapshot_bytes_ratio": bench.stored_ratio,
         "dagster_vs_engine": measures["dagster"].median / zstd,
         "store_peak_rss_mib": max(measures["ours_s3_snapshot"].peak_rss_kib, measures["ours_s3"].peak_rss_kib) / 1024,
-        # One 5% environment's load against one whole environment's, in the same ours_subset runs.
-        "subset_load_vs_full": statistics.median(r["dev"] for r in bench.subset_seconds)
+        # One 5% environment's load against one whole environment's, each alone; and the same two
+        # inside ours_subset, where a load's own seconds depend on what shares the cores with it.
+        "subset_load_vs_full": statistics.median(r["dev"] for r in bench.alone_seconds)
+        / statistics.median(r["staging"] for r in bench.alone_seconds),
+        "subset_load_vs_full_parallel": statistics.median(r["dev"] for r in bench.subset_seconds)
         / statistics.median(r["staging"] for r in bench.subset_seconds),
         "subset_rows_kept": bench.subset_kept(),
     }
@@ -523,7 +544,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"compressed_vs_plain={last['compressed_vs_plain']:.2f} s3_vs_local={last['s3_vs_local']:.2f} "
           f"snapshot_bytes_ratio={last['snapshot_bytes_ratio']:.2f} dagster_vs_engine={last['dagster_vs_engine']:.2f} "
           f"store_peak_rss_mib={last['store_peak_rss_mib']:.0f}")
-    print(f"subset_load_vs_full={last['subset_load_vs_full']:.2f} subset_rows_kept={last['subset_rows_kept']:.3f}")
+    print(f"subset_load_vs_full={last['subset_load_vs_full']:.2f} subset_rows_kept={last['subset_rows_kept']:.3f} "
+          f"subset_load_vs_full_parallel={last['subset_load_vs_full_parallel']:.2f}")
     return 0
 
 

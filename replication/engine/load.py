@@ -20,7 +20,8 @@ from .progress import Log, Ticker
 from .rebuild import TakenOff, outside_referencing_tables, put_back, take_off
 from .sequences import advance_sequences, loaded_maxima, owned_sequences
 from .storage import SnapshotLocation, as_location
-from .subset import DEFAULT_SUBSET_KEY, SubsetPlan, SubsetRule, choose_rows, kept_condition, plan_subset, stage_table
+from .prefilter import prefilter
+from .subset import DEFAULT_SUBSET_KEY, RowChooser, SubsetPlan, SubsetRule, kept_condition, plan_subset, stage_table
 from .session import prepare_transaction
 
 
@@ -67,6 +68,8 @@ class LoadReport:
     mask_overlaps: dict[str, list[int]] = field(default_factory=dict)
     # Subset tables: schema.table -> [rows kept, rows in the snapshot].
     subset_rows: dict[str, list[int]] = field(default_factory=dict)
+    # Subset tables: schema.table -> rows staged, those its prefilter let through (all, without one).
+    subset_staged: dict[str, int] = field(default_factory=dict)
 
     @property
     def total_rows(self) -> int:
@@ -256,12 +259,15 @@ def _copy_tables(conn: psycopg.Connection, location: SnapshotLocation, plan: Loa
     """COPY every file in foreign-key order; masked tables through their staging table, subset
     tables staged first and inserted once every staged table has chosen its rows."""
     expected_unmasked: dict[TableRef, tuple[list[str], str]] = {}
-    staged: dict[TableRef, tuple[TableRef, TableLoad]] = {}
+    staged: dict[TableRef, TableLoad] = {}
+    chooser = RowChooser(conn, plan.subset, masking_key or DEFAULT_SUBSET_KEY) if plan.subset else None
     for number, ref in enumerate(plan.order):
         entry = plan.entries[ref]
         if plan.subsetted(ref):
-            staged[ref] = _stage_subset_table(conn, location, entry, plan, number, verify, ticker)
-            report.tables.append(staged[ref][1])
+            staging, staged[ref] = _stage_subset_table(conn, location, entry, plan, number, verify, ticker, chooser)
+            report.subset_staged[entry.key] = staged[ref].rows
+            chooser.add(ref, staging)
+            report.tables.append(staged[ref])
             continue
         if entry.key in plan.masks:
             loaded, expected, overlaps = _copy_masked(conn, location, entry, plan.environment, plan.header,
@@ -276,16 +282,15 @@ def _copy_tables(conn: psycopg.Connection, location: SnapshotLocation, plan: Loa
         freeze = rebuild_indexes and ref not in plan.partitioned
         report.tables.append(_copy_in(conn, location, entry, plan.environment, plan.header, freeze, ticker))
     if staged:
-        tables = {ref: staging for ref, (staging, _) in staged.items()}
-        choose_rows(conn, plan.subset, tables, masking_key or DEFAULT_SUBSET_KEY)
-        for ref, (_, loaded) in staged.items():
-            _insert_subset(conn, plan, plan.entries[ref], tables, loaded, report)
+        chooser.finish()
+        for ref, loaded in staged.items():
+            _insert_subset(conn, plan, plan.entries[ref], chooser.staged, loaded, report)
     return expected_unmasked
 
 
 def _stage_subset_table(conn: psycopg.Connection, location: SnapshotLocation, entry: TableEntry, plan: LoadPlan,
-                        number: int, verify: bool, ticker: Ticker) -> tuple[TableRef, TableLoad]:
-    """The whole file into a private temporary table.
+                        number: int, verify: bool, ticker: Ticker, chooser: RowChooser) -> tuple[TableRef, TableLoad]:
+    """The file into a private temporary table: whole, or the rows that pass its prefilter.
 
     Where every column has production's type in the target, it is staged as text: the values are
     production's own output (every object is read through its sha256), and the same types' input
@@ -293,7 +298,8 @@ def _stage_subset_table(conn: psycopg.Connection, location: SnapshotLocation, en
     typed and checked against production's checksum there, as a whole load is.
     """
     staging = stage_table(conn, plan.subset, entry.ref, number)
-    loaded = _copy_in(conn, location, entry, plan.environment, plan.header, False, ticker, into=staging)
+    where = prefilter(conn, plan.subset, entry.ref, chooser.staged) if chooser.incremental else None
+    loaded = _copy_in(conn, location, entry, plan.environment, plan.header, False, ticker, into=staging, where=where)
     if verify and entry.ref not in plan.subset.as_text:
         algorithm = checksum_algorithm(entry.content_checksum)
         (full,) = content_checksums(conn, staging, [entry.column_names], algorithm=algorithm)
@@ -464,13 +470,16 @@ def _copy_in(
     freeze: bool,
     ticker: Ticker,
     into: TableRef | None = None,
+    where: sql.Composable | None = None,
 ) -> TableLoad:
-    """COPY one snapshot file into its table (or into `into`, a staging table for masking)."""
-    query = sql.SQL("COPY {table} ({cols}) FROM STDIN (FORMAT csv, HEADER {header}{freeze})").format(
+    """COPY one snapshot file into its table (or into `into`, a staging table for masking or a
+    subset, keeping only the rows `where` lets through)."""
+    query = sql.SQL("COPY {table} ({cols}) FROM STDIN (FORMAT csv, HEADER {header}{freeze}){where}").format(
         table=(into or entry.ref).ident,
         cols=sql.SQL(", ").join(sql.Identifier(n) for n in entry.column_names),
         header=sql.SQL(header),
         freeze=sql.SQL(", FREEZE" if freeze else ""),
+        where=sql.SQL(" WHERE {}").format(where) if where is not None else sql.SQL(""),
     )
     progress = ticker.track(f"load {environment}", entry.key, expected_bytes=entry.bytes, expected_rows=entry.rows)
     with progress, conn.cursor() as cur:
@@ -482,7 +491,8 @@ def _copy_in(
             # A damaged object raises before its stream ends: COPY is cut off and the load rolls back.
             location.read_into(entry, write)
         rows = cur.rowcount
-    if rows != entry.rows:
+    # A prefiltered COPY counts the rows it kept; that every row was read is the sha256's proof.
+    if rows != entry.rows and where is None:
         raise LoadVerificationError(
             f"{environment}: table {entry.key} received {rows} rows but the snapshot holds {entry.rows}. "
             "The load was rolled back; check the target's triggers and rules on this table."

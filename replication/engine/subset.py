@@ -216,33 +216,88 @@ def stage_table(conn: psycopg.Connection, plan: SubsetPlan, ref: TableRef, numbe
     return staging
 
 
-def choose_rows(conn: psycopg.Connection, plan: SubsetPlan, staged: dict[TableRef, TableRef], key: str) -> None:
-    """Mark the rows to keep in the staged tables: the roots' rules, their followers, then every parent."""
-    for ref, rule in plan.rules.items():
-        conn.execute(sql.SQL("UPDATE {} SET {} = %(mark)s WHERE {}").format(
-            staged[ref].ident, sql.Identifier(MARK), _rule_condition(plan, ref, rule, staged[ref])),
-            {"mark": SELECTED, "key": key, "table": ref.key,
-             "threshold": int((rule.percent or 0) / 100 * 2 ** 32)})
-    down = sorted((e for e in plan.edges if e.child not in plan.leaves), key=lambda e: plan.tables.index(e.child))
-    _to_fixed_point(conn, [_follow_statement(plan, e, staged) for e in down], plan.cyclic)
-    up = sorted(plan.pulls, key=lambda e: plan.tables.index(e.child), reverse=True)
-    _to_fixed_point(conn, [_parent_statement(plan, e, staged) for e in up], plan.cyclic)
+SUBSET_KEY_SETTING = "replication.subset_key"
 
 
-def _rule_condition(plan: SubsetPlan, ref: TableRef, rule: SubsetRule, staging: TableRef) -> sql.Composable:
+class RowChooser:
+    """Marks the rows to keep in the staged tables: the roots' rules, their followers, then every parent.
+
+    In an acyclic subset a table's marks depend only on its rule and its parents' marks, so each
+    table is marked as soon as it is staged, and the next tables can be staged through a
+    prefilter (engine.prefilter) that skips most rows they will not keep. A cycle is marked once
+    everything is staged, passes repeating to a fixed point.
+    """
+
+    def __init__(self, conn: psycopg.Connection, plan: SubsetPlan, key: str):
+        self.conn, self.plan = conn, plan
+        self.staged: dict[TableRef, TableRef] = {}
+        # Marking as tables arrive: acyclic, and (checked as they come) every parent staged first.
+        self.incremental = not plan.cyclic
+        # A setting, not a literal: the key is a secret and must not show in statements or logs.
+        conn.execute("SELECT pg_catalog.set_config(%s, %s, true)", (SUBSET_KEY_SETTING, key))
+
+    def add(self, ref: TableRef, staging: TableRef) -> None:
+        self.staged[ref] = staging
+        into = [e for e in self.plan.edges if e.child == ref]
+        self.incremental = self.incremental and all(e.parent in self.staged for e in into)
+        if self.incremental:
+            if ref in self.plan.rules:
+                self._apply_rule(ref)
+            if ref not in self.plan.leaves:
+                _to_fixed_point(self.conn, [_follow_statement(self.plan, e, self.staged) for e in into], False)
+
+    def finish(self) -> None:
+        plan = self.plan
+        if not self.incremental:
+            for ref in plan.rules:
+                self._apply_rule(ref)
+            down = sorted((e for e in plan.edges if e.child not in plan.leaves), key=lambda e: plan.tables.index(e.child))
+            _to_fixed_point(self.conn, [_follow_statement(plan, e, self.staged) for e in down], plan.cyclic)
+        up = sorted(plan.pulls, key=lambda e: plan.tables.index(e.child), reverse=True)
+        _to_fixed_point(self.conn, [_parent_statement(plan, e, self.staged) for e in up], plan.cyclic)
+
+    def _apply_rule(self, ref: TableRef) -> None:
+        rule = self.plan.rules[ref]
+        update = sql.SQL("UPDATE {} SET {} = {} WHERE {}").format(
+            self.staged[ref].ident, sql.Identifier(MARK), sql.Literal(SELECTED), rule_condition(self.plan, ref, rule, self.staged[ref]))
+        # A where rule's % signs are escaped for placeholders, so it runs with (no) parameters.
+        self.conn.execute(update, {} if rule.where is not None else None)
+
+
+def rule_condition(plan: SubsetPlan, ref: TableRef, rule: SubsetRule, staging: TableRef) -> sql.Composable:
+    """A root's rule on its staged table, unqualified; a percent rule holds no placeholder, so
+    COPY ... WHERE can use it as it stands."""
     if rule.where is not None:
         if ref not in plan.as_text:
             return _where(rule)
         # The condition is written against the table's typed columns: evaluated on them.
         return sql.SQL("ctid IN (SELECT replication_row FROM (SELECT r.ctid AS replication_row, {} FROM {} r) v "
-                       "WHERE {})").format(plan.typed_columns(ref, "r"), staging.ident, _where(rule))
+                       "WHERE {})").format(plan.typed_columns(ref, "r"), staging.ident,
+                                           _where(rule))
     # The first 32 bits of sha256(key, table, primary key): the same rows every day and in every
     # environment with the same key and percent, and independent of any other table's choice.
-    row = sql.SQL("ROW({})::text").format(sql.SQL(", ").join(plan.value(ref, c) for c in plan.keys[ref]))
-    digest = sql.SQL("pg_catalog.sha256(pg_catalog.convert_to(%(key)s || chr(31) || %(table)s || chr(31) || {}, "
-                     "'UTF8'))").format(row)
-    return sql.SQL("('x' || pg_catalog.left(pg_catalog.encode({}, 'hex'), 8))::bit(32)::pg_catalog.int8 "
-                   "< %(threshold)s").format(digest)
+    row = _row_text(plan, ref, plan.keys[ref])
+    digest = sql.SQL("pg_catalog.sha256(pg_catalog.convert_to(pg_catalog.current_setting({}) || chr(31) || {} "
+                     "|| chr(31) || {}, 'UTF8'))").format(sql.Literal(SUBSET_KEY_SETTING), sql.Literal(ref.key), row)
+    threshold = int(rule.percent / 100 * 2 ** 32)
+    if threshold >= 2 ** 32:
+        return sql.SQL("true")
+    # Four bytes compare as bytea in the order of the 32-bit number they spell, without the cost
+    # of printing the digest in hex.
+    return sql.SQL("pg_catalog.substr({}, 1, 4) < {}::pg_catalog.bytea").format(
+        digest, sql.Literal("\\x" + threshold.to_bytes(4, "big").hex()))
+
+
+INTEGER_TYPES = ("smallint", "integer", "bigint")
+
+
+def _row_text(plan: SubsetPlan, ref: TableRef, columns: list[str]) -> sql.Composable:
+    """ROW(key)::text, the text the percent hash is taken of. A one-column integer key staged as
+    text is production's own digits, which a record prints unquoted: spelled out, it spares every
+    row a cast and a record."""
+    if len(columns) == 1 and ref in plan.as_text and plan.columns[ref][columns[0]] in INTEGER_TYPES:
+        return sql.SQL("('(' || {} || ')')").format(sql.Identifier(columns[0]))
+    return sql.SQL("ROW({})::text").format(sql.SQL(", ").join(plan.value(ref, c) for c in columns))
 
 
 # Types whose printed text is equal exactly when their values are (under the pinned session
@@ -252,12 +307,17 @@ CANONICAL_TEXT_TYPES = ("smallint", "integer", "bigint", "text", "uuid", "date",
                         "timestamp without time zone", "timestamp with time zone")
 
 
+def joins_as_text(plan: SubsetPlan, edge: ForeignKeyEdge, child_column: str, parent_column: str) -> bool:
+    """Whether one column pair of a foreign key compares as the staged text: equal text, equal values."""
+    child_type, parent_type = plan.columns[edge.child][child_column], plan.columns[edge.parent][parent_column]
+    return (edge.child in plan.as_text and edge.parent in plan.as_text and child_type == parent_type
+            and (child_type in CANONICAL_TEXT_TYPES or child_type.startswith("character varying")))
+
+
 def _match(plan: SubsetPlan, edge: ForeignKeyEdge) -> sql.Composable:
     terms = []
     for cc, pc in zip(edge.child_columns, edge.parent_columns):
-        child_type, parent_type = plan.columns[edge.child][cc], plan.columns[edge.parent][pc]
-        if edge.child in plan.as_text and edge.parent in plan.as_text and child_type == parent_type \
-                and (child_type in CANONICAL_TEXT_TYPES or child_type.startswith("character varying")):
+        if joins_as_text(plan, edge, cc, pc):
             terms.append(sql.SQL("c.{} = p.{}").format(sql.Identifier(cc), sql.Identifier(pc)))
         else:
             terms.append(sql.SQL("{} = {}").format(plan.value(edge.child, cc, "c"), plan.value(edge.parent, pc, "p")))

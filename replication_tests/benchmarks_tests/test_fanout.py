@@ -16,7 +16,7 @@ def test_benchmark_smoke_run_prints_every_contender_and_the_ratios():
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     lines = result.stdout.splitlines()
-    for contender in ("ours", "ours_masked", "ours_subset", "psql_plain", "psql_tuned", "psql_required", "dagster", "ours_snapshot", "psql_dump",
+    for contender in ("ours", "ours_masked", "ours_subset", "subset_alone", "psql_plain", "psql_tuned", "psql_required", "dagster", "ours_snapshot", "psql_dump",
                       "ours_zstd_snapshot", "ours_zstd", "ours_s3_snapshot", "ours_s3", "pandas"):
         assert any(line.startswith(contender + " ") for line in lines), contender
     assert re.fullmatch(r"many_tables_vs_pg_restore=[\d.]+ large_values_peak_rss_mib=\d+ large_values_step_peak_rss_mib=\d+",
@@ -30,5 +30,6 @@ def test_benchmark_smoke_run_prints_every_contender_and_the_ratios():
     assert int(re.search(r"peak_rss_mib=(\d+)", last).group(1)) > 50  # a Dagster step was measured
     assert re.fullmatch(r"compressed_vs_plain=[\d.]+ s3_vs_local=[\d.]+ snapshot_bytes_ratio=[\d.]+ "
                         r"dagster_vs_engine=[\d.]+ store_peak_rss_mib=\d+", lines[-2]), lines[-2]
-    assert re.fullmatch(r"subset_load_vs_full=[\d.]+ subset_rows_kept=[\d.]+", lines[-1]), lines[-1]
+    assert re.fullmatch(r"subset_load_vs_full=[\d.]+ subset_rows_kept=[\d.]+ subset_load_vs_full_parallel=[\d.]+",
+                        lines[-1]), lines[-1]
     assert 0 < float(re.search(r"subset_rows_kept=([\d.]+)", lines[-1]).group(1)) < 0.5  # Dev holds a subset

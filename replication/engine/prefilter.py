@@ -1,0 +1,88 @@
+"""COPY ... WHERE conditions that let a subset load skip, as it reads a file, most rows it will not keep.
+
+A subset load parses every row of the snapshot, but storing, marking and re-reading the 95% it
+drops cost more than parsing them. In an acyclic subset, a table's kept rows are those its own
+percent rule selects and those referencing a selected row of a table staged before it. Both can
+be tested on each row as COPY reads it, where no subquery is allowed:
+
+- a percent rule is a pure function of the row's key: the rule's own condition;
+- a reference to a selected row is tested against a bitmap of the selected rows' keys, hashed:
+  every referencing row passes (equal text, equal hash), and a few others (about 1 in 100) whose
+  hash collides. Those few are staged and then dropped by the exact marking that follows.
+
+A table that may have to hold rows kept only as parents, a where rule (written against typed
+columns) and keys that do not compare as text are staged whole, as before.
+"""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg import sql
+
+from .catalog import ForeignKeyEdge, TableRef
+from .subset import MARK, SELECTED, SubsetPlan, joins_as_text, rule_condition
+
+# Bits per selected key: a colliding row passes with a probability of about 1/64 to 1/128.
+BITS_PER_KEY = 64
+MIN_BITS = 1 << 13
+# The bitmap travels in the COPY statement as hex: at most 2 MiB of bits (4 MiB of text). Beyond
+# 256k selected keys more rows collide, and pass to the exact marking.
+MAX_BITS = 1 << 24
+WORD_BITS = 64
+
+
+def prefilterable(plan: SubsetPlan, ref: TableRef) -> bool:
+    """Whether every row `ref` can keep is known, from its parents already marked, as it is read."""
+    if plan.cyclic or ref not in plan.as_text or any(e.parent == ref for e in plan.pulls):
+        return False
+    rule = plan.rules.get(ref)
+    if rule is not None and rule.percent is None:
+        return False
+    return all(joins_as_text(plan, e, cc, pc) for e in _into(plan, ref)
+               for cc, pc in zip(e.child_columns, e.parent_columns))
+
+
+def prefilter(conn: psycopg.Connection, plan: SubsetPlan, ref: TableRef,
+              staged: dict[TableRef, TableRef]) -> sql.Composable | None:
+    """The COPY ... WHERE condition for staging `ref`, or None to stage it whole.
+
+    Every table `ref` references inside the subset must be staged and marked already.
+    """
+    if not prefilterable(plan, ref) or any(e.parent not in staged for e in _into(plan, ref)):
+        return None
+    terms = []
+    if ref in plan.rules:
+        terms.append(rule_condition(plan, ref, plan.rules[ref], ref))
+    terms.extend(_references_selected(conn, e, staged[e.parent]) for e in _into(plan, ref))
+    return sql.SQL(" OR ").join(sql.SQL("({})").format(t) for t in terms)
+
+
+def _into(plan: SubsetPlan, ref: TableRef) -> list[ForeignKeyEdge]:
+    return [e for e in plan.edges if e.child == ref]
+
+
+def _key_hash(columns: tuple[str, ...] | list[str], bits: int) -> sql.Composable:
+    # A NULL in any column gives NULL: such a row references nothing through this key, and is not
+    # kept by it, exactly as the marking's equality join decides.
+    text = sql.SQL(" || pg_catalog.chr(31) || ").join(sql.Identifier(c) for c in columns)
+    return sql.SQL("(pg_catalog.hashtext({}) & {})").format(text, sql.Literal(bits - 1))
+
+
+def _references_selected(conn: psycopg.Connection, edge: ForeignKeyEdge, parent: TableRef) -> sql.Composable:
+    """Rows whose key through `edge` may be a selected parent row's: a bitmap lookup per row."""
+    (selected,) = conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE {} = {}").format(
+        parent.ident, sql.Identifier(MARK), sql.Literal(SELECTED))).fetchone()
+    if not selected:
+        return sql.SQL("false")
+    bits = min(max(MIN_BITS, 1 << (selected * BITS_PER_KEY - 1).bit_length()), MAX_BITS)
+    # Built in the server as 64-bit words, left to right as a bit string numbers its bits; the
+    # parent's keys never leave it.
+    (words,) = conn.execute(sql.SQL(
+        "SELECT pg_catalog.string_agg(pg_catalog.lpad(pg_catalog.to_hex(coalesce(w.bits, 0)), 16, '0'), '' "
+        "ORDER BY n.word) FROM pg_catalog.generate_series(0, {last}) n(word) LEFT JOIN ("
+        "SELECT h >> 6 AS word, pg_catalog.bit_or(1::pg_catalog.int8 << (63 - (h & 63))) AS bits "
+        "FROM (SELECT {hash} AS h FROM {parent} WHERE {mark} = {selected}) k GROUP BY 1) w ON w.word = n.word").format(
+        last=sql.Literal(bits // WORD_BITS - 1), hash=_key_hash(edge.parent_columns, bits), parent=parent.ident,
+        mark=sql.Identifier(MARK), selected=sql.Literal(SELECTED))).fetchone()
+    bitmap = sql.SQL("{}::pg_catalog.varbit").format(sql.Literal("x" + words))
+    return sql.SQL("pg_catalog.get_bit({}, {}) = 1").format(bitmap, _key_hash(edge.child_columns, bits))
