@@ -301,6 +301,7 @@ class Bench:
             own.update(timed)
             seconds, peak = seconds + took, max(peak, rss)
         self.alone_seconds.append(own)
+        print(f"    5% dev {own['dev']:.2f} s, whole staging {own['staging']:.2f} s, each alone", flush=True)
         return seconds, peak
 
     def subset_kept(self) -> float:
