@@ -10,8 +10,7 @@ from replication.engine.prefilter import prefilter, prefilterable
 from replication.engine.subset import SubsetRule
 from replication.engine.verify import verify_snapshot
 
-from ..company import build_company
-from .test_subset import DATA, KEY, SCHEMA, Reference, chosen, table_counts
+from .test_subset import DATA, KEY, Reference, chosen, subset_company, subset_snapshot, table_counts
 
 # Shipments whose composite key holds a NULL reference nothing: no prefilter may keep them.
 NULL_KEYS = "INSERT INTO shop.shipments SELECT 100000 + g, g, NULL FROM generate_series(1, 30) g;"
@@ -19,17 +18,12 @@ NULL_KEYS = "INSERT INTO shop.shipments SELECT 100000 + g, g, NULL FROM generate
 
 @pytest.fixture(scope="module")
 def company(cluster):
-    company = build_company(cluster, "prefilter", SCHEMA, DATA + NULL_KEYS)
-    with company.env() as conn:  # the environment's own warehouses, not copied
-        conn.execute("INSERT INTO shop.warehouses SELECT g, 'Env city ' || g FROM generate_series(1, 5) g")
-    return company
+    return subset_company(cluster, "prefilter", DATA + NULL_KEYS)
 
 
 @pytest.fixture(scope="module")
 def snapshot_dir(company, tmp_path_factory):
-    directory = tmp_path_factory.mktemp("prefilter") / "prod_snapshot_20261125"
-    company.snapshot(directory, exclude=["shop.warehouses"])
-    return directory
+    return subset_snapshot(company, tmp_path_factory)
 
 
 def load_and_compare(company, snapshot_dir, rules, roots):

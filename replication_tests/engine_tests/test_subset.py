@@ -58,19 +58,28 @@ INSERT INTO org.employees SELECT g, CASE WHEN g > 1 THEN g / 2 END,
 KEY = "subset-test-key"
 
 
-@pytest.fixture(scope="module")
-def company(cluster):
-    company = build_company(cluster, "subsets", SCHEMA, DATA)
+def subset_company(cluster, name: str, data: str = DATA):
+    """The schema above as production and a Dev that has warehouses of its own (never copied)."""
+    company = build_company(cluster, name, SCHEMA, data)
     with company.env() as conn:
         conn.execute("INSERT INTO shop.warehouses SELECT g, 'Env city ' || g FROM generate_series(1, 5) g")
     return company
 
 
-@pytest.fixture(scope="module")
-def snapshot_dir(company, tmp_path_factory):
-    directory = tmp_path_factory.mktemp("subset") / "prod_snapshot_20261125"
+def subset_snapshot(company, tmp_path_factory):
+    directory = tmp_path_factory.mktemp(company.name) / "prod_snapshot_20261125"
     company.snapshot(directory, exclude=["shop.warehouses"])
     return directory
+
+
+@pytest.fixture(scope="module")
+def company(cluster):
+    return subset_company(cluster, "subsets")
+
+
+@pytest.fixture(scope="module")
+def snapshot_dir(company, tmp_path_factory):
+    return subset_snapshot(company, tmp_path_factory)
 
 
 def chosen(key: str, table: str, pk_text: str, percent: float) -> bool:
