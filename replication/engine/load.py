@@ -298,7 +298,7 @@ def _stage_subset_table(conn: psycopg.Connection, location: SnapshotLocation, en
     typed and checked against production's checksum there, as a whole load is.
     """
     staging = stage_table(conn, plan.subset, entry.ref, number)
-    where = prefilter(conn, plan.subset, entry.ref, chooser.staged) if chooser.incremental else None
+    where = prefilter(conn, plan.subset, entry.ref, chooser.staged, chooser.bitmaps) if chooser.incremental else None
     loaded = _copy_in(conn, location, entry, plan.environment, plan.header, False, ticker, into=staging, where=where)
     if verify and entry.ref not in plan.subset.as_text:
         algorithm = checksum_algorithm(entry.content_checksum)

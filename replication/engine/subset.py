@@ -231,6 +231,7 @@ class RowChooser:
     def __init__(self, conn: psycopg.Connection, plan: SubsetPlan, key: str):
         self.conn, self.plan = conn, plan
         self.staged: dict[TableRef, TableRef] = {}
+        self.bitmaps: dict = {}  # the prefilters' bitmaps of selected keys, by parent and key columns
         # Marking as tables arrive: acyclic, and (checked as they come) every parent staged first.
         self.incremental = not plan.cyclic
         # A setting, not a literal: the key is a secret and must not show in statements or logs.

@@ -88,3 +88,10 @@ def test_the_key_is_read_from_a_setting_never_written_into_a_statement(company, 
         statement = prefilter(conn, plan, orders, {}).as_string(conn)
     assert "current_setting('replication.subset_key')" in statement
     assert KEY not in statement and "sha256" in statement
+
+
+def test_a_root_that_keeps_nothing_stages_no_follower(company, snapshot_dir):
+    report, kept = load_and_compare(company, snapshot_dir, {"shop.orders": SubsetRule(where="id < 0")},
+                                    {"shop.orders": lambda r: r["id"] < 0})
+    assert kept["shop.orders"] == kept["shop.order_items"] == kept["shop.shipments"] == 0
+    assert report.subset_staged["shop.order_items"] == report.subset_staged["shop.shipments"] == 0
