@@ -264,9 +264,10 @@ def _copy_tables(conn: psycopg.Connection, location: SnapshotLocation, plan: Loa
     for number, ref in enumerate(plan.order):
         entry = plan.entries[ref]
         if plan.subsetted(ref):
-            staging, staged[ref] = _stage_subset_table(conn, location, entry, plan, number, verify, ticker, chooser)
+            where = prefilter(conn, plan.subset, ref, chooser.staged, chooser.bitmaps) if chooser.incremental else None
+            staging, staged[ref] = _stage_subset_table(conn, location, entry, plan, number, verify, ticker, where)
             report.subset_staged[entry.key] = staged[ref].rows
-            chooser.add(ref, staging)
+            chooser.add(ref, staging, filtered=where is not None)
             report.tables.append(staged[ref])
             continue
         if entry.key in plan.masks:
@@ -289,8 +290,9 @@ def _copy_tables(conn: psycopg.Connection, location: SnapshotLocation, plan: Loa
 
 
 def _stage_subset_table(conn: psycopg.Connection, location: SnapshotLocation, entry: TableEntry, plan: LoadPlan,
-                        number: int, verify: bool, ticker: Ticker, chooser: RowChooser) -> tuple[TableRef, TableLoad]:
-    """The file into a private temporary table: whole, or the rows that pass its prefilter.
+                        number: int, verify: bool, ticker: Ticker,
+                        where: sql.Composable | None) -> tuple[TableRef, TableLoad]:
+    """The file into a private temporary table: whole, or the rows that pass its prefilter `where`.
 
     Where every column has production's type in the target, it is staged as text: the values are
     production's own output (every object is read through its sha256), and the same types' input
@@ -298,7 +300,6 @@ def _stage_subset_table(conn: psycopg.Connection, location: SnapshotLocation, en
     typed and checked against production's checksum there, as a whole load is.
     """
     staging = stage_table(conn, plan.subset, entry.ref, number)
-    where = prefilter(conn, plan.subset, entry.ref, chooser.staged, chooser.bitmaps) if chooser.incremental else None
     loaded = _copy_in(conn, location, entry, plan.environment, plan.header, False, ticker, into=staging, where=where)
     if verify and entry.ref not in plan.subset.as_text:
         algorithm = checksum_algorithm(entry.content_checksum)

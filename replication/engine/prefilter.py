@@ -38,7 +38,7 @@ def prefilterable(plan: SubsetPlan, ref: TableRef) -> bool:
     rule = plan.rules.get(ref)
     if rule is not None and rule.percent is None:
         return False
-    return all(joins_as_text(plan, e, cc, pc) for e in _into(plan, ref)
+    return all(joins_as_text(plan, e, cc, pc) for e in plan.into(ref)
                for cc, pc in zip(e.child_columns, e.parent_columns))
 
 
@@ -49,13 +49,13 @@ def prefilter(conn: psycopg.Connection, plan: SubsetPlan, ref: TableRef, staged:
     Every table `ref` references inside the subset must be staged and marked already. `bitmaps`
     keeps each parent key's bitmap for the next table that references the same key.
     """
-    if not prefilterable(plan, ref) or any(e.parent not in staged for e in _into(plan, ref)):
+    if not prefilterable(plan, ref) or any(e.parent not in staged for e in plan.into(ref)):
         return None
     terms = []
     if ref in plan.rules:
         terms.append(rule_condition(plan, ref, plan.rules[ref], ref))
     bitmaps = {} if bitmaps is None else bitmaps
-    for edge in _into(plan, ref):
+    for edge in plan.into(ref):
         key = (edge.parent, tuple(edge.parent_columns))
         if key not in bitmaps:
             bitmaps[key] = _selected_bitmap(conn, edge, staged[edge.parent])
@@ -63,10 +63,6 @@ def prefilter(conn: psycopg.Connection, plan: SubsetPlan, ref: TableRef, staged:
         terms.append(sql.SQL("pg_catalog.get_bit({}, {}) = 1").format(bitmap, _key_hash(edge.child_columns, bits))
                      if bits else sql.SQL("false"))
     return sql.SQL(" OR ").join(sql.SQL("({})").format(t) for t in terms)
-
-
-def _into(plan: SubsetPlan, ref: TableRef) -> list[ForeignKeyEdge]:
-    return [e for e in plan.edges if e.child == ref]
 
 
 def _key_hash(columns: tuple[str, ...] | list[str], bits: int) -> sql.Composable:

@@ -69,6 +69,10 @@ class SubsetPlan:
     def covers(self, ref: TableRef) -> bool:
         return ref in self._set
 
+    def into(self, ref: TableRef) -> list[ForeignKeyEdge]:
+        """The foreign keys of `ref` to tables of the subset (itself included)."""
+        return [e for e in self.edges if e.child == ref]
+
     def __post_init__(self):
         self._set = set(self.tables)
 
@@ -237,13 +241,15 @@ class RowChooser:
         # A setting, not a literal: the key is a secret and must not show in statements or logs.
         conn.execute("SELECT pg_catalog.set_config(%s, %s, true)", (SUBSET_KEY_SETTING, key))
 
-    def add(self, ref: TableRef, staging: TableRef) -> None:
+    def add(self, ref: TableRef, staging: TableRef, filtered: bool = False) -> None:
+        """`ref` is staged; `filtered` if it was read through its prefilter (engine.prefilter)."""
         self.staged[ref] = staging
-        into = [e for e in self.plan.edges if e.child == ref]
+        into = self.plan.into(ref)
         self.incremental = self.incremental and all(e.parent in self.staged for e in into)
         if self.incremental:
             if ref in self.plan.rules:
-                self._apply_rule(ref)
+                # A root read through its own rule alone holds only rows the rule selects.
+                self._apply_rule(ref, every_row=filtered and not into)
             if ref not in self.plan.leaves:
                 _to_fixed_point(self.conn, [_follow_statement(self.plan, e, self.staged) for e in into], False)
 
@@ -257,10 +263,11 @@ class RowChooser:
         up = sorted(plan.pulls, key=lambda e: plan.tables.index(e.child), reverse=True)
         _to_fixed_point(self.conn, [_parent_statement(plan, e, self.staged) for e in up], plan.cyclic)
 
-    def _apply_rule(self, ref: TableRef) -> None:
+    def _apply_rule(self, ref: TableRef, every_row: bool = False) -> None:
         rule = self.plan.rules[ref]
+        condition = sql.SQL("true") if every_row else rule_condition(self.plan, ref, rule, self.staged[ref])
         update = sql.SQL("UPDATE {} SET {} = {} WHERE {}").format(
-            self.staged[ref].ident, sql.Identifier(MARK), sql.Literal(SELECTED), rule_condition(self.plan, ref, rule, self.staged[ref]))
+            self.staged[ref].ident, sql.Identifier(MARK), sql.Literal(SELECTED), condition)
         # A where rule's % signs are escaped for placeholders, so it runs with (no) parameters.
         self.conn.execute(update, {} if rule.where is not None else None)
 
@@ -273,8 +280,7 @@ def rule_condition(plan: SubsetPlan, ref: TableRef, rule: SubsetRule, staging: T
             return _where(rule)
         # The condition is written against the table's typed columns: evaluated on them.
         return sql.SQL("ctid IN (SELECT replication_row FROM (SELECT r.ctid AS replication_row, {} FROM {} r) v "
-                       "WHERE {})").format(plan.typed_columns(ref, "r"), staging.ident,
-                                           _where(rule))
+                       "WHERE {})").format(plan.typed_columns(ref, "r"), staging.ident, _where(rule))
     # The first 32 bits of sha256(key, table, primary key): the same rows every day and in every
     # environment with the same key and percent, and independent of any other table's choice.
     row = _row_text(plan, ref, plan.keys[ref])
@@ -349,7 +355,7 @@ def kept_condition(plan: SubsetPlan, ref: TableRef, staged: dict[TableRef, Table
     return sql.SQL(" OR ").join(
         sql.SQL("EXISTS (SELECT 1 FROM {} p WHERE p.{} = {} AND {})").format(
             staged[e.parent].ident, sql.Identifier(MARK), sql.Literal(SELECTED), _match(plan, e))
-        for e in plan.edges if e.child == ref)
+        for e in plan.into(ref))
 
 
 def _to_fixed_point(conn: psycopg.Connection, statements: list[sql.Composable], cyclic: bool) -> None:
