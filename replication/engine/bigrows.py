@@ -26,9 +26,9 @@ from .catalog import Column, TableRef, TableSize
 # A row whose values add up to more than this (bytea counted as the hex text COPY prints) takes
 # the chunked path; smaller rows, nearly all, take COPY. text and bytea count by their size
 # uncompressed, which the TOAST pointer records. Other types (jsonb, arrays, xml) cannot tell it
-# without decompressing the value, so they count by their stored size, four times over: one that
-# prints 100 MiB but compresses 100:1 (a document of repeated keys) still passes through COPY, at
-# a few copies of its printed size in the step's memory.
+# without printing the value: a small one counts by its stored size, four times over, and one
+# stored in more than TOAST_BYTES_MIN is printed once to be measured, because a document of
+# repeated keys can print 100 MiB from a few hundred KiB of TOAST and must not reach COPY whole.
 ROW_BYTES_LIMIT = 8 << 20
 # A table whose TOAST holds less than this cannot hold such a row, however well its values
 # compress (lz4 and pglz stop short of 256:1), so it needs no second pass.
@@ -46,7 +46,8 @@ def _estimate(column: Column) -> sql.Composable | None:
         return sql.SQL("2 * pg_catalog.octet_length({})").format(ident)
     if column.base_type in _TEXT_TYPES:
         return sql.SQL("pg_catalog.octet_length({})").format(ident)
-    return sql.SQL("4 * pg_catalog.pg_column_size({})").format(ident)
+    return sql.SQL("CASE WHEN pg_catalog.pg_column_size({0}) > {1} THEN pg_catalog.octet_length({0}::pg_catalog.text) "
+                   "ELSE 4 * pg_catalog.pg_column_size({0}) END").format(ident, sql.Literal(TOAST_BYTES_MIN))
 
 
 def large_row_filter(columns: list[Column], size: TableSize | None) -> sql.Composable | None:

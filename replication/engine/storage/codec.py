@@ -226,30 +226,58 @@ class ChunkReader(io.RawIOBase):
         super().close()
 
 
+# No decoded piece is larger than this, whatever the compression ratio: a megabyte of zstd can
+# hold gigabytes of repeated text, and a decompressor asked for "whatever this input expands to"
+# hands all of it back at once.
+DECODED_PIECE = 1 << 20
+_READ_COMPRESSED = 1 << 16
+
+
 class _Decompress:
-    """zstd's streaming decompressor, or nothing for plain objects; `finish` refuses a cut-off frame."""
+    """Stored bytes pushed in, plain bytes pushed on to `write` in pieces of at most DECODED_PIECE.
 
-    def __init__(self, compression: str):
-        self._decompressor = zstandard.ZstdDecompressor().decompressobj() if compression == "zstd" else None
+    zstd's stream writer decompresses into a buffer of that size and hands it on each time it
+    fills. It does not tell a frame cut off at a block boundary from a whole one, so `finish`
+    compares the plain bytes with the manifest's count instead.
+    """
 
-    def __call__(self, data: bytes) -> bytes:
-        return self._decompressor.decompress(data) if self._decompressor is not None else data
+    def __init__(self, compression: str, write: Callable[[bytes], None], expected_bytes: int | None):
+        self._write = write
+        self._expected = expected_bytes
+        self.plain_bytes = 0
+        self._writer = (zstandard.ZstdDecompressor().stream_writer(
+            _SinkWriter(self._counted), write_size=DECODED_PIECE, closefd=False)
+            if compression == "zstd" else None)
+
+    def _counted(self, data: bytes) -> None:
+        self.plain_bytes += len(data)
+        self._write(data)
+
+    def __call__(self, data: bytes) -> None:
+        if self._writer is not None:
+            self._writer.write(data)
+        elif data:
+            self._counted(data)
 
     def finish(self) -> None:
-        if self._decompressor is not None and not self._decompressor.eof:
-            raise zstandard.ZstdError("the compressed object ends before its last frame does")
+        if self._writer is not None:
+            self._writer.flush()
+        _check_length(self.plain_bytes, self._expected)
+
+
+def _check_length(plain_bytes: int, expected_bytes: int | None) -> None:
+    if expected_bytes is not None and plain_bytes != expected_bytes:
+        raise DamagedObject(f"the object decodes to {plain_bytes:,} bytes of CSV, the manifest says {expected_bytes:,}: "
+                            "it ends before its last frame does")
 
 
 def decode(chunks: Iterator[bytes], *, compression: str, encryption: str, identities: list,
-           write: Callable[[bytes], None]) -> None:
-    """Stored bytes in, plain CSV bytes pushed to `write`, as they come."""
-    decompress = _Decompress(compression)
+           write: Callable[[bytes], None], expected_bytes: int | None = None) -> None:
+    """Stored bytes in, plain CSV bytes pushed to `write` as they come, never more than DECODED_PIECE at once.
 
-    def plain(data: bytes) -> None:
-        data = decompress(data)
-        if data:
-            write(data)
-
+    `expected_bytes` (the manifest's count of CSV bytes) makes a cut-off object an error.
+    """
+    decompress = _Decompress(compression, write, expected_bytes)
     if encryption == "age":
         if not identities:
             raise IdentityMissing(f"The snapshot is encrypted and {IDENTITY_VARIABLE} is not set.")
@@ -258,7 +286,7 @@ def decode(chunks: Iterator[bytes], *, compression: str, encryption: str, identi
 
         def guarded(data: bytes) -> None:
             try:
-                plain(data)
+                decompress(data)
             except BaseException as exc:  # noqa: BLE001 - kept: age would turn it into an I/O error
                 failure.append(exc)
                 raise
@@ -277,20 +305,15 @@ def decode(chunks: Iterator[bytes], *, compression: str, encryption: str, identi
             raise DamagedObject(f"age: {exc}") from None
     else:
         for chunk in chunks:
-            plain(chunk)
+            decompress(chunk)
     decompress.finish()
 
 
-def decoded_chunks(chunks: Iterator[bytes], *, compression: str, encryption: str, identities: list
-                   ) -> Iterator[bytes]:
-    """The same as `decode`, as an iterator (for readers that pull): decoded on a thread with a short queue."""
+def decoded_chunks(chunks: Iterator[bytes], *, compression: str, encryption: str, identities: list,
+                   expected_bytes: int | None = None) -> Iterator[bytes]:
+    """The same as `decode`, as an iterator (for readers that pull), in pieces of at most DECODED_PIECE."""
     if encryption != "age":
-        decompress = _Decompress(compression)
-        for chunk in chunks:
-            data = decompress(chunk)
-            if data:
-                yield data
-        decompress.finish()
+        yield from _pulled(chunks, compression, expected_bytes)
         return
     out: queue.Queue = queue.Queue(_QUEUE_CHUNKS)
     stop = threading.Event()
@@ -307,7 +330,8 @@ def decoded_chunks(chunks: Iterator[bytes], *, compression: str, encryption: str
 
     def run() -> None:
         try:
-            decode(chunks, compression=compression, encryption=encryption, identities=identities, write=put)
+            decode(chunks, compression=compression, encryption=encryption, identities=identities, write=put,
+                   expected_bytes=expected_bytes)
             put(done)
         except _Stopped:
             pass
@@ -330,6 +354,20 @@ def decoded_chunks(chunks: Iterator[bytes], *, compression: str, encryption: str
     finally:
         stop.set()
         thread.join()
+
+
+def _pulled(chunks: Iterator[bytes], compression: str, expected_bytes: int | None) -> Iterator[bytes]:
+    """Plain bytes pulled through zstd's reader-side decompressor, which also fills DECODED_PIECE at most."""
+    plain_bytes = 0
+    if compression == "zstd":
+        pieces = zstandard.ZstdDecompressor().read_to_iter(ChunkReader(chunks), read_size=_READ_COMPRESSED,
+                                                           write_size=DECODED_PIECE)
+    else:
+        pieces = chunks
+    for piece in pieces:
+        plain_bytes += len(piece)
+        yield piece
+    _check_length(plain_bytes, expected_bytes)
 
 
 class _Stopped(Exception):

@@ -103,12 +103,12 @@ class SnapshotLocation:
         check = not (self.verified and self.store.stable_while_leased)
         with decoding_errors(self, entry):
             decode(self.stored_chunks(entry, check=check), compression=entry.compression,
-                   encryption=entry.encryption, identities=self.identities, write=write)
+                   encryption=entry.encryption, identities=self.identities, write=write, expected_bytes=entry.bytes)
 
     def open_csv(self, entry) -> io.BufferedReader:
         """The table's CSV as a file to read (for readers that pull), decoded and verified."""
         chunks = decoded_chunks(self.stored_chunks(entry), compression=entry.compression,
-                                encryption=entry.encryption, identities=self.identities)
+                                encryption=entry.encryption, identities=self.identities, expected_bytes=entry.bytes)
         return io.BufferedReader(ChunkReader(_guarded(chunks, self, entry)), buffer_size=1 << 20)
 
     def require_identity(self, entries) -> None:

@@ -91,3 +91,61 @@ def test_a_cut_off_object_does_not_decode_quietly(tmp_path):
     path.write_bytes(path.read_bytes()[:-200])
     with pytest.raises(SnapshotCorruptError):
         read(location, entry)
+
+
+@pytest.mark.parametrize("encrypted", [False, True])
+def test_a_value_that_compresses_thousands_to_one_decodes_in_bounded_pieces(tmp_path, keys, encrypted):
+    """200 MiB of repeated text is a few kilobytes of zstd: one stored chunk holds all of it, and
+    neither the pushing nor the pulling reader may hand it over whole."""
+    import tracemalloc
+
+    from replication.engine.storage.codec import DECODED_PIECE
+
+    identity, recipient = keys
+    location = SnapshotLocation(FolderStore(tmp_path), "snap", Encoding("zstd", 3, (recipient,) if encrypted else ()),
+                                [identity])
+    file = location.object_name("shop.t")
+    writer = location.writer(file)
+    row = b'1,"' + b'Compressible, ""quoted"" ' * 45_000 + b'"\n'  # about 1 MiB of CSV per row
+    for _ in range(200):
+        writer.write(row)
+    entry = entry_for(location, file, writer.commit(), 200 * len(row))
+    assert entry.stored_bytes < entry.bytes / 1000
+    largest = [0, 0]  # push, pull
+    total = [0, 0]
+
+    def pushed(piece: bytes) -> None:
+        largest[0] = max(largest[0], len(piece))
+        total[0] += len(piece)
+
+    tracemalloc.start()
+    location.read_into(entry, pushed)
+    with location.open_csv(entry) as handle:
+        while piece := handle.read1(4 << 20):
+            largest[1] = max(largest[1], len(piece))
+            total[1] += len(piece)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    print(f"\n{entry.bytes / 2**20:,.0f} MiB of CSV stored in {entry.stored_bytes:,} bytes; largest piece pushed "
+          f"{largest[0]:,}, pulled {largest[1]:,}; peak Python memory {peak / 2**20:.1f} MiB")
+    assert total == [entry.bytes, entry.bytes]
+    assert largest[0] <= DECODED_PIECE and largest[1] <= DECODED_PIECE
+    assert peak < 16 * DECODED_PIECE
+
+
+def test_a_frame_cut_at_a_block_boundary_is_caught_without_the_sha256(tmp_path):
+    """A verified folder snapshot is not hashed again as it loads: the count of plain bytes is what
+    tells a whole frame from one cut short."""
+    from replication.engine.storage.codec import DamagedObject, decode
+
+    location = SnapshotLocation(FolderStore(tmp_path), "snap", Encoding("zstd"))
+    data = b"a,b\n" * 500_000
+    entry = write(location, data)
+    stored = (tmp_path / "snap" / entry.file).read_bytes()
+    whole = bytearray()
+    decode(iter([stored]), compression="zstd", encryption="none", identities=[], write=whole.extend,
+           expected_bytes=len(data))
+    assert bytes(whole) == data
+    with pytest.raises(DamagedObject, match="ends before its last frame"):
+        decode(iter([stored[:len(stored) // 2]]), compression="zstd", encryption="none", identities=[],
+               write=lambda piece: None, expected_bytes=len(data))
