@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from .catalog import TableRef, foreign_key_edges
+from .catalog import TableRef, foreign_key_edges, own_rows, partitioned_tables
 from .checksum import ChecksumRequest, checksum_algorithm, checksum_many
 from .csvread import column_hashes
 from .storage import SnapshotLocation, as_location
@@ -76,12 +76,13 @@ def unchanged_since_load(conn: psycopg.Connection, manifest: Manifest, transacti
     table is held to the count its load kept (`expected_rows`).
     """
     expected_rows = expected_rows or {}
+    partitioned = partitioned_tables(conn, [entry.ref for entry in manifest.tables])
     found = []
     for start in range(0, len(manifest.tables), 100):
         batch = manifest.tables[start:start + 100]
         query = sql.SQL(" UNION ALL ").join(
             sql.SQL("SELECT {n}::int, count(*), count(*) FILTER (WHERE xmin <> {xid}::xid) FROM {t}").format(
-                n=sql.Literal(position), xid=sql.Literal(transaction_id), t=entry.ref.ident)
+                n=sql.Literal(position), xid=sql.Literal(transaction_id), t=own_rows(entry.ref, partitioned))
             for position, entry in enumerate(batch))
         counts = {n: (rows, written) for n, rows, written in conn.execute(query).fetchall()}
         for position, entry in enumerate(batch):
@@ -136,6 +137,8 @@ def orphaned_rows(conn: psycopg.Connection, tables: list[TableRef], unchanged: s
     rows = conn.execute(
         """
         SELECT k.conname, k.conrelid::pg_catalog.regclass::text, k.confrelid::pg_catalog.regclass::text,
+               -- A foreign key binds the rows of its own table only, not of inheritance children.
+               CASE WHEN c.relkind = 'p' THEN '' ELSE 'ONLY ' END, CASE WHEN p.relkind = 'p' THEN '' ELSE 'ONLY ' END,
                ARRAY(SELECT a.attname FROM unnest(k.conkey) WITH ORDINALITY u(n, i)
                      JOIN pg_catalog.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n ORDER BY u.i),
                ARRAY(SELECT a.attname FROM unnest(k.confkey) WITH ORDINALITY u(n, i)
@@ -144,6 +147,8 @@ def orphaned_rows(conn: psycopg.Connection, tables: list[TableRef], unchanged: s
                k.conrelid::pg_catalog.regclass = ANY(%(u)s::pg_catalog.regclass[])
                  AND k.confrelid::pg_catalog.regclass = ANY(%(u)s::pg_catalog.regclass[])
         FROM pg_catalog.pg_constraint k
+        JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+        JOIN pg_catalog.pg_class p ON p.oid = k.confrelid
         WHERE k.contype = 'f' AND k.conparentid = 0
           AND (k.conrelid = ANY(%(t)s::pg_catalog.regclass[]) OR k.confrelid = ANY(%(t)s::pg_catalog.regclass[]))
         ORDER BY 2, 1
@@ -151,14 +156,14 @@ def orphaned_rows(conn: psycopg.Connection, tables: list[TableRef], unchanged: s
         {"t": [t.ident.as_string(conn) for t in tables], "u": sorted(proven)},
     ).fetchall()
     found = []
-    for name, child, parent, child_cols, parent_cols, validated, both_unchanged in rows:
+    for name, child, parent, child_only, parent_only, child_cols, parent_cols, validated, both_unchanged in rows:
         if validated and both_unchanged:
             found.append(OrphanAudit(name, child, parent, 0, PROVEN_BY_LOAD))
             continue
         not_null, match = _key_conditions(child_cols, parent_cols, "c")
         count = conn.execute(
             sql.SQL("SELECT count(*) FROM {} c WHERE {} AND NOT EXISTS (SELECT 1 FROM {} p WHERE {})").format(
-                sql.SQL(child), not_null, sql.SQL(parent), match
+                sql.SQL(child_only + child), not_null, sql.SQL(parent_only + parent), match
             )
         ).fetchone()[0]
         found.append(OrphanAudit(name, child, parent, int(count)))
@@ -194,6 +199,7 @@ def subset_closure(conn: psycopg.Connection, tables: list[TableRef]) -> list[Clo
     the constraint is validated, so it holds for NOT VALID keys and for keys dropped since.
     """
     edges = foreign_key_edges(conn, tables)
+    partitioned = partitioned_tables(conn, tables)
     found = []
     for edge in edges:
         cols = sql.SQL(", ").join(sql.Identifier(c) for c in edge.child_columns)
@@ -202,7 +208,8 @@ def subset_closure(conn: psycopg.Connection, tables: list[TableRef]) -> list[Clo
         rows, missing = conn.execute(sql.SQL(
             "SELECT (SELECT count(*) FROM {child} c WHERE {not_null}), count(*) FROM "
             "(SELECT DISTINCT {cols} FROM {child} c WHERE {not_null}) k WHERE NOT EXISTS (SELECT 1 FROM {parent} p WHERE {match})"
-        ).format(child=edge.child.ident, parent=edge.parent.ident, cols=cols, not_null=not_null, match=match)).fetchone()
+        ).format(child=own_rows(edge.child, partitioned), parent=own_rows(edge.parent, partitioned), cols=cols,
+                 not_null=not_null, match=match)).fetchone()
         found.append(ClosureAudit(edge.name, edge.child.key, edge.parent.key, int(rows), int(missing)))
     return found
 
@@ -230,6 +237,7 @@ def masked_value_overlaps(
     found = []
     location = as_location(snapshot)
     entries = {e.key: e for e in manifest.tables}
+    partitioned = partitioned_tables(conn, [entries[table].ref for table in masked])
     with conn.transaction(force_rollback=True):
         conn.execute("CREATE TEMP TABLE replication_prod_hashes (col int, h text) ON COMMIT DROP")
         for table, columns in masked.items():
@@ -249,7 +257,7 @@ def masked_value_overlaps(
                         "pg_catalog.convert_to(t.{col}::text, 'UTF8')), 'hex'), {chars}) AS h FROM {table} t "
                         "WHERE t.{col} IS NOT NULL AND t.{col}::text <> '') "
                         "SELECT (SELECT count(*) FROM prod), (SELECT count(*) FROM prod JOIN env USING (h))"
-                    ).format(slot=sql.Literal(slot), col=sql.Identifier(column), table=entry.ref.ident,
+                    ).format(slot=sql.Literal(slot), col=sql.Identifier(column), table=own_rows(entry.ref, partitioned),
                              chars=sql.Literal(HASH_HEX_CHARS))
                 ).fetchone()
                 found.append(MaskAudit(f"{table}.{column}", int(compared), int(equal)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import psycopg
@@ -178,6 +179,18 @@ def partitioned_tables(conn: psycopg.Connection, tables: list[TableRef]) -> set[
         _names(tables),
     ).fetchall()
     return {TableRef(schema, name) for schema, name in rows}
+
+
+def own_rows(table: TableRef, partitioned: Collection[TableRef]) -> sql.Composed:
+    """`table` in a FROM clause meaning its own rows: ONLY for a plain table, whose inheritance
+    children (`CREATE TABLE ... INHERITS`) hold rows of their own that a bare name would add in;
+    the whole tree for a partitioned table, which holds no row itself."""
+    return sql.Composed([sql.SQL("" if table in partitioned else "ONLY "), table.ident])
+
+
+def own_rows_text(table: TableRef, partitioned: Collection[TableRef]) -> str:
+    """The same as plain text, for statements built as strings by the thousand."""
+    return ("" if table in partitioned else "ONLY ") + table.quoted
 
 
 def is_partitioned(conn: psycopg.Connection, table: TableRef) -> bool:

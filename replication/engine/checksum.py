@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from .catalog import TableRef, partitioned_tables, quote_ident
+from .catalog import TableRef, own_rows_text, partitioned_tables, quote_ident
 from .errors import LoadVerificationError
 
 HASH64 = "h64"
@@ -161,8 +161,7 @@ def _queries(conn: psycopg.Connection, requests: list[ChecksumRequest]) -> list[
         else:
             row_hashes = [_row_hash(hashes.get(request.table, {}), list(columns)) for columns in request.column_sets]
         sums = ", ".join(f"coalesce(sum({h}), 0)::text" for h in row_hashes)
-        only = "" if request.table in partitioned else "ONLY "
-        queries.append(f"SELECT count(*), ARRAY[{sums}] FROM {only}{request.table.quoted} AS t")
+        queries.append(f"SELECT count(*), ARRAY[{sums}] FROM {own_rows_text(request.table, partitioned)} AS t")
     return queries
 
 

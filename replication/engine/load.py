@@ -9,7 +9,8 @@ from pathlib import Path
 import psycopg
 from psycopg import IsolationLevel, sql
 
-from .catalog import Column, TableRef, columns_of, foreign_key_edges, foreign_key_order, parents_of, partitioned_tables
+from .catalog import Column, TableRef, columns_of, foreign_key_edges, foreign_key_order, own_rows, parents_of, \
+    partitioned_tables
 from .checksum import ChecksumRequest, checksum_algorithm, checksum_many, content_checksums
 from .errors import ConfigurationError, LoadVerificationError, SchemaMismatchError
 from .locks import LockPolicy, LockWait, acquire, lock_statement, lock_table_full
@@ -135,9 +136,10 @@ class LoadPlan:
     def subsetted(self, ref: TableRef) -> bool:
         return self.subset is not None and self.subset.covers(ref)
 
-    def only(self, ref: TableRef) -> sql.SQL:
-        """ONLY for plain tables: an inheritance child outside the snapshot keeps its rows."""
-        return sql.SQL("" if ref in self.partitioned else "ONLY ")
+    def rows(self, ref: TableRef) -> sql.Composed:
+        """The table's own rows (ONLY for plain tables): an inheritance child keeps its rows, and is
+        loaded, truncated and counted as a table of its own."""
+        return own_rows(ref, self.partitioned)
 
 
 def plan_load(conn: psycopg.Connection, manifest: Manifest, environment: str,
@@ -226,8 +228,7 @@ def _write(conn: psycopg.Connection, location: SnapshotLocation, plan: LoadPlan,
     small = [ref for ref in plan.order if plan.entries[ref].rows < rebuild_min_rows]
     taken = take_off(conn, plan.order, keep_indexes=small) if rebuild_indexes else TakenOff()
     _log_fallbacks(taken, plan.environment, log)
-    conn.execute(sql.SQL("TRUNCATE {}").format(
-        sql.SQL(", ").join(sql.SQL("{}{}").format(plan.only(ref), ref.ident) for ref in plan.order)))
+    conn.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(plan.rows(ref) for ref in plan.order)))
     with Ticker(log) as ticker:
         expected_unmasked = _copy_tables(conn, location, plan, report, verify, rebuild_indexes, ticker, masking_key)
     put_back(conn, taken)
@@ -271,9 +272,7 @@ def _copy_tables(conn: psycopg.Connection, location: SnapshotLocation, plan: Loa
             report.tables.append(staged[ref])
             continue
         if entry.key in plan.masks:
-            loaded, expected, overlaps = _copy_masked(conn, location, entry, plan.environment, plan.header,
-                                                      plan.masks[entry.key], plan.mask_columns[entry.key], number,
-                                                      verify, ticker)
+            loaded, expected, overlaps = _copy_masked(conn, location, entry, plan, number, verify, ticker)
             report.tables.append(loaded)
             report.mask_overlaps.update(overlaps)
             expected_unmasked[ref] = expected
@@ -317,7 +316,7 @@ def _insert_subset(conn: psycopg.Connection, plan: LoadPlan, entry: TableEntry, 
     loaded.rows = _insert_masked(conn, entry, rules, plan.mask_columns.get(entry.key, {}), kept)
     report.subset_rows[entry.key] = [loaded.rows, entry.rows]
     if rules:
-        report.mask_overlaps.update({f"{entry.key}.{name}": mask_overlap(conn, staged[entry.ref], entry.ref, name)
+        report.mask_overlaps.update({f"{entry.key}.{name}": mask_overlap(conn, staged[entry.ref], plan.rows(entry.ref), name)
                                      for name in rules})
 
 
@@ -388,16 +387,15 @@ def _copy_masked(
     conn: psycopg.Connection,
     location: SnapshotLocation,
     entry: TableEntry,
-    environment: str,
-    header: str,
-    rules: dict[str, MaskRule],
-    columns: dict[str, Column],
+    plan: LoadPlan,
     number: int,
     verify: bool,
     ticker: Ticker,
 ) -> tuple[TableLoad, tuple[list[str], str], dict[str, list[int]]]:
     """COPY into a private temporary table, then INSERT the masked rows into the real one, and count
     how many production values each masked column still holds (a weak rule shows here)."""
+    environment, header = plan.environment, plan.header
+    rules, columns = plan.masks[entry.key], plan.mask_columns[entry.key]
     staging = TableRef("pg_temp", f"replication_masked_{number}")
     names = entry.column_names
     cols = sql.SQL(", ").join(sql.Identifier(n) for n in names)
@@ -419,7 +417,7 @@ def _copy_masked(
             f"{environment}: table {entry.key} received {inserted} masked rows but the snapshot holds {entry.rows}. "
             "The load was rolled back; check the target's triggers and rules on this table."
         )
-    overlaps = {f"{entry.key}.{name}": mask_overlap(conn, staging, entry.ref, name) for name in rules}
+    overlaps = {f"{entry.key}.{name}": mask_overlap(conn, staging, plan.rows(entry.ref), name) for name in rules}
     conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(staging.name)))
     return loaded, (unmasked, expected), overlaps
 
@@ -435,14 +433,14 @@ def _insert_masked(conn: psycopg.Connection, entry: TableEntry, rules: dict[str,
         return cur.rowcount
 
 
-def mask_overlap(conn: psycopg.Connection, staging: TableRef, table: TableRef, column: str) -> list[int]:
+def mask_overlap(conn: psycopg.Connection, staging: TableRef, table: sql.Composable, column: str) -> list[int]:
     """[distinct production values of `column` (NULL and empty left out), how many the masked table still holds]."""
     col = sql.Identifier(column)
     compared, equal = conn.execute(sql.SQL(
         "WITH prod AS (SELECT DISTINCT s.{col}::text AS v FROM {staging} s WHERE s.{col} IS NOT NULL "
         "AND s.{col}::text <> ''), env AS (SELECT DISTINCT t.{col}::text AS v FROM {table} t WHERE t.{col} IS NOT NULL) "
         "SELECT (SELECT count(*) FROM prod), (SELECT count(*) FROM prod JOIN env USING (v))"
-    ).format(col=col, staging=sql.Identifier(staging.name), table=table.ident)).fetchone()
+    ).format(col=col, staging=sql.Identifier(staging.name), table=table)).fetchone()
     return [int(compared), int(equal)]
 
 

@@ -75,11 +75,14 @@ class TakenOff:
         return sum(len(tree) for tree in self.trees)
 
 
+# The loaded tables and their partitions. Only a partitioned table's children are loaded through
+# it: an inheritance child is a table of its own, loaded (or left alone) in its own right.
 _LOADED = """
 WITH RECURSIVE loaded(oid) AS (
     SELECT unnest(%(tables)s::pg_catalog.regclass[])::pg_catalog.oid
     UNION
     SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN loaded l ON i.inhparent = l.oid
+    JOIN pg_catalog.pg_class p ON p.oid = l.oid AND p.relkind = 'p'
 )
 """
 

@@ -79,7 +79,11 @@ def sequence_states(conn: psycopg.Connection, sequences: Iterable[str]) -> dict[
 
 
 def loaded_maxima(conn: psycopg.Connection, owned: list[OwnedSequence]) -> dict[str, int | None]:
-    """The largest value each sequence's column holds now (None for an empty table)."""
+    """The largest value each sequence's column holds now (None for an empty table).
+
+    Without ONLY, on purpose: an inheritance child inherits its parent's column default, so its
+    rows draw from the parent's sequence too, and the sequence must pass their values as well.
+    """
     maxima: dict[str, int | None] = {}
     for batch in _batches(owned):
         query = sql.SQL(" UNION ALL ").join(

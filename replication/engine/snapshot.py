@@ -14,7 +14,8 @@ import psycopg
 from psycopg import IsolationLevel, sql
 
 from .bigrows import copy_large_rows, large_row_filter
-from .catalog import Column, TableRef, TableSize, columns_of, list_tables, partitioned_tables, select_tables, table_sizes
+from .catalog import Column, TableRef, TableSize, columns_of, list_tables, own_rows, partitioned_tables, select_tables, \
+    table_sizes
 from .checksum import ChecksumRequest, checksum_many, content_checksum
 from .copyout import copy_out
 from .errors import HiddenRowsError, is_disk_full, snapshot_space_error
@@ -52,10 +53,10 @@ class TablePlan:
         return self.size is not None and self.size.bytes >= CHECKSUM_AT_ONCE_BYTES
 
     @property
-    def only(self) -> sql.SQL:
-        # ONLY for plain tables: rows of inheritance children belong to those tables, not to this
-        # one (pg_dump does the same). A partitioned table is read whole through its parent.
-        return sql.SQL("" if self.partitioned else "ONLY ")
+    def rows(self) -> sql.Composed:
+        # Rows of inheritance children belong to those tables, not to this one (pg_dump does the
+        # same). A partitioned table is read whole through its parent.
+        return own_rows(self.table, {self.table} if self.partitioned else ())
 
 
 def take_snapshot(
@@ -257,10 +258,9 @@ class _Capture:
         file_name = snapshot_file_name(plan.table, self.snapshot)
         names = [c.name for c in plan.columns]
         large = large_row_filter(plan.columns, plan.size)
-        query = sql.SQL("COPY (SELECT {cols} FROM {only}{table}{where}) TO STDOUT (FORMAT csv, HEADER)").format(
+        query = sql.SQL("COPY (SELECT {cols} FROM {table}{where}) TO STDOUT (FORMAT csv, HEADER)").format(
             cols=sql.SQL(", ").join(sql.Identifier(n) for n in names),
-            only=plan.only,
-            table=plan.table.ident,
+            table=plan.rows,
             where=sql.SQL(" WHERE NOT ({})").format(large) if large is not None else sql.SQL(""),
         )
         with self.ticker.track("snapshot", plan.table.key) as progress, self.snapshot.writer(file_name) as writer:
