@@ -58,6 +58,10 @@ class ProductionTargetError(ConfigurationError):
     """A target environment's address leads to the production database."""
 
 
+class PrivilegeError(ReplicationError):
+    """The loading role lacks a privilege that no way of loading can do without."""
+
+
 class SnapshotKeyError(ReplicationError):
     """An encrypted snapshot and no identity, or the wrong one, to decrypt it."""
 

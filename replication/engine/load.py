@@ -17,6 +17,7 @@ from .locks import LockPolicy, LockWait, acquire, lock_statement, lock_table_ful
 from .manifest import Manifest, TableEntry
 from .mask import MaskRule, check_rules, foreign_key_gaps, mask_expression, mask_problems, set_key, stale_mask_error
 from .postload import analyze, refresh_materialized_views
+from .privileges import require_privileges
 from .progress import Log, Ticker
 from .rebuild import TakenOff, outside_referencing_tables, put_back, take_off
 from .sequences import advance_sequences, loaded_maxima, owned_sequences
@@ -148,6 +149,7 @@ def plan_load(conn: psycopg.Connection, manifest: Manifest, environment: str,
     """Check the target, the masks and the subset, before anything is written."""
     entries = {entry.ref: entry for entry in manifest.tables}
     columns = check_target_schema(conn, manifest, environment)
+    require_privileges(conn, environment, list(entries), staging=bool(masks or subset))
     edges = foreign_key_edges(conn, list(entries))
     order, cyclic = foreign_key_order(parents_of(list(entries), edges))
     mask_columns = _check_masks(conn, environment, manifest, masks, masking_key)

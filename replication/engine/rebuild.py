@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
-from .catalog import TableRef
+from .catalog import TableRef, quote_ident
 
 
 @dataclass
@@ -91,18 +91,36 @@ def _regclasses(conn: psycopg.Connection, tables: list[TableRef]) -> list[str]:
     return [table.ident.as_string(conn) for table in tables]
 
 
-def not_owned(conn: psycopg.Connection, tables: list[TableRef]) -> dict[str, str]:
-    """Loaded tables (or their partitions) the connected role cannot ALTER, each with the owner."""
+IN_PLACE = "loaded with its indexes, keys and foreign keys in place (slower)"
+
+
+def kept_in_place(conn: psycopg.Connection, tables: list[TableRef]) -> dict[str, str]:
+    """Loaded tables (or their partitions) whose keys and indexes cannot come off and go back, each with why.
+
+    Dropping them and adding them back needs ownership of the table (ALTER TABLE), and building
+    an index needs CREATE on its schema as well, which ownership does not give: PostgreSQL 15
+    withholds it on `public` by default.
+    """
     rows = conn.execute(
         _LOADED
         + """
-        SELECT c.oid::pg_catalog.regclass::text, pg_catalog.pg_get_userbyid(c.relowner)
+        SELECT c.oid::pg_catalog.regclass::text, pg_catalog.pg_get_userbyid(c.relowner),
+               pg_catalog.pg_has_role(c.relowner, 'USAGE'), n.nspname, current_user
         FROM loaded JOIN pg_catalog.pg_class c ON c.oid = loaded.oid
-        WHERE NOT pg_catalog.pg_has_role(c.relowner, 'USAGE')
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE NOT pg_catalog.pg_has_role(c.relowner, 'USAGE') OR NOT pg_catalog.has_schema_privilege(n.oid, 'CREATE')
         """,
         {"tables": _regclasses(conn, tables)},
     ).fetchall()
-    return dict(rows)
+    reasons = {}
+    for regclass, owner, owned, schema, role in rows:
+        if not owned:
+            reasons[regclass] = f"owned by {owner}, not by the loading role: {IN_PLACE}"
+        else:
+            reasons[regclass] = (
+                f"the loading role may not CREATE in schema {schema}, which rebuilding an index needs: {IN_PLACE}; "
+                f"GRANT CREATE ON SCHEMA {quote_ident(schema)} TO {quote_ident(role)} gives it the faster path")
+    return reasons
 
 
 def _partition_root(conn: psycopg.Connection, regclass: str) -> str:
@@ -136,8 +154,8 @@ def outside_referencing_tables(conn: psycopg.Connection, tables: list[TableRef])
 def take_off(conn: psycopg.Connection, tables: list[TableRef], keep_indexes: Collection[TableRef] = ()) -> TakenOff:
     """Record and drop the loaded tables' foreign keys, keys and indexes; disable constraint triggers.
 
-    Tables the role does not own keep everything (today's slower path), and so does any key a
-    kept foreign key depends on; `keep_indexes` keep their keys and indexes (small tables, whose
+    Tables the role does not own, or whose schema it may not CREATE in, keep everything (the
+    slower path, see kept_in_place), and so does any key a kept foreign key depends on; `keep_indexes` keep their keys and indexes (small tables, whose
     rows cost less to index one by one than the index costs to drop and build). Call inside the
     load transaction, before TRUNCATE: an outside table's foreign key to a loaded table would
     otherwise make TRUNCATE refuse.
@@ -151,14 +169,10 @@ def record(conn: psycopg.Connection, tables: list[TableRef], keep_indexes: Colle
     """What take_off would remove, read from the catalog and changing nothing."""
     result = TakenOff()
     regclasses = _regclasses(conn, tables)
-    foreign = not_owned(conn, tables)
-    for regclass, owner in foreign.items():
-        root = _partition_root(conn, regclass)
-        result.fallback[root] = (
-            f"owned by {owner}, not by the loading role: loaded with its indexes, keys and "
-            "foreign keys in place (slower)"
-        )
-    kept_tables = set(foreign)
+    kept = kept_in_place(conn, tables)
+    for regclass, why in kept.items():
+        result.fallback.setdefault(_partition_root(conn, regclass), why)
+    kept_tables = set(kept)
     kept_key_indexes = _record_foreign_keys(conn, regclasses, kept_tables, result)
     in_place = {table.key for table in keep_indexes}
     for tree in _index_trees(conn, regclasses):
