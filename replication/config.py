@@ -96,6 +96,9 @@ class S3Settings(_Strict):
 
     endpoint_url: str | None = None
     region: str | None = None
+    # S3's optional checksums: auto sends them to AWS and leaves them out for any other endpoint,
+    # whose stores often refuse them (see engine/storage/s3.py); the manifest's sha256 is the proof.
+    checksums: Literal["auto", "when_required", "when_supported"] = "auto"
 
     @field_validator("endpoint_url")
     @classmethod

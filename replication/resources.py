@@ -94,6 +94,7 @@ class SnapshotStore(dg.ConfigurableResource):
     store: str | None
     endpoint_url: str | None
     region: str | None
+    checksums: str
     compression: str
     compression_level: int
     encrypt_to: list[str]
@@ -106,7 +107,8 @@ class SnapshotStore(dg.ConfigurableResource):
                       ) -> "SnapshotStore":
         s3 = settings.s3 or S3Settings()
         fields = settings.model_dump(exclude={"s3"})
-        return cls(**fields, endpoint_url=s3.endpoint_url, region=s3.region, masked_columns=list(masked_columns))
+        return cls(**fields, endpoint_url=s3.endpoint_url, region=s3.region, checksums=s3.checksums,
+                   masked_columns=list(masked_columns))
 
     @property
     def root(self) -> Path:
@@ -116,7 +118,8 @@ class SnapshotStore(dg.ConfigurableResource):
     @property
     def objects(self) -> ObjectStore:
         if self._objects is None:
-            self._objects = (S3Store(self.store, endpoint_url=self.endpoint_url, region=self.region)
+            self._objects = (S3Store(self.store, endpoint_url=self.endpoint_url, region=self.region,
+                                     checksums=self.checksums)
                              if is_s3_url(self.store) else FolderStore(self.root))
         return self._objects
 

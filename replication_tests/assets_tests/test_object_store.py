@@ -105,3 +105,46 @@ def test_a_wrong_endpoint_names_the_setting(cluster, replication_env, instance, 
     message = failure_messages(result)["prod_snapshot"]
     print(message)
     assert "did not answer at http://127.0.0.1:" in message and "snapshot.s3.endpoint_url" in message
+
+
+@pytest.fixture
+def strict_store(s3_server):
+    """moto behind a proxy that refuses what B2, R2 and older MinIO refuse (replication_tests/strict_s3.py)."""
+    from ..strict_s3 import StrictS3Proxy
+
+    proxy = StrictS3Proxy(s3_server.endpoint_url, free_port()).start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+
+
+def test_a_whole_run_and_retention_pass_through_a_store_that_refuses_checksum_headers(
+        cluster, replication_env, instance, keys, s3_server, strict_store):
+    bucket = s3_server.new_bucket()
+    config = s3_config(s3_server, bucket, keys[1], keep=1)
+    config["snapshot"]["s3"]["endpoint_url"] = strict_store.endpoint_url  # checksums: auto
+    for day in ("2026-11-27", "2026-11-28"):
+        result = run(config, instance, day)
+        assert result.success, failure_messages(result)
+        results = check_results(result)
+        assert results and all(results.values()), results
+    prod = cluster.fingerprints("prod")
+    for env in ENVIRONMENTS:
+        assert cluster.fingerprints(env) == prod, env
+    # keep: 1, so the second day's loads deleted the first day's snapshot, through DeleteObjects.
+    deleted = {m["snapshots_deleted"].value[0] for k, m in materializations(result).items()
+               if k != "prod_snapshot" and m["snapshots_deleted"].value}
+    assert deleted == {"prod_snapshot_20261127"}
+    names = {o["Key"].split("/")[1] for o in s3_server.client().list_objects_v2(Bucket=bucket)["Contents"]}
+    assert names == {"prod_snapshot_20261128"}
+    print(f"requests through the strict endpoint: {strict_store.forwarded}, refused: {len(strict_store.refused)}")
+    assert strict_store.refused == [] and strict_store.forwarded > 50
+
+    # boto3's own defaults, asked for explicitly: the store refuses them, and the message says what to set.
+    config["snapshot"]["s3"]["checksums"] = "when_supported"
+    refused = run(config, instance, "2026-11-29", ["prod_snapshot"])
+    message = failure_messages(refused)["prod_snapshot"]
+    print(message)
+    assert strict_store.refused and "snapshot.s3.checksums: when_required" in message
+    assert len(refused.get_step_failure_events()) == 1  # permanent: no retry scheduled

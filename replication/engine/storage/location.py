@@ -143,6 +143,10 @@ def decoding_errors(location: SnapshotLocation, entry) -> Iterator[None]:
                                    f"back. {REFRESH}") from None
 
 
+# What stores say when they refuse boto3's checksum headers (B2, R2, older MinIO, Ceph).
+_CHECKSUM_WORDS = ("checksum", "content-md5", "contentmd5", "aws-chunked", "trailer")
+
+
 @contextmanager
 def store_errors(store: ObjectStore) -> Iterator[None]:
     """What the object store said, as an error that names the store and the setting to check."""
@@ -164,6 +168,13 @@ def store_errors(store: ObjectStore) -> Iterator[None]:
         if code in ("NoSuchBucket",):
             raise StoreAccessError(f"The bucket of {where} does not exist: create it, or fix snapshot.store in "
                                    "replication.yaml. Nothing was written.") from None
+        message = str(exc.response.get("Error", {}).get("Message", ""))
+        if any(word in f"{code} {message}".lower() for word in _CHECKSUM_WORDS):
+            raise StoreAccessError(
+                f"The object store of {where} refused a request for its checksum headers ({code}: {message}). "
+                "Many S3-compatible stores refuse the CRC32 checksums boto3 sends by default: set "
+                "snapshot.s3.checksums: when_required in replication.yaml (auto does so whenever "
+                "snapshot.s3.endpoint_url is set). The manifest's sha256 still proves every object.") from None
         if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "ExpiredToken"):
             raise StoreAccessError(
                 f"The object store refused {where} ({code}): check the credentials the steps get "

@@ -17,6 +17,7 @@ the lease and keeps the snapshot, or the reader sees the tombstone and does not 
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import threading
 import uuid
@@ -40,6 +41,32 @@ TOMBSTONE = ".deleting"
 LEASE_SECONDS = 600
 LEASE_RENEW_SECONDS = 60
 _BOOKKEEPING = (f"{LEASES}/", TOMBSTONE)
+# How the client treats S3's optional checksums: `when_supported` is AWS's default since boto3
+# 1.36 (a CRC32 on every upload, validated on every download); `when_required` sends one only
+# where the API demands it, as clients did before, which S3-compatible stores (B2, R2, older
+# MinIO, Ceph) accept. `auto` is when_supported on AWS and when_required on any other endpoint.
+# Integrity never rests on these: the manifest's sha256 covers every object.
+CHECKSUM_MODES = ("auto", "when_required", "when_supported")
+
+
+def checksum_mode(setting: str, endpoint_url: str | None) -> str:
+    if setting not in CHECKSUM_MODES:
+        raise ValueError(f"{setting!r} is not one of {', '.join(CHECKSUM_MODES)}")
+    if setting == "auto":
+        return "when_required" if endpoint_url else "when_supported"
+    return setting
+
+
+def _content_md5_instead_of_crc32(request, **_) -> None:
+    """DeleteObjects must carry a checksum; stores older than S3's CRC32 default accept only Content-MD5."""
+    for name in list(request.headers.keys()):
+        if name.lower().startswith("x-amz-checksum-") or name.lower() == "x-amz-sdk-checksum-algorithm":
+            del request.headers[name]
+    body = request.body or b""
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    digest = hashlib.md5(body, usedforsecurity=False).digest()
+    request.headers["Content-MD5"] = base64.b64encode(digest).decode("ascii")
 
 
 def is_s3_url(url: str | None) -> bool:
@@ -115,19 +142,25 @@ class S3Store(ObjectStore):
     kind = "s3"
 
     def __init__(self, url: str, *, endpoint_url: str | None = None, region: str | None = None,
-                 lease_seconds: float = LEASE_SECONDS, renew_seconds: float = LEASE_RENEW_SECONDS):
+                 checksums: str = "auto", lease_seconds: float = LEASE_SECONDS,
+                 renew_seconds: float = LEASE_RENEW_SECONDS):
         self.url = url.rstrip("/")
         self.bucket, self.prefix = parse_s3_url(url)
         self.endpoint_url = endpoint_url
         self.lease_seconds = lease_seconds
         self.renew_seconds = renew_seconds
+        self.checksums = checksum_mode(checksums, endpoint_url)
         # Few, quick retries: an endpoint that does not answer is a configuration error to report,
         # and the asset's own retry policy handles an outage.
         self.client = boto3.session.Session().client(
             "s3", endpoint_url=endpoint_url, region_name=region,
             config=botocore.config.Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5,
-                                          read_timeout=60, max_pool_connections=16),
+                                          read_timeout=60, max_pool_connections=16,
+                                          request_checksum_calculation=self.checksums,
+                                          response_checksum_validation=self.checksums),
         )
+        if self.checksums == "when_required":
+            self.client.meta.events.register("before-sign.s3.DeleteObjects", _content_md5_instead_of_crc32)
 
     def _key(self, name: str, file: str = "") -> str:
         parts = [p for p in (self.prefix, name, file) if p]

@@ -1,8 +1,10 @@
 """Snapshots in an S3-compatible store (moto's server, over HTTP): round trips, damage, keys, endpoints, leases."""
 
+import os
 import threading
 import time
 
+import botocore.exceptions
 import pytest
 from pyrage import x25519
 
@@ -197,3 +199,35 @@ def test_a_large_object_goes_up_in_parts_and_comes_back_whole(store, s3_server):
     aborted.abort()
     assert "never.bin" not in store.files("prod_snapshot_20261101")
     assert not s3_server.client().list_multipart_uploads(Bucket=store.bucket).get("Uploads")
+
+
+def test_a_store_stricter_than_moto_gets_no_checksum_header_and_content_md5_on_deletes(s3_server):
+    """Writes (one part and many), reads, listing, leases and retention's deletes through a proxy that
+    refuses what B2, R2 and older MinIO refuse; boto3's defaults are refused there, as on those stores."""
+    from ...strict_s3 import StrictS3Proxy
+    from replication.engine.storage import s3 as s3_module
+
+    proxy = StrictS3Proxy(s3_server.endpoint_url, free_port()).start()
+    try:
+        bucket = s3_server.new_bucket()
+        strict = S3Store(f"s3://{bucket}/s", endpoint_url=proxy.endpoint_url)
+        assert strict.checksums == "when_required"
+        for name, size in (("small.csv", 1000), ("large.csv", s3_module.PART_BYTES + 1000)):
+            writer = strict.writer("prod_snapshot_20261125", name)
+            writer.write(os.urandom(size))
+            written = writer.commit()
+            assert sum(len(c) for c in strict.read("prod_snapshot_20261125", name)) == written.size == size
+        strict.put("prod_snapshot_20261125", "manifest.json", b"{}")
+        with strict.lease("prod_snapshot_20261125", exclusive=False):
+            assert strict.remove_if_unused("prod_snapshot_20261125") is None
+        assert strict.remove_if_unused("prod_snapshot_20261125") > s3_module.PART_BYTES
+        assert strict.snapshots() == [] and proxy.refused == []
+
+        defaults = S3Store(f"s3://{bucket}/s", endpoint_url=proxy.endpoint_url, checksums="when_supported")
+        with pytest.raises(botocore.exceptions.ClientError, match="x-amz-checksum"):
+            defaults.put("prod_snapshot_20261125", "manifest.json", b"{}")
+        print(f"\nrefused with boto3's defaults: {proxy.refused}")
+    finally:
+        proxy.stop()
+    # AWS itself keeps AWS's defaults.
+    assert S3Store("s3://replication-aws/x", region="us-east-1").checksums == "when_supported"
