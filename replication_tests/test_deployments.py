@@ -101,9 +101,11 @@ def test_helm_values_run_steps_under_k8s_one_run_at_a_time_within_3600_s():
     coordinator = values["dagsterDaemon"]["runCoordinator"]
     assert (coordinator["enabled"], coordinator["type"]) == (True, "QueuedRunCoordinator")
     assert coordinator["config"]["queuedRunCoordinator"]["maxConcurrentRuns"] == 1
-    # Dagster itself accepts the run_monitoring block the chart appends to the instance's dagster.yaml.
-    monitoring = values["additionalInstanceConfig"]["run_monitoring"]
-    assert values["dagsterDaemon"]["runMonitoring"]["enabled"] is False  # else written twice
+    # Dagster itself accepts the run_monitoring block the chart writes from dagsterDaemon.runMonitoring.
+    chart = values["dagsterDaemon"]["runMonitoring"]
+    monitoring = {"enabled": chart["enabled"], "start_timeout_seconds": chart["startTimeoutSeconds"],
+                  "max_runtime_seconds": chart["maxRuntimeSeconds"], "poll_interval_seconds": chart["pollIntervalSeconds"]}
+    assert "additionalInstanceConfig" not in values  # one place for the limit, never written twice
     with dg.instance_for_test(overrides={"run_monitoring": monitoring}) as instance:
         assert instance.run_monitoring_enabled
         assert instance.run_monitoring_max_runtime_seconds == 3600
