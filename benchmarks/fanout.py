@@ -34,11 +34,13 @@ Then, on a server of their own (benchmarks/many_tables.py, benchmarks/large_valu
   many_ours / many_pg_restore   --tables small tables (default 1,000): our snapshot and three loads
               against pg_dump -Fc and three pg_restore --clean --single-transaction
   large values                  --large-values rows holding a --large-mib MiB value (default 2 x
-              100 MiB): peak RSS of a snapshot worker, a masked load worker and every Dagster step
+              100 MiB): peak RSS of a snapshot worker, a masked load worker and every Dagster step;
+              once of random bytes, once of repeated text that zstd stores 1000:1 (compressible)
 
 The last three lines are machine-readable:
   many_tables_vs_pg_restore=<many_ours/many_pg_restore> large_values_peak_rss_mib=<snapshot or load
-  worker> large_values_step_peak_rss_mib=<largest Dagster step>
+  worker> large_values_step_peak_rss_mib=<largest Dagster step> compressible_values_peak_rss_mib=<the
+  same with values that compress 1000:1, under zstd> compressible_values_step_peak_rss_mib=<likewise>
   snapshot_ratio_vs_psql_dump=... and the other informational ratios of the main run
   ratio_vs_psql=<ours/psql_plain> ratio_vs_tuned=<ours/psql_tuned> pandas_slowdown=<pandas/ours per row>
   peak_rss_mib=<max Dagster step RSS> rss_growth=<at 4x rows / at --rows, with --growth>
@@ -469,7 +471,9 @@ def run_extras(tables: int, large_values: int, large_mib: int, repeat: int, root
         if tables:
             figures.update(_many_tables(ManyTables(server, roles, ENVIRONMENTS, root, tables, SNAPSHOT_JOBS), repeat))
         if large_values:
-            figures.update(_large_values(LargeValues(server, roles, ENVIRONMENTS, root, large_values, large_mib, SNAPSHOT_JOBS)))
+            for compressible in (False, True):
+                figures.update(_large_values(LargeValues(server, roles, ENVIRONMENTS, root, large_values, large_mib,
+                                                         SNAPSHOT_JOBS, compressible)))
     finally:
         server.stop()
     return figures
@@ -497,14 +501,14 @@ def _many_tables(phase: ManyTables, repeat: int) -> dict:
 
 
 def _large_values(phase: LargeValues) -> dict:
-    print(f"\n=== {phase.count} values of {phase.mib} MiB ===", flush=True)
+    print(f"\n=== {phase.count} {phase.kind} values of {phase.mib} MiB ===", flush=True)
     phase.setup()
     snapshot_peak, load_peak = phase.engine()
     step_peak = phase.dagster()
     print(f"peak RSS MiB: snapshot worker {snapshot_peak / 1024:,.0f}, masked load worker {load_peak / 1024:,.0f}, "
           f"largest Dagster step {step_peak / 1024:,.0f}", flush=True)
-    return {"large_values_peak_rss_mib": max(snapshot_peak, load_peak) / 1024,
-            "large_values_step_peak_rss_mib": step_peak / 1024}
+    name = "compressible_values" if phase.compressible else "large_values"
+    return {f"{name}_peak_rss_mib": max(snapshot_peak, load_peak) / 1024, f"{name}_step_peak_rss_mib": step_peak / 1024}
 
 
 def _figure(figures: dict, key: str, digits: int) -> str:
@@ -536,7 +540,9 @@ def main(argv: list[str] | None = None) -> int:
     growth = f"{figures[1]['peak_rss_mib'] / figures[0]['peak_rss_mib']:.3f}" if args.growth else "-"
     print(f"\nmany_tables_vs_pg_restore={_figure(extras, 'many_tables_vs_pg_restore', 2)} "
           f"large_values_peak_rss_mib={_figure(extras, 'large_values_peak_rss_mib', 0)} "
-          f"large_values_step_peak_rss_mib={_figure(extras, 'large_values_step_peak_rss_mib', 0)}")
+          f"large_values_step_peak_rss_mib={_figure(extras, 'large_values_step_peak_rss_mib', 0)} "
+          f"compressible_values_peak_rss_mib={_figure(extras, 'compressible_values_peak_rss_mib', 0)} "
+          f"compressible_values_step_peak_rss_mib={_figure(extras, 'compressible_values_step_peak_rss_mib', 0)}")
     print(f"snapshot_ratio_vs_psql_dump={last['snapshot_ratio_vs_psql_dump']:.2f} "
           f"masked_vs_unmasked={last['masked_vs_unmasked']:.2f} end_to_end_vs_tuned={last['end_to_end_vs_tuned']:.2f} "
           f"required_vs_tuned={last['required_vs_tuned']:.2f} ratio_vs_required={last['ratio_vs_required']:.2f}")

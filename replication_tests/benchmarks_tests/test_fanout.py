@@ -19,7 +19,8 @@ def test_benchmark_smoke_run_prints_every_contender_and_the_ratios():
     for contender in ("ours", "ours_masked", "ours_subset", "subset_alone", "psql_plain", "psql_tuned", "psql_required", "dagster", "ours_snapshot", "psql_dump",
                       "ours_zstd_snapshot", "ours_zstd", "ours_s3_snapshot", "ours_s3", "pandas"):
         assert any(line.startswith(contender + " ") for line in lines), contender
-    assert re.fullmatch(r"many_tables_vs_pg_restore=[\d.]+ large_values_peak_rss_mib=\d+ large_values_step_peak_rss_mib=\d+",
+    assert re.fullmatch(r"many_tables_vs_pg_restore=[\d.]+ large_values_peak_rss_mib=\d+ large_values_step_peak_rss_mib=\d+ "
+                        r"compressible_values_peak_rss_mib=\d+ compressible_values_step_peak_rss_mib=\d+",
                         lines[-5]), lines[-5]
     for contender in ("many_ours", "many_pg_restore"):
         assert any(line.startswith(contender + " ") for line in lines), contender

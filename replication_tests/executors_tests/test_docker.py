@@ -192,3 +192,44 @@ def test_steps_in_containers_read_and_write_an_encrypted_snapshot_in_an_s3_store
         assert str(identity) not in output and credentials["AWS_SECRET_ACCESS_KEY"] not in output
     finally:
         store.stop()
+
+
+# A 100 MiB text and a 100 MiB JSON log (jsonb), each stored by zstd in a few kilobytes.
+APP_LOGS = "CREATE TABLE public.app_logs (id int PRIMARY KEY, body text, doc jsonb)"
+APP_LOGS_DATA = """
+INSERT INTO public.app_logs SELECT g, 'line ' || g, jsonb_build_object('n', g) FROM generate_series(1, 100) g;
+INSERT INTO public.app_logs VALUES (1000, repeat('Compressible, "quoted" log line; ', 3276800), NULL);
+INSERT INTO public.app_logs SELECT 2000, NULL, (SELECT jsonb_agg(jsonb_build_object('level', 'info', 'message',
+       'request served, "ok"', 'status', 200)) FROM generate_series(1, 1700000));
+"""
+
+
+def test_values_that_compress_1000_to_1_pass_through_512_mib_step_containers(docker_setup, capsys):
+    """The snapshot, the three loads and their checks, each in a container limited to 512 MiB, under
+    the default zstd: every step exits 0 and every environment equals production."""
+    setup = docker_setup
+    server, accounts = setup["server"], setup["accounts"]
+    with server.connect(accounts["prod"].database) as conn:
+        conn.execute(APP_LOGS)
+        conn.execute(APP_LOGS_DATA)
+        conn.execute(f"GRANT SELECT ON public.app_logs TO {accounts['prod'].user}")
+    for env in ENVIRONMENTS:
+        with server.connect(accounts[env].database, user=accounts[env].user, password=accounts[env].password) as conn:
+            conn.execute(APP_LOGS)
+    try:
+        before = {c["name"] for c in step_containers(setup["network"])}
+        result = execute(setup["env"], partition="2026-11-19")
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+        containers = [c for c in step_containers(setup["network"]) if c["name"] not in before]
+        with capsys.disabled():
+            print("\n" + "\n".join(f"{c['step']}: Memory={c['memory']} exit={c['exit_code']}" for c in containers))
+        assert sorted(c["step"] for c in containers) == sorted([*ASSETS, *(f"{asset}_checks" for asset in ASSETS)])
+        assert all((c["memory"], c["exit_code"]) == (512 * 1024 * 1024, 0) for c in containers), containers
+        prod = server_fingerprints(server, "prod")
+        assert prod["public.app_logs"][0] == 102
+        for env in ENVIRONMENTS:
+            assert server_fingerprints(server, env) == prod
+    finally:
+        for name in ("prod", *ENVIRONMENTS):
+            with server.connect(accounts[name].database) as conn:
+                conn.execute("DROP TABLE IF EXISTS public.app_logs")
