@@ -56,9 +56,13 @@ FROM loaded JOIN pg_catalog.pg_class c ON c.oid = loaded.oid
 ORDER BY 1
 """
 
-# Sequences behind the loaded tables' serial and identity columns: set after COMMIT with setval.
+# Sequences behind the loaded tables' serial and identity columns: set after COMMIT with setval,
+# and read by the check that compares them with the loaded rows.
+_SEQUENCE_PRIVILEGES = (("UPDATE", "the sequence is moved past the loaded rows with setval"),
+                        ("SELECT", "the check reads where the sequence stands"))
 _SEQUENCES = """
-SELECT DISTINCT s.oid::pg_catalog.regclass::pg_catalog.text, pg_catalog.has_sequence_privilege(s.oid, 'UPDATE')
+SELECT DISTINCT s.oid::pg_catalog.regclass::pg_catalog.text, pg_catalog.has_sequence_privilege(s.oid, 'UPDATE'),
+       pg_catalog.has_sequence_privilege(s.oid, 'SELECT')
 FROM unnest(%s::pg_catalog.regclass[]) AS r(oid)
 JOIN pg_catalog.pg_depend d ON d.refobjid = r.oid
 JOIN pg_catalog.pg_class s ON s.oid = d.objid AND s.relkind = 'S'
@@ -82,10 +86,9 @@ def missing_privileges(conn: psycopg.Connection, tables: list[TableRef], *, stag
             # A partitioned table holds no rows: COPY and SELECT go to its partitions, TRUNCATE checks each.
             if not has and not (partitioned and privilege != "TRUNCATE"):
                 missing.append(Missing(privilege, f"TABLE {regclass}", why))
-    for sequence, may_update in conn.execute(_SEQUENCES, (regclasses,)).fetchall():
-        if not may_update:
-            missing.append(Missing("UPDATE", f"SEQUENCE {sequence}",
-                                   "the sequence is moved past the loaded rows with setval"))
+    for sequence, *granted in conn.execute(_SEQUENCES, (regclasses,)).fetchall():
+        missing += [Missing(privilege, f"SEQUENCE {sequence}", why)
+                    for (privilege, why), has in zip(_SEQUENCE_PRIVILEGES, granted) if not has]
     if staging:
         database, may_stage = conn.execute(
             "SELECT pg_catalog.current_database(), "

@@ -89,6 +89,8 @@ WITHHELD = {
     "SELECT on a table": ("REVOKE SELECT ON app.events FROM {loader}", "GRANT SELECT ON TABLE app.events TO"),
     "UPDATE on a sequence": ("REVOKE UPDATE ON SEQUENCE app.accounts_id_seq FROM {loader}",
                              "GRANT UPDATE ON SEQUENCE app.accounts_id_seq TO"),
+    "SELECT on a sequence": ("REVOKE SELECT ON SEQUENCE app.accounts_id_seq FROM {loader}",
+                             "GRANT SELECT ON SEQUENCE app.accounts_id_seq TO"),
     "TEMP on the database": ("REVOKE TEMPORARY ON DATABASE {database} FROM PUBLIC, {loader}",
                              'GRANT TEMPORARY ON DATABASE "{database}" TO'),
     "USAGE on the schema": ("REVOKE USAGE ON SCHEMA app FROM {loader}", 'GRANT USAGE ON SCHEMA "app" TO'),
