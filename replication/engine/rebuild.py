@@ -98,28 +98,40 @@ def kept_in_place(conn: psycopg.Connection, tables: list[TableRef]) -> dict[str,
     """Loaded tables (or their partitions) whose keys and indexes cannot come off and go back, each with why.
 
     Dropping them and adding them back needs ownership of the table (ALTER TABLE), and building
-    an index needs CREATE on its schema as well, which ownership does not give: PostgreSQL 15
-    withholds it on `public` by default.
+    an index needs CREATE on its schema as well, which ownership does not give (PostgreSQL 15
+    withholds it on `public` by default), and CREATE on the tablespace of an index that lives
+    outside the database's default one.
     """
     rows = conn.execute(
         _LOADED
         + """
-        SELECT c.oid::pg_catalog.regclass::text, pg_catalog.pg_get_userbyid(c.relowner),
-               pg_catalog.pg_has_role(c.relowner, 'USAGE'), n.nspname, current_user
-        FROM loaded JOIN pg_catalog.pg_class c ON c.oid = loaded.oid
-        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-        WHERE NOT pg_catalog.pg_has_role(c.relowner, 'USAGE') OR NOT pg_catalog.has_schema_privilege(n.oid, 'CREATE')
+        SELECT * FROM (
+            SELECT c.oid::pg_catalog.regclass::text, pg_catalog.pg_get_userbyid(c.relowner),
+                   pg_catalog.pg_has_role(c.relowner, 'USAGE') AS owned, n.nspname,
+                   pg_catalog.has_schema_privilege(n.oid, 'CREATE') AS may_create, current_user,
+                   (SELECT min(s.spcname) FROM pg_catalog.pg_index i
+                    JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+                    JOIN pg_catalog.pg_tablespace s ON s.oid = ic.reltablespace
+                    WHERE i.indrelid = c.oid AND NOT pg_catalog.has_tablespace_privilege(s.oid, 'CREATE')) AS barred
+            FROM loaded JOIN pg_catalog.pg_class c ON c.oid = loaded.oid
+            JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        ) t
+        WHERE NOT owned OR NOT may_create OR barred IS NOT NULL
         """,
         {"tables": _regclasses(conn, tables)},
     ).fetchall()
     reasons = {}
-    for regclass, owner, owned, schema, role in rows:
+    for regclass, owner, owned, schema, may_create, role, tablespace in rows:
         if not owned:
             reasons[regclass] = f"owned by {owner}, not by the loading role: {IN_PLACE}"
-        else:
+        elif not may_create:
             reasons[regclass] = (
                 f"the loading role may not CREATE in schema {schema}, which rebuilding an index needs: {IN_PLACE}; "
                 f"GRANT CREATE ON SCHEMA {quote_ident(schema)} TO {quote_ident(role)} gives it the faster path")
+        else:
+            reasons[regclass] = (
+                f"an index of it lives in tablespace {tablespace}, where the loading role may not CREATE: {IN_PLACE}; "
+                f"GRANT CREATE ON TABLESPACE {quote_ident(tablespace)} TO {quote_ident(role)} gives it the faster path")
     return reasons
 
 

@@ -136,3 +136,38 @@ def test_a_withheld_privilege_fails_before_writing_and_names_the_grant(not_owned
     report = company.load(company.folder, masks=masks)
     assert report.total_rows == 7000 and set(report.fallback_tables) == {"app.accounts", "app.events"}
     assert all("not by the loading role" in why for why in report.fallback_tables.values())
+
+
+def test_an_index_in_a_tablespace_without_create_keeps_its_table_in_place(company, cluster, tmp_path):
+    import os
+    import pwd
+
+    from replication.demo.embedded import SYSTEM_USER
+
+    # A tablespace the administrator made, where the loader may not CREATE; the schema it may.
+    location = tmp_path / "grants_space"
+    location.mkdir()
+    tmp_path.chmod(0o711)  # the server's own system user must reach the folder
+    entry = pwd.getpwnam(SYSTEM_USER)
+    os.chown(location, entry.pw_uid, entry.pw_gid)
+    with cluster.targets.connect() as admin:
+        admin.execute(f"CREATE TABLESPACE grants_space LOCATION '{location}'")
+    try:
+        with company.env() as conn:
+            conn.execute(f"GRANT CREATE ON SCHEMA app TO {company.loader.user}")
+            conn.execute("CREATE INDEX events_account ON app.events (account_id) TABLESPACE grants_space")
+        before = definitions(company)
+        report = company.load(company.folder, rebuild_min_rows=0)
+        assert set(report.fallback_tables) == {"app.events"}
+        assert "tablespace grants_space" in report.fallback_tables["app.events"]
+        assert 'GRANT CREATE ON TABLESPACE "grants_space"' in report.fallback_tables["app.events"]
+        # app.accounts' unique email is rebuilt; its key stays, because app.events' foreign key,
+        # kept in place with its table, needs it.
+        assert report.indexes_rebuilt == 1
+        assert definitions(company) == before
+    finally:
+        with company.env() as conn:
+            conn.execute("DROP INDEX IF EXISTS app.events_account")
+            conn.execute(f"REVOKE CREATE ON SCHEMA app FROM {company.loader.user}")
+        with cluster.targets.connect() as admin:
+            admin.execute("DROP TABLESPACE IF EXISTS grants_space")
