@@ -83,13 +83,13 @@ from replication.demo.provision import (  # noqa: E402
     provision_storage,
     provision_target,
 )
-from replication.engine.catalog import foreign_key_order, foreign_key_parents, is_partitioned  # noqa: E402
-from replication.engine.checksum import checksum_query  # noqa: E402
-from replication.engine.connection import connect, parse_address  # noqa: E402
-from replication.engine.subset import SubsetRule  # noqa: E402
-from replication.engine.postload import dependent_materialized_views  # noqa: E402
-from replication.engine.rebuild import take_off  # noqa: E402
-from replication.engine.verify import verify_snapshot  # noqa: E402
+from replication.engine.pg.catalog import foreign_key_order, foreign_key_parents, is_partitioned  # noqa: E402
+from replication.engine.verify.checksum import checksum_query  # noqa: E402
+from replication.engine.pg.connection import connect, parse_address  # noqa: E402
+from replication.engine.subset.plan import SubsetRule  # noqa: E402
+from replication.engine.load.postload import dependent_materialized_views  # noqa: E402
+from replication.engine.load.rebuild import take_off  # noqa: E402
+from replication.engine.snapshot.verify import verify_snapshot  # noqa: E402
 
 from benchmarks.large_values import LargeValues  # noqa: E402
 from benchmarks.many_tables import ManyTables  # noqa: E402

@@ -20,7 +20,7 @@ import yaml
 
 from replication.demo.embedded import EmbeddedPostgres
 from replication.demo.provision import Account
-from replication.engine.mask import MaskRule
+from replication.engine.privacy.mask import MaskRule
 
 from .workers import Phase, load_command, run_dagster, run_workers, snapshot_command
 

@@ -43,8 +43,8 @@ def location(spec):
 """ % PARTITION
 SNAPSHOT_WORKER = LOCATION + """
 import sys
-from replication.engine.connection import connect, parse_address
-from replication.engine.snapshot import take_snapshot
+from replication.engine.pg.connection import connect, parse_address
+from replication.engine.capture.take import take_snapshot
 address, user, password, folder, jobs = sys.argv[1:6]
 def prod():
     return connect(parse_address(address, "PROD_DB_CONNECTION"), user, password)
@@ -53,11 +53,11 @@ with prod() as conn:
 """ % PARTITION + REPORT_PEAK
 LOAD_WORKER = LOCATION + """
 import json, os, sys
-from replication.engine.connection import connect, parse_address
+from replication.engine.pg.connection import connect, parse_address
 from replication.engine.load import load_snapshot
-from replication.engine.mask import MaskRule
-from replication.engine.subset import SubsetRule
-from replication.engine.verify import verify_snapshot
+from replication.engine.privacy.mask import MaskRule
+from replication.engine.subset.plan import SubsetRule
+from replication.engine.snapshot.verify import verify_snapshot
 import time
 started = time.monotonic()
 env, address, user, password, folder = sys.argv[1:6]

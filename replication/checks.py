@@ -19,16 +19,16 @@ import dagster as dg
 import psycopg
 
 from .config import EnvironmentSettings, ReplicationConfig, names_for
-from .engine.audit import MaskAudit, compare_with_manifest, masked_value_overlaps, orphaned_rows, sequence_positions, \
+from .engine.verify.audit import MaskAudit, compare_with_manifest, masked_value_overlaps, orphaned_rows, sequence_positions, \
     subset_closure, unchanged_since_load
-from .engine.catalog import list_tables, select_tables
+from .engine.pg.catalog import list_tables, select_tables
 from .engine.errors import ReplicationError
-from .engine.manifest import Manifest
-from .engine.mask import mask_problems
-from .engine.privacy import SensitiveColumns
+from .engine.snapshot.manifest import Manifest
+from .engine.privacy.mask import mask_problems
+from .engine.privacy.scrub import SensitiveColumns
 from .engine.storage import store_errors
 from .failures import explained_failures
-from .engine.verify import verify_snapshot
+from .engine.snapshot.verify import verify_snapshot
 from .executors.steps import STEP_TAGS
 from .partitions import daily_partitions
 from .resources import SNAPSHOT_STORE, PostgresResource, SnapshotStore

@@ -18,11 +18,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .engine.errors import ConfigurationError
-from .engine.locks import LockPolicy
-from .engine.mask import MaskRule
+from .engine.pg.locks import LockPolicy
+from .engine.privacy.mask import MaskRule
 from .engine.storage import parse_recipients
 from .engine.storage.s3 import is_s3_url
-from .engine.subset import SubsetRule
+from .engine.subset.plan import SubsetRule
 
 CONFIG_VARIABLE = "REPLICATION_CONFIG"
 # The configuration itself, as YAML: how a launched step container gets exactly the configuration

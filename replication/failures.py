@@ -5,7 +5,7 @@ serialization failure or deadlock, a lock held for a moment, too many clients. T
 again as `TransientReplicationError`, so the asset's RetryPolicy tries again in five minutes.
 Everything else (a statement timeout, out of memory or lock slots, permission denied, a full
 disk, bad data) becomes `dg.Failure(allow_retries=False)` at once, keeping PostgreSQL's DETAIL
-and HINT. Every message passes through `redact` (passwords) and `engine.privacy` (production
+and HINT. Every message passes through `redact` (passwords) and `engine.privacy.scrub` (production
 values of masked or personal-looking columns), and causes are dropped, so neither reaches the
 event log.
 """
@@ -19,7 +19,7 @@ import dagster as dg
 import psycopg
 
 from .engine.errors import SPACE_ADVICE, ReplicationError, StoreUnreachableError, is_disk_full
-from .engine.privacy import SensitiveColumns, scrub_context, scrub_detail, scrub_primary
+from .engine.privacy.scrub import SensitiveColumns, scrub_context, scrub_detail, scrub_primary
 
 # SQLSTATEs a later try can fix: connection exceptions (class 08), serialization failures and
 # deadlocks (class 40), a server shutting down, crashing or starting (57P01-57P03), too many

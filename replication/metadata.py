@@ -8,11 +8,11 @@ from typing import BinaryIO
 
 import dagster as dg
 
-from .engine.csvread import head
+from .engine.snapshot.csvread import head
 from .engine.load import LoadReport
-from .engine.manifest import Manifest, TableEntry
-from .engine.privacy import hidden_columns
-from .engine.retention import PruneReport
+from .engine.snapshot.manifest import Manifest, TableEntry
+from .engine.privacy.scrub import hidden_columns
+from .engine.snapshot.retention import PruneReport
 from .engine.storage import FOLDER_PREFIX, ObjectStore, SnapshotLocation
 
 PREVIEW_ROWS = 10

@@ -12,7 +12,7 @@ import psycopg
 from pydantic import PrivateAttr
 
 from .config import SOURCE, ReplicationConfig, S3Settings, SnapshotSettings, names_for
-from .engine.connection import Address, connect, parse_address
+from .engine.pg.connection import Address, connect, parse_address
 from .engine.errors import SnapshotKeyError
 from .engine.storage.codec import IdentityWrong
 from .engine.storage import IDENTITY_VARIABLE, Encoding, FolderStore, ObjectStore, SnapshotLocation, \

@@ -14,12 +14,12 @@ import psycopg
 from psycopg import sql
 
 from replication.demo.provision import Account, ensure_database, ensure_role
-from replication.engine.connection import connect, parse_address
+from replication.engine.pg.connection import connect, parse_address
 from replication.engine.load import LoadReport, load_snapshot
-from replication.engine.manifest import Manifest
-from replication.engine.session import libpq_options
-from replication.engine.snapshot import take_snapshot
-from replication.engine.verify import verify_snapshot
+from replication.engine.snapshot.manifest import Manifest
+from replication.engine.pg.session import libpq_options
+from replication.engine.capture.take import take_snapshot
+from replication.engine.snapshot.verify import verify_snapshot
 
 PARTITION = "2026-11-25"
 

@@ -36,9 +36,9 @@ import pytest
 from replication.config import DEFAULT_ENVIRONMENTS, SOURCE, env_vars_for
 from replication.demo.embedded import EmbeddedPostgres
 from replication.demo.provision import Account, provision_source, provision_target
-from replication.engine.catalog import list_tables, table_columns
-from replication.engine.session import libpq_options
-from replication.engine.checksum import MD5_TEXT, content_checksum
+from replication.engine.pg.catalog import list_tables, table_columns
+from replication.engine.pg.session import libpq_options
+from replication.engine.verify.checksum import MD5_TEXT, content_checksum
 
 ENVIRONMENTS = DEFAULT_ENVIRONMENTS
 FAST_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}

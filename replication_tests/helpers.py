@@ -7,11 +7,11 @@ from pathlib import Path
 import psycopg
 
 from replication.config import DEFAULT_ENVIRONMENTS, env_vars_for
-from replication.engine.connection import connect, parse_address
+from replication.engine.pg.connection import connect, parse_address
 from replication.engine.load import LoadReport, load_snapshot
-from replication.engine.manifest import Manifest
-from replication.engine.snapshot import take_snapshot
-from replication.engine.verify import verify_snapshot
+from replication.engine.snapshot.manifest import Manifest
+from replication.engine.capture.take import take_snapshot
+from replication.engine.snapshot.verify import verify_snapshot
 from replication.jobs import JOB_NAME
 
 PARTITION = "2026-11-25"

@@ -28,9 +28,9 @@ for env in ('dev', 'staging', 'qa'):
 # Runs inside the storage container, which has the package: the engine's own checksum per table.
 FINGERPRINTS = """
 import json, os, psycopg
-from replication.engine.catalog import list_tables, table_columns
-from replication.engine.session import libpq_options
-from replication.engine.checksum import content_checksum
+from replication.engine.pg.catalog import list_tables, table_columns
+from replication.engine.pg.session import libpq_options
+from replication.engine.verify.checksum import content_checksum
 result = {}
 for db in ('prod', 'dev', 'staging', 'qa'):
     with psycopg.connect(host='127.0.0.1', dbname=db, user='postgres', password=os.environ['POSTGRES_PASSWORD'],

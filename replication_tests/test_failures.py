@@ -85,7 +85,7 @@ CASES = [
      "SQLSTATE 53200"),
     ("disk full on the server", _raising_trigger("53100", "could not extend file: No space left on device"),
      UNDO_TRIGGER, False, "SQLSTATE 53100"),
-    # Found before writing, with the GRANT that fixes it (engine/privileges.py).
+    # Found before writing, with the GRANT that fixes it (engine/load/privileges.py).
     ("permission denied", "REVOKE INSERT ON public.people FROM faults_loader",
      "GRANT INSERT ON public.people TO faults_loader", False, 'GRANT INSERT ON TABLE public.people TO "faults_loader";'),
     # One no catalog check can foresee (a trigger, a policy): PostgreSQL's own error, kept whole.

@@ -8,14 +8,14 @@ from pydantic import Field
 
 from ..config import SOURCE, EnvironmentSettings, ReplicationConfig, names_for
 from ..engine.errors import ReplicationError
-from ..engine.guard import refuse_production_address, refuse_same_database, server_identity
-from ..engine.manifest import Manifest
-from ..engine.mask import mask_problems, stale_mask_error, unmasked_personal_columns
-from ..engine.privacy import SensitiveColumns
+from ..engine.load.guard import refuse_production_address, refuse_same_database, server_identity
+from ..engine.snapshot.manifest import Manifest
+from ..engine.privacy.mask import mask_problems, stale_mask_error, unmasked_personal_columns
+from ..engine.privacy.scrub import SensitiveColumns
 from ..engine.load import LoadReport, load_snapshot
-from ..engine.retention import PruneReport, prune
+from ..engine.snapshot.retention import PruneReport, prune
 from ..engine.storage import store_errors
-from ..engine.verify import verify_snapshot
+from ..engine.snapshot.verify import verify_snapshot
 from ..executors.steps import STEP_TAGS
 from ..failures import explained_failures
 from ..metadata import load_metadata

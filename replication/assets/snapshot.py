@@ -6,12 +6,12 @@ from datetime import datetime, timezone
 import dagster as dg
 from pydantic import Field
 
-from ..engine.catalog import TableSize
+from ..engine.pg.catalog import TableSize
 from ..engine.errors import ReplicationError
-from ..engine.retention import check_free_space, estimate_from_catalog, estimate_from_manifests
-from ..engine.snapshot import take_snapshot
+from ..engine.snapshot.retention import check_free_space, estimate_from_catalog, estimate_from_manifests
+from ..engine.capture.take import take_snapshot
 from ..engine.storage import SnapshotLocation, store_errors
-from ..engine.store import reuse_decision
+from ..engine.snapshot.reuse import reuse_decision
 from ..executors.steps import STEP_TAGS
 from ..failures import explained_failures
 from ..metadata import snapshot_metadata

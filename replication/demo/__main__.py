@@ -12,8 +12,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..config import SOURCE, env_vars_for, load_config
-from ..engine.connection import connect, parse_address
-from ..engine.manifest import read_manifest
+from ..engine.pg.connection import connect, parse_address
+from ..engine.snapshot.manifest import read_manifest
 from ..engine.storage import SnapshotLocation, snapshot_name
 from ..jobs import JOB_NAME
 from .local import LocalSetup

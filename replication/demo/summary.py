@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 import psycopg
 
-from ..engine.audit import masked_value_overlaps, subset_closure
-from ..engine.catalog import TableRef
-from ..engine.manifest import Manifest
-from ..engine.checksum import content_checksum
+from ..engine.verify.audit import masked_value_overlaps, subset_closure
+from ..engine.pg.catalog import TableRef
+from ..engine.snapshot.manifest import Manifest
+from ..engine.verify.checksum import content_checksum
 from ..engine.storage import SnapshotLocation
-from ..engine.subset import subset_tables
+from ..engine.subset.plan import subset_tables
 
 
 @dataclass

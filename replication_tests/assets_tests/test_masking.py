@@ -11,7 +11,7 @@ import pytest
 
 from replication.config import parse_config
 from replication.definitions import build_definitions
-from replication.engine.session import libpq_options
+from replication.engine.pg.session import libpq_options
 
 from ..helpers import JOB
 from .test_replication_run import failure_messages, materializations

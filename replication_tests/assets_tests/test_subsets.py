@@ -3,7 +3,7 @@
 import dagster as dg
 import pytest
 
-from replication.engine.session import libpq_options
+from replication.engine.pg.session import libpq_options
 
 from .test_masking import run
 from .test_replication_run import failure_messages, materializations

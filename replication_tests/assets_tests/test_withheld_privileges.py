@@ -5,7 +5,7 @@ import dagster as dg
 import pytest
 
 from ..company import build_company
-from ..engine_tests.test_privileges import DATA, SCHEMA
+from ..engine_tests.load_tests.test_privileges import DATA, SCHEMA
 from .test_masking import run
 from .test_replication_run import failure_messages, materializations
 from .test_unattended import check_results

@@ -50,7 +50,7 @@ def test_a_snapshot_counts_rows_not_its_csv_header(cluster):
     """COPY's header is the stream's first line; the progress line counts data rows only."""
     from psycopg import sql
 
-    from replication.engine.copyout import copy_out
+    from replication.engine.capture.copyout import copy_out
 
     from ..helpers import role_connection
 

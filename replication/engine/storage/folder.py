@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..files import CHUNK, AtomicWriter, ensure_private_dir, fsync_dir, fsync_file, write_atomically
+from .files import CHUNK, AtomicWriter, ensure_private_dir, fsync_dir, fsync_file, write_atomically
 from .base import ObjectStore, ObjectWriter, SnapshotInUse, StoredObject
 
 LOCK_NAME = ".lock"

@@ -6,7 +6,7 @@ import pytest
 from pyrage import x25519
 
 from replication.engine.errors import SnapshotCorruptError, SnapshotKeyError
-from replication.engine.manifest import ColumnEntry, TableEntry
+from replication.engine.snapshot.manifest import ColumnEntry, TableEntry
 from replication.engine.storage import Encoding, FolderStore, SnapshotLocation
 
 

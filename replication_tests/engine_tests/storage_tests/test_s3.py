@@ -10,10 +10,10 @@ from pyrage import x25519
 
 from replication.engine.errors import SnapshotCorruptError, SnapshotIncompleteError, SnapshotKeyError, \
     StoreAccessError, StoreUnreachableError
-from replication.engine.retention import prune
+from replication.engine.snapshot.retention import prune
 from replication.engine.storage import Encoding, SnapshotLocation, snapshot_name
 from replication.engine.storage.s3 import S3Store
-from replication.engine.verify import verify_snapshot
+from replication.engine.snapshot.verify import verify_snapshot
 
 from ...conftest import free_port
 from ...helpers import PARTITION, load, role_connection, snapshot

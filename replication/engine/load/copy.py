@@ -1,0 +1,195 @@
+"""Each snapshot object into its table by COPY, or through a private staging table when it is masked or subset."""
+
+from __future__ import annotations
+
+
+import psycopg
+from psycopg import sql
+
+from ..pg.catalog import Column, TableRef
+from ..verify.checksum import checksum_algorithm, content_checksums
+from ..errors import LoadVerificationError
+from ..snapshot.manifest import TableEntry
+from ..privacy.mask import MaskRule, mask_expression
+from .plan import LoadPlan
+from .report import LoadReport, TableLoad
+from ..progress import Ticker
+from ..storage import SnapshotLocation
+from ..subset.prefilter import prefilter
+from ..subset.plan import DEFAULT_SUBSET_KEY, RowChooser, kept_condition, stage_table
+
+
+
+def copy_tables(conn: psycopg.Connection, location: SnapshotLocation, plan: LoadPlan, report: LoadReport, verify: bool,
+                 rebuild_indexes: bool, ticker: Ticker, masking_key: str | None
+                 ) -> dict[TableRef, tuple[list[str], str]]:
+    """COPY every file in foreign-key order; masked tables through their staging table, subset
+    tables staged first and inserted once every staged table has chosen its rows."""
+    expected_unmasked: dict[TableRef, tuple[list[str], str]] = {}
+    staged: dict[TableRef, TableLoad] = {}
+    chooser = RowChooser(conn, plan.subset, masking_key or DEFAULT_SUBSET_KEY) if plan.subset else None
+    for number, ref in enumerate(plan.order):
+        entry = plan.entries[ref]
+        if plan.subsetted(ref):
+            where = prefilter(conn, plan.subset, ref, chooser.staged, chooser.bitmaps) if chooser.incremental else None
+            staging, staged[ref] = _stage_subset_table(conn, location, entry, plan, number, verify, ticker, where)
+            report.subset_staged[entry.key] = staged[ref].rows
+            chooser.add(ref, staging, filtered=where is not None)
+            report.tables.append(staged[ref])
+            continue
+        if entry.key in plan.masks:
+            loaded, expected, overlaps = _copy_masked(conn, location, entry, plan, number, verify, ticker)
+            report.tables.append(loaded)
+            report.mask_overlaps.update(overlaps)
+            expected_unmasked[ref] = expected
+            continue
+        # FREEZE writes rows already frozen, sparing a later VACUUM; PostgreSQL allows it on plain
+        # tables truncated in this transaction.
+        freeze = rebuild_indexes and ref not in plan.partitioned
+        report.tables.append(_copy_in(conn, location, entry, plan.environment, plan.header, freeze, ticker))
+    if staged:
+        chooser.finish()
+        for ref, loaded in staged.items():
+            _insert_subset(conn, plan, plan.entries[ref], chooser.staged, loaded, report)
+    return expected_unmasked
+
+
+def _stage_subset_table(conn: psycopg.Connection, location: SnapshotLocation, entry: TableEntry, plan: LoadPlan,
+                        number: int, verify: bool, ticker: Ticker,
+                        where: sql.Composable | None) -> tuple[TableRef, TableLoad]:
+    """The file into a private temporary table: whole, or the rows that pass its prefilter `where`.
+
+    Where every column has production's type in the target, it is staged as text: the values are
+    production's own output (every object is read through its sha256), and the same types' input
+    functions give back production's values for the rows that are kept. Otherwise it is staged
+    typed and checked against production's checksum there, as a whole load is.
+    """
+    staging = stage_table(conn, plan.subset, entry.ref, number)
+    loaded = _copy_in(conn, location, entry, plan.environment, plan.header, False, ticker, into=staging, where=where)
+    if verify and entry.ref not in plan.subset.as_text:
+        algorithm = checksum_algorithm(entry.content_checksum)
+        (full,) = content_checksums(conn, staging, [entry.column_names], algorithm=algorithm)
+        compare_checksum(entry, plan.environment, full[1])
+    return staging, loaded
+
+
+def _insert_subset(conn: psycopg.Connection, plan: LoadPlan, entry: TableEntry, staged: dict[TableRef, TableRef],
+                   loaded: TableLoad, report: LoadReport) -> None:
+    """The chosen rows of one staged table into the real one, masked on the way where the environment masks it."""
+    rules = plan.masks.get(entry.key, {})
+    kept = sql.SQL("(SELECT {} FROM {} c WHERE {}) t").format(
+        plan.subset.typed_columns(entry.ref, "c"), staged[entry.ref].ident, kept_condition(plan.subset, entry.ref, staged))
+    loaded.rows = _insert_masked(conn, entry, rules, plan.mask_columns.get(entry.key, {}), kept)
+    report.subset_rows[entry.key] = [loaded.rows, entry.rows]
+    if rules:
+        report.mask_overlaps.update({f"{entry.key}.{name}": mask_overlap(conn, staged[entry.ref], plan.rows(entry.ref), name)
+                                     for name in rules})
+
+
+def _copy_masked(
+    conn: psycopg.Connection,
+    location: SnapshotLocation,
+    entry: TableEntry,
+    plan: LoadPlan,
+    number: int,
+    verify: bool,
+    ticker: Ticker,
+) -> tuple[TableLoad, tuple[list[str], str], dict[str, list[int]]]:
+    """COPY into a private temporary table, then INSERT the masked rows into the real one, and count
+    how many production values each masked column still holds (a weak rule shows here)."""
+    environment, header = plan.environment, plan.header
+    rules, columns = plan.masks[entry.key], plan.mask_columns[entry.key]
+    staging = TableRef("pg_temp", f"replication_masked_{number}")
+    names = entry.column_names
+    cols = sql.SQL(", ").join(sql.Identifier(n) for n in names)
+    conn.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
+        sql.Identifier(staging.name), cols, entry.ref.ident))
+    loaded = _copy_in(conn, location, entry, environment, header, False, ticker, into=staging)
+    unmasked = [n for n in names if n not in rules]
+    expected = ""
+    if verify:
+        # The staged rows are production's exactly; then the unmasked columns must survive as they
+        # are. One read of the staging table gives both checksums.
+        algorithm = checksum_algorithm(entry.content_checksum)
+        full, kept = content_checksums(conn, staging, [names, unmasked], algorithm=algorithm)
+        compare_checksum(entry, environment, full[1])
+        expected = kept[1] if unmasked else ""
+    inserted = _insert_masked(conn, entry, rules, columns, sql.Identifier(staging.name))
+    if inserted != entry.rows:
+        raise LoadVerificationError(
+            f"{environment}: table {entry.key} received {inserted} masked rows but the snapshot holds {entry.rows}. "
+            "The load was rolled back; check the target's triggers and rules on this table."
+        )
+    overlaps = {f"{entry.key}.{name}": mask_overlap(conn, staging, plan.rows(entry.ref), name) for name in rules}
+    conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(staging.name)))
+    return loaded, (unmasked, expected), overlaps
+
+
+def _insert_masked(conn: psycopg.Connection, entry: TableEntry, rules: dict[str, MaskRule], columns: dict[str, Column],
+                   source: sql.Composable) -> int:
+    """INSERT the rows of `source` into the table, each masked column through its rule; the row count."""
+    names = entry.column_names
+    values = sql.SQL(", ").join(mask_expression(rules[n], columns[n]) if n in rules else sql.Identifier(n) for n in names)
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM {}").format(
+            entry.ref.ident, sql.SQL(", ").join(sql.Identifier(n) for n in names), values, source))
+        return cur.rowcount
+
+
+def mask_overlap(conn: psycopg.Connection, staging: TableRef, table: sql.Composable, column: str) -> list[int]:
+    """[distinct production values of `column` (NULL and empty left out), how many the masked table still holds]."""
+    col = sql.Identifier(column)
+    compared, equal = conn.execute(sql.SQL(
+        "WITH prod AS (SELECT DISTINCT s.{col}::text AS v FROM {staging} s WHERE s.{col} IS NOT NULL "
+        "AND s.{col}::text <> ''), env AS (SELECT DISTINCT t.{col}::text AS v FROM {table} t WHERE t.{col} IS NOT NULL) "
+        "SELECT (SELECT count(*) FROM prod), (SELECT count(*) FROM prod JOIN env USING (v))"
+    ).format(col=col, staging=sql.Identifier(staging.name), table=table)).fetchone()
+    return [int(compared), int(equal)]
+
+
+def _copy_in(
+    conn: psycopg.Connection,
+    location: SnapshotLocation,
+    entry: TableEntry,
+    environment: str,
+    header: str,
+    freeze: bool,
+    ticker: Ticker,
+    into: TableRef | None = None,
+    where: sql.Composable | None = None,
+) -> TableLoad:
+    """COPY one snapshot file into its table (or into `into`, a staging table for masking or a
+    subset, keeping only the rows `where` lets through)."""
+    query = sql.SQL("COPY {table} ({cols}) FROM STDIN (FORMAT csv, HEADER {header}{freeze}){where}").format(
+        table=(into or entry.ref).ident,
+        cols=sql.SQL(", ").join(sql.Identifier(n) for n in entry.column_names),
+        header=sql.SQL(header),
+        freeze=sql.SQL(", FREEZE" if freeze else ""),
+        where=sql.SQL(" WHERE {}").format(where) if where is not None else sql.SQL(""),
+    )
+    progress = ticker.track(f"load {environment}", entry.key, expected_bytes=entry.bytes, expected_rows=entry.rows)
+    with progress, conn.cursor() as cur:
+        with cur.copy(query) as copy:
+            def write(chunk: bytes) -> None:
+                copy.write(chunk)
+                progress.advance(len(chunk))
+
+            # A damaged object raises before its stream ends: COPY is cut off and the load rolls back.
+            location.read_into(entry, write)
+        rows = cur.rowcount
+    # A prefiltered COPY counts the rows it kept; that every row was read is the sha256's proof.
+    if rows != entry.rows and where is None:
+        raise LoadVerificationError(
+            f"{environment}: table {entry.key} received {rows} rows but the snapshot holds {entry.rows}. "
+            "The load was rolled back; check the target's triggers and rules on this table."
+        )
+    return TableLoad(entry.key, rows, entry.bytes, round(progress.seconds, 3), False)
+
+
+def compare_checksum(entry: TableEntry, environment: str, checksum: str) -> None:
+    if entry.content_checksum and checksum != entry.content_checksum:
+        raise LoadVerificationError(
+            f"{environment}: table {entry.key} differs from production after loading (checksum "
+            f"{checksum} vs {entry.content_checksum}). The load was rolled back. Column types in "
+            f"the target may differ from production: compare them with the manifest."
+        )

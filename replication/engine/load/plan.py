@@ -1,0 +1,121 @@
+"""What a load reads from the target before it writes: tables and columns, privileges, masks, subset, order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from ..pg.catalog import Column, TableRef, columns_of, foreign_key_edges, foreign_key_order, own_rows, parents_of, \
+    partitioned_tables
+from ..errors import ConfigurationError, SchemaMismatchError
+from ..snapshot.manifest import Manifest, TableEntry
+from ..privacy.mask import MaskRule, check_rules, foreign_key_gaps, mask_problems, stale_mask_error
+from .privileges import require_privileges
+from ..subset.plan import SubsetPlan, SubsetRule, plan_subset
+
+
+
+# Below this many rows a table keeps its keys and indexes during the load: on a schema of a
+# thousand small tables, dropping and building them is most of the load's time.
+REBUILD_MIN_ROWS = 1000
+
+
+def check_target_schema(conn: psycopg.Connection, manifest: Manifest, environment: str) -> dict[TableRef, list[Column]]:
+    """Fail before any write when the target cannot take the snapshot's tables and columns; else
+    the target's columns of every snapshot table.
+
+    The target's own migrations own its schema; this only reads the catalog, once for all tables.
+    """
+    found = columns_of(conn, [entry.ref for entry in manifest.tables])
+    for entry in manifest.tables:
+        ref = entry.ref
+        if ref not in found:
+            raise SchemaMismatchError(
+                f"{environment}: table {ref.key} does not exist in the target database. Create it "
+                f"with the {environment} migrations, or exclude it from prod_snapshot. Nothing was written."
+            )
+        target = {c.name: c for c in found[ref]}
+        for name in entry.column_names:
+            column = target.get(name)
+            if column is None:
+                raise SchemaMismatchError(
+                    f"{environment}: column {name!r} of table {ref.key} does not exist in the target "
+                    f"database. Add it with the {environment} migrations. Nothing was written."
+                )
+            if column.generated:
+                raise SchemaMismatchError(
+                    f"{environment}: column {name!r} of table {ref.key} is generated in the target "
+                    "but a plain column in production, so it cannot be loaded. Nothing was written."
+                )
+        wanted = set(entry.column_names)
+        for column in target.values():
+            if column.name not in wanted and not column.fillable_by_target:
+                raise SchemaMismatchError(
+                    f"{environment}: column {column.name!r} of table {ref.key} is NOT NULL without a "
+                    "default in the target and does not exist in production; give it a default or "
+                    "make it nullable. Nothing was written."
+                )
+    return found
+
+
+@dataclass
+class LoadPlan:
+    """What the write transaction needs, read from the target's catalog before it begins."""
+
+    environment: str
+    entries: dict[TableRef, TableEntry]
+    order: list[TableRef]  # referenced tables first
+    cyclic: bool  # foreign keys that no order satisfies: checked at COMMIT instead
+    partitioned: set[TableRef]
+    masks: dict[str, dict[str, MaskRule]]
+    mask_columns: dict[str, dict[str, Column]]
+    header: str  # COPY's HEADER option: MATCH where the server checks the names
+    subset: SubsetPlan | None = None
+
+    def subsetted(self, ref: TableRef) -> bool:
+        return self.subset is not None and self.subset.covers(ref)
+
+    def rows(self, ref: TableRef) -> sql.Composed:
+        """The table's own rows (ONLY for plain tables): an inheritance child keeps its rows, and is
+        loaded, truncated and counted as a table of its own."""
+        return own_rows(ref, self.partitioned)
+
+
+def plan_load(conn: psycopg.Connection, manifest: Manifest, environment: str,
+              masks: dict[str, dict[str, MaskRule]], masking_key: str | None,
+              subset: dict[str, SubsetRule] | None = None) -> LoadPlan:
+    """Check the target, the masks and the subset, before anything is written."""
+    entries = {entry.ref: entry for entry in manifest.tables}
+    columns = check_target_schema(conn, manifest, environment)
+    require_privileges(conn, environment, list(entries), staging=bool(masks or subset))
+    edges = foreign_key_edges(conn, list(entries))
+    order, cyclic = foreign_key_order(parents_of(list(entries), edges))
+    mask_columns = _check_masks(conn, environment, manifest, masks, masking_key)
+    return LoadPlan(environment, entries, order, cyclic, partitioned_tables(conn, order), masks, mask_columns,
+                    "MATCH" if conn.info.server_version >= 150000 else "true",
+                    plan_subset(conn, environment, manifest, subset or {}, edges, columns))
+
+
+def _check_masks(
+    conn: psycopg.Connection, environment: str, manifest: Manifest, masks: dict[str, dict[str, MaskRule]], key: str | None
+) -> dict[str, dict[str, Column]]:
+    """Validate the masking policy against the snapshot and the target's catalog, before the write transaction."""
+    problems = mask_problems(environment, masks, manifest)
+    if problems:
+        raise stale_mask_error(environment, problems, manifest)
+    columns = {table: check_rules(conn, environment, manifest.table(table).ref, rules) for table, rules in masks.items()}
+    gaps = foreign_key_gaps(conn, masks)
+    if gaps:
+        raise ConfigurationError(
+            f"{environment}: a masked column is part of a foreign key whose other side is not masked the same "
+            f"way, so the key would break: {'; '.join(gaps)}. Nothing was written."
+        )
+    if not key and any(rule.keyed for rules in masks.values() for rule in rules.values()):
+        raise ConfigurationError(
+            f"{environment}: MASKING_KEY is not set, and the hash, email, name and phone strategies need it. "
+            "Set it to a long random secret, the same for every environment whose masked values must join. "
+            "Nothing was written."
+        )
+    return columns
