@@ -27,6 +27,7 @@ from .engine.snapshot.manifest import Manifest
 from .engine.privacy.mask import mask_problems
 from .engine.privacy.scrub import SensitiveColumns
 from .engine.storage import store_errors
+from .engine.storage.location import SNAPSHOT_ASSET
 from .failures import explained_failures
 from .engine.snapshot.verify import verify_snapshot
 from .executors.steps import STEP_TAGS
@@ -82,9 +83,9 @@ def build_snapshot_checks(config: ReplicationConfig) -> dg.AssetChecksDefinition
     rules = {name: env.rules() for name, env in config.environments.items() if env.mask}
     # Not blocking: every load reads each object through sha256 before it connects, which proves
     # more than these checks; made blocking, they only put one more step between capture and loads.
-    specs = _specs("prod_snapshot", SNAPSHOT_CHECKS, blocking=False)
+    specs = _specs(SNAPSHOT_ASSET, SNAPSHOT_CHECKS, blocking=False)
     if rules:
-        specs += _specs("prod_snapshot", dict([MASK_RULES_CHECK]), blocking=False)
+        specs += _specs(SNAPSHOT_ASSET, dict([MASK_RULES_CHECK]), blocking=False)
 
     @dg.multi_asset_check(specs=specs, name="prod_snapshot_checks", op_tags=STEP_TAGS)
     def prod_snapshot_checks(context: dg.AssetCheckExecutionContext, snapshot_store: SnapshotStore,
@@ -97,10 +98,10 @@ def build_snapshot_checks(config: ReplicationConfig) -> dg.AssetChecksDefinition
                 manifest = verify_snapshot(folder, deep=False)
         except ReplicationError as exc:
             for spec in specs:
-                yield dg.AssetCheckResult(asset_key="prod_snapshot", check_name=spec.name, passed=False,
+                yield dg.AssetCheckResult(asset_key=SNAPSHOT_ASSET, check_name=spec.name, passed=False,
                                           description=str(exc), metadata={"snapshot_path": folder.url})
             return
-        yield dg.AssetCheckResult(asset_key="prod_snapshot", check_name="snapshot_files_match_manifest", passed=True,
+        yield dg.AssetCheckResult(asset_key=SNAPSHOT_ASSET, check_name="snapshot_files_match_manifest", passed=True,
                                   metadata={"snapshot_path": folder.url, "files": len(manifest.tables),
                                             "total_bytes": manifest.total_bytes, "stored_bytes": manifest.stored_bytes})
         yield _selection_result(context, folder, manifest, prod_db)
@@ -114,7 +115,7 @@ def _mask_rules_result(manifest: Manifest, rules: dict[str, dict]) -> dg.AssetCh
     problems = {name: mask_problems(name, env_rules, manifest) for name, env_rules in rules.items()}
     stale = [p for found in problems.values() for p in found]
     return dg.AssetCheckResult(
-        asset_key="prod_snapshot", check_name=MASK_RULES_CHECK[0], passed=not stale,
+        asset_key=SNAPSHOT_ASSET, check_name=MASK_RULES_CHECK[0], passed=not stale,
         description=(f"The masks of {', '.join(n for n, found in problems.items() if found)} name columns this snapshot "
                      f"does not hold: {'; '.join(stale)}. Those environments fail until replication.yaml is fixed; "
                      "the others load." if stale else None),
@@ -137,7 +138,7 @@ def _selection_result(context, folder, manifest: Manifest, prod_db: PostgresReso
     except (psycopg.Error, ReplicationError):
         context.log.info("Production did not answer; compared with the selection recorded at capture only.")
     return dg.AssetCheckResult(
-        asset_key="prod_snapshot", check_name="every_selected_table_captured",
+        asset_key=SNAPSHOT_ASSET, check_name="every_selected_table_captured",
         passed=bool(manifest.selected) and not missing,
         description=(f"Selected but not in the snapshot: {', '.join(missing)}. Materialize prod_snapshot with "
                      "refresh: true." if missing else None if manifest.selected else

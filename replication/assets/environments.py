@@ -15,6 +15,7 @@ from ..engine.privacy.scrub import SensitiveColumns
 from ..engine.load import LoadReport, load_snapshot
 from ..engine.snapshot.retention import PruneReport, prune
 from ..engine.storage import store_errors
+from ..engine.storage.location import SNAPSHOT_ASSET
 from ..engine.snapshot.verify import verify_snapshot
 from ..executors.steps import STEP_TAGS
 from ..failures import explained_failures
@@ -47,7 +48,7 @@ def build_environment_asset(
         name=names.asset,
         group_name="replication",
         partitions_def=daily_partitions,
-        deps=["prod_snapshot"],
+        deps=[SNAPSHOT_ASSET],
         retry_policy=RETRY_POLICY,
         required_resource_keys={resource_key, SNAPSHOT_STORE, prod_key},
         kinds={"postgres"},

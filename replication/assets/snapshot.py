@@ -11,6 +11,7 @@ from ..engine.errors import ReplicationError
 from ..engine.snapshot.retention import check_free_space, estimate_from_catalog, estimate_from_manifests
 from ..engine.capture.take import take_snapshot
 from ..engine.storage import SnapshotLocation, store_errors
+from ..engine.storage.location import SNAPSHOT_ASSET
 from ..engine.snapshot.reuse import reuse_decision
 from ..executors.steps import STEP_TAGS
 from ..failures import explained_failures
@@ -40,6 +41,7 @@ class SnapshotConfig(dg.Config):
 
 
 @dg.asset(
+    name=SNAPSHOT_ASSET,
     group_name="replication",
     partitions_def=daily_partitions,
     retry_policy=RETRY_POLICY,
@@ -65,7 +67,7 @@ def prod_snapshot(
     include = snapshot_store.include if config.include is None else config.include
     exclude = snapshot_store.exclude if config.exclude is None else config.exclude
     past = partition < datetime.now(timezone.utc).strftime("%Y-%m-%d")
-    with explained_failures(f"prod_snapshot {partition} from {prod_db.label}", [prod_db.password]), \
+    with explained_failures(f"{SNAPSHOT_ASSET} {partition} from {prod_db.label}", [prod_db.password]), \
             store_errors(snapshot_store.objects):
         if config.refresh:
             context.log.info("refresh: true, so production is captured again.")

@@ -25,6 +25,7 @@ from ..progress import Log, Ticker
 from ..pg.sequences import owned_sequences, sequence_states
 from ..pg.session import prepare_transaction
 from ..storage import MANIFEST_NAME, SnapshotLocation, as_location
+from ..storage.location import SNAPSHOT_ASSET
 
 # Production is never a place to end other sessions: the snapshot waits for a migration's lock
 # (logging who holds it) for this long, then fails and names it.
@@ -96,7 +97,7 @@ def take_snapshot(
         plans, entries, server_version = _capture(conn, location, include, exclude, checksums, log, before_writing,
                                                   connect, jobs, locks, selected)
     except psycopg.errors.OutOfMemory as exc:
-        raise lock_table_full(conn, exc, selected, "prod_snapshot", exclusive=False) from None
+        raise lock_table_full(conn, exc, selected, SNAPSHOT_ASSET, exclusive=False) from None
     _remove_stale_files(location, {e.file for e in entries})
     manifest = Manifest(
         partition=partition,
@@ -156,7 +157,7 @@ def _lock(conn: psycopg.Connection, plans: list[TablePlan], policy: LockPolicy, 
     """ACCESS SHARE on every table, as pg_dump takes it: a migration waits for the snapshot, not the reverse."""
     relations = [p.table.ident.as_string(conn) for p in plans]
     statement = lock_statement(relations, "ACCESS SHARE", only=[not p.partitioned for p in plans])
-    acquire(conn, statement, relations, "ACCESS SHARE", policy, who="prod_snapshot", log=log)
+    acquire(conn, statement, relations, "ACCESS SHARE", policy, who=SNAPSHOT_ASSET, log=log)
 
 
 class _Capture:

@@ -19,7 +19,9 @@ from .codec import (PLAIN, ChunkReader, DamagedObject, Encoding, EncodingWriter,
 from .folder import FolderStore
 
 MANIFEST_NAME = "manifest.json"
-FOLDER_PREFIX = "prod_snapshot_"
+# The snapshot asset's key, in one place: the step that captures, and the stem of every snapshot's name.
+SNAPSHOT_ASSET = "prod_snapshot"
+FOLDER_PREFIX = f"{SNAPSHOT_ASSET}_"
 REFRESH = "Re-materialize prod_snapshot for this partition with refresh: true."
 
 
