@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
-from ..pg.catalog import TableRef, quote_ident
+from ..pg.catalog import TableRef, partition_tree, quote_ident
 
 
 @dataclass
@@ -75,16 +75,8 @@ class TakenOff:
         return sum(len(tree) for tree in self.trees)
 
 
-# The loaded tables and their partitions. Only a partitioned table's children are loaded through
-# it: an inheritance child is a table of its own, loaded (or left alone) in its own right.
-_LOADED = """
-WITH RECURSIVE loaded(oid) AS (
-    SELECT unnest(%(tables)s::pg_catalog.regclass[])::pg_catalog.oid
-    UNION
-    SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN loaded l ON i.inhparent = l.oid
-    JOIN pg_catalog.pg_class p ON p.oid = l.oid AND p.relkind = 'p'
-)
-"""
+# The loaded tables and their partitions (an inheritance child is loaded in its own right).
+_LOADED = partition_tree("loaded", "SELECT unnest(%(tables)s::pg_catalog.regclass[])::pg_catalog.oid")
 
 
 def _regclasses(conn: psycopg.Connection, tables: list[TableRef]) -> list[str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import psycopg
@@ -193,6 +193,21 @@ def own_rows_text(table: TableRef, partitioned: Collection[TableRef]) -> str:
     return ("" if table in partitioned else "ONLY ") + table.quoted
 
 
+def partition_tree(name: str, seed: str, carried: Sequence[str] = ()) -> str:
+    """`WITH RECURSIVE name(oid, *carried)`: the relations `seed` selects (their oid first, then the
+    `carried` columns) and every partition below each partitioned one, carrying its root's columns.
+
+    Partitions only: an inheritance child of a plain table is a table of its own, read and locked
+    with ONLY, never a part of its parent. The one home of this recursion.
+    """
+    columns = ", ".join(("oid", *carried))
+    carry = "".join(f", t.{c}" for c in carried)
+    return (f"WITH RECURSIVE {name}({columns}) AS (\n    {seed}\n    UNION\n"
+            f"    SELECT i.inhrelid{carry} FROM {name} t\n"
+            f"    JOIN pg_catalog.pg_class p ON p.oid = t.oid AND p.relkind = 'p'\n"
+            f"    JOIN pg_catalog.pg_inherits i ON i.inhparent = t.oid\n)\n")
+
+
 def is_partitioned(conn: psycopg.Connection, table: TableRef) -> bool:
     return table in partitioned_tables(conn, [table])
 
@@ -203,16 +218,9 @@ def table_sizes(conn: psycopg.Connection, tables: list[TableRef]) -> dict[TableR
     Inheritance children of a plain table are left out, as the snapshot reads it with ONLY.
     """
     rows = conn.execute(
-        """
-        WITH RECURSIVE leaves(ord, oid) AS (
-            SELECT r.ord, r.oid::pg_catalog.oid
-            FROM unnest(%s::pg_catalog.regclass[]) WITH ORDINALITY AS r(oid, ord)
-            UNION ALL
-            SELECT l.ord, i.inhrelid
-            FROM leaves l
-            JOIN pg_catalog.pg_class p ON p.oid = l.oid AND p.relkind = 'p'
-            JOIN pg_catalog.pg_inherits i ON i.inhparent = l.oid
-        )
+        partition_tree("leaves", "SELECT r.oid::pg_catalog.oid, r.ord "
+                                 "FROM unnest(%s::pg_catalog.regclass[]) WITH ORDINALITY AS r(oid, ord)", ["ord"])
+        + """
         SELECT l.ord,
                coalesce(sum(pg_catalog.pg_table_size(l.oid)), 0)::bigint,
                coalesce(sum(pg_catalog.pg_total_relation_size(c.reltoastrelid))

@@ -29,6 +29,7 @@ from psycopg import sql
 
 from ..errors import ReplicationError
 from ..progress import Log
+from .catalog import partition_tree
 
 BlockingSessions = Literal["wait", "fail", "terminate"]
 
@@ -126,16 +127,10 @@ class LockWait:
     terminated: list[str] = field(default_factory=list)  # Blocker.describe() of each session ended
 
 
-_BLOCKERS = """
-WITH RECURSIVE watched(oid, replicated) AS (
-    SELECT r.oid::pg_catalog.oid, r.replicated
-    FROM unnest(%(relations)s::pg_catalog.regclass[], %(replicated)s::pg_catalog.bool[]) AS r(oid, replicated)
-    UNION
-    SELECT i.inhrelid, w.replicated
-    FROM watched w
-    JOIN pg_catalog.pg_class p ON p.oid = w.oid AND p.relkind = 'p'
-    JOIN pg_catalog.pg_inherits i ON i.inhparent = w.oid
-)
+_BLOCKERS = partition_tree(
+    "watched", "SELECT r.oid::pg_catalog.oid, r.replicated "
+               "FROM unnest(%(relations)s::pg_catalog.regclass[], %(replicated)s::pg_catalog.bool[]) AS r(oid, replicated)",
+    ["replicated"]) + """
 SELECT l.pid, a.usename, a.application_name, pg_catalog.host(a.client_addr), a.state,
        extract(epoch FROM pg_catalog.clock_timestamp() - a.xact_start)::pg_catalog.float8,
        array_agg(DISTINCT l.relation::pg_catalog.regclass::pg_catalog.text),
@@ -323,12 +318,7 @@ SELECT pg_catalog.current_setting('max_locks_per_transaction')::pg_catalog.int4,
        + pg_catalog.current_setting('max_prepared_transactions')::pg_catalog.int4
 """
 
-_LOCKS_NEEDED = """
-WITH RECURSIVE rels(oid) AS (
-    SELECT unnest(%s::pg_catalog.regclass[])::pg_catalog.oid
-    UNION
-    SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN rels r ON i.inhparent = r.oid
-)
+_LOCKS_NEEDED = partition_tree("rels", "SELECT unnest(%s::pg_catalog.regclass[])::pg_catalog.oid") + """
 SELECT count(*)
        + %s * (SELECT count(*) FROM pg_catalog.pg_index x WHERE x.indrelid IN (SELECT oid FROM rels))
        + 2 * count(*) FILTER (WHERE c.reltoastrelid <> 0)
