@@ -21,6 +21,7 @@ from .engine.storage.s3 import S3Store, is_s3_url
 
 DEFAULT_SNAPSHOT_DIR = "/tmp"
 SNAPSHOT_STORE = "snapshot_store"
+MASKING_KEY = "masking_key"
 
 
 class PostgresResource(dg.ConfigurableResource):
@@ -140,10 +141,24 @@ class SnapshotStore(dg.ConfigurableResource):
         return self.objects.location()
 
 
+class MaskingKeyResource(dg.ConfigurableResource):
+    """The secret that keyed masks (hash, email, name, phone) and subsets hash with.
+
+    Read from its variable when a step runs, never from replication.yaml; unset, keyed masks are
+    refused and subsets use their documented default key.
+    """
+
+    variable: str = "MASKING_KEY"
+
+    def key(self) -> str | None:
+        return os.environ.get(self.variable) or None
+
+
 def build_resources(config: ReplicationConfig) -> dict:
     """prod_db, one `N_db_target` per configured environment, and the snapshot store."""
     store = SnapshotStore.from_settings(config.snapshot, config.masked_columns)
-    resources: dict = {names_for(SOURCE).resource: postgres_resource(SOURCE), SNAPSHOT_STORE: store}
+    resources: dict = {names_for(SOURCE).resource: postgres_resource(SOURCE), SNAPSHOT_STORE: store,
+                       MASKING_KEY: MaskingKeyResource()}
     for name in config.environment_names:
         resources[names_for(name).resource] = postgres_resource(name)
     return resources

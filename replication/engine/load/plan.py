@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psycopg
 from psycopg import sql
 
 from ..pg.catalog import Column, TableRef, columns_of, foreign_key_edges, foreign_key_order, own_rows, parents_of, \
     partitioned_tables
-from ..errors import ConfigurationError, SchemaMismatchError
+from ..errors import ConfigurationError, ReplicationError, SchemaMismatchError
+from ..progress import Log
 from ..snapshot.manifest import Manifest, TableEntry
-from ..privacy.mask import MaskRule, check_rules, foreign_key_gaps, mask_problems, stale_mask_error
+from ..privacy.mask import MaskRule, check_rules, foreign_key_gaps, mask_problems, stale_mask_error, \
+    unmasked_personal_columns
 from .privileges import require_privileges
 from ..subset.plan import SubsetPlan, SubsetRule, plan_subset
 
@@ -73,6 +75,8 @@ class LoadPlan:
     mask_columns: dict[str, dict[str, Column]]
     header: str  # COPY's HEADER option: MATCH where the server checks the names
     subset: SubsetPlan | None = None
+    # Columns that look personal and have no rule (unmasked_pii: warn), each with the rule to add.
+    uncovered: dict[str, str] = field(default_factory=dict)
 
     def subsetted(self, ref: TableRef) -> bool:
         return self.subset is not None and self.subset.covers(ref)
@@ -85,9 +89,15 @@ class LoadPlan:
 
 def plan_load(conn: psycopg.Connection, manifest: Manifest, environment: str,
               masks: dict[str, dict[str, MaskRule]], masking_key: str | None,
-              subset: dict[str, SubsetRule] | None = None) -> LoadPlan:
-    """Check the target, the masks and the subset, before anything is written."""
+              subset: dict[str, SubsetRule] | None = None, personal_data: str = "allow",
+              warn: Log | None = None) -> LoadPlan:
+    """Check the masks, the target and the subset, before anything is written."""
     entries = {entry.ref: entry for entry in manifest.tables}
+    # The stale masks first: a mistyped key would otherwise show up as an uncovered column.
+    problems = mask_problems(environment, masks, manifest)
+    if problems:
+        raise stale_mask_error(environment, problems, manifest)
+    uncovered = check_personal_data(environment, manifest, masks, personal_data, warn)
     columns = check_target_schema(conn, manifest, environment)
     require_privileges(conn, environment, list(entries), staging=bool(masks or subset))
     edges = foreign_key_edges(conn, list(entries))
@@ -95,16 +105,29 @@ def plan_load(conn: psycopg.Connection, manifest: Manifest, environment: str,
     mask_columns = _check_masks(conn, environment, manifest, masks, masking_key)
     return LoadPlan(environment, entries, order, cyclic, partitioned_tables(conn, order), masks, mask_columns,
                     "MATCH" if conn.info.server_version >= 150000 else "true",
-                    plan_subset(conn, environment, manifest, subset or {}, edges, columns))
+                    plan_subset(conn, environment, manifest, subset or {}, edges, columns), uncovered)
+
+
+def check_personal_data(environment: str, manifest: Manifest, masks: dict[str, dict[str, MaskRule]], policy: str,
+                        warn: Log | None) -> dict[str, str]:
+    """Columns that look personal and have no rule: refused (error), reported (warn) or accepted (allow)."""
+    uncovered = dict(unmasked_personal_columns(manifest, masks)) if policy != "allow" else {}
+    if uncovered and policy == "error":
+        rules = "\n".join(f"      {column}: {rule}" for column, rule in uncovered.items())
+        raise ReplicationError(
+            f"{environment}: these columns look personal and have no masking rule, and unmasked_pii is error, "
+            f"so nothing was written. Add rules under environments.{environment}.mask in replication.yaml, "
+            f"for example:\n{rules}\nor set unmasked_pii: warn (or allow) for {environment} if they are not personal."
+        )
+    if uncovered and warn is not None:
+        warn(f"{environment}: loading unmasked columns that look personal: {', '.join(uncovered)} (unmasked_pii: warn)")
+    return uncovered
 
 
 def _check_masks(
     conn: psycopg.Connection, environment: str, manifest: Manifest, masks: dict[str, dict[str, MaskRule]], key: str | None
 ) -> dict[str, dict[str, Column]]:
-    """Validate the masking policy against the snapshot and the target's catalog, before the write transaction."""
-    problems = mask_problems(environment, masks, manifest)
-    if problems:
-        raise stale_mask_error(environment, problems, manifest)
+    """Validate the masking policy against the target's catalog, before the write transaction."""
     columns = {table: check_rules(conn, environment, manifest.table(table).ref, rules) for table, rules in masks.items()}
     gaps = foreign_key_gaps(conn, masks)
     if gaps:

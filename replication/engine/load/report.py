@@ -48,6 +48,8 @@ class LoadReport:
     subset_rows: dict[str, list[int]] = field(default_factory=dict)
     # Subset tables: schema.table -> rows staged, those its prefilter let through (all, without one).
     subset_staged: dict[str, int] = field(default_factory=dict)
+    # Columns that look personal and were loaded without a rule (unmasked_pii: warn), with the rule to add.
+    unmasked_personal_columns: dict[str, str] = field(default_factory=dict)
 
     @property
     def total_rows(self) -> int:

@@ -40,7 +40,9 @@ def load_snapshot(
     masks: dict[str, dict[str, MaskRule]] | None = None,
     masking_key: str | None = None,
     subset: dict[str, SubsetRule] | None = None,
+    personal_data: str = "allow",
     log: Log | None = None,
+    warn: Log | None = None,
 ) -> LoadReport:
     """Replace the replicated tables of `conn` with the snapshot, all or nothing, in pg_restore's order.
 
@@ -59,13 +61,16 @@ def load_snapshot(
     `subset` ({schema.table: rule}) keeps only the rows the rules choose and every row they need
     (see engine.subset.plan); those tables' staged copies are verified against production, and the
     checksums of what was kept are recorded for the checks.
+    `personal_data` (unmasked_pii: error, warn or allow) decides what happens to snapshot columns
+    that look personal and have no rule: refused before anything is written, `warn`ed about, or loaded.
     """
     started = time.monotonic()
     location = as_location(snapshot)
     location.require_identity(manifest.tables)
     report = LoadReport(environment)
     prepare_transaction(conn, IsolationLevel.READ_COMMITTED, read_only=False)
-    plan = plan_load(conn, manifest, environment, masks or {}, masking_key, subset)
+    plan = plan_load(conn, manifest, environment, masks or {}, masking_key, subset, personal_data, warn)
+    report.unmasked_personal_columns = plan.uncovered
     report.masked_columns = {f"{table}.{col}": rule.describe()
                              for table, rules in plan.masks.items() for col, rule in rules.items()}
     conn.rollback()  # end the read-only catalog transaction before the write transaction
