@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .engine.errors import ConfigurationError
 from .engine.pg.locks import LockPolicy
-from .engine.privacy.mask import MaskRule
+from .engine.privacy.mask import NAMED, STRATEGY_HELP, WITH_ARGUMENT, MaskRule
 from .engine.storage import parse_recipients
 from .engine.storage.s3 import is_s3_url
 from .engine.subset.plan import SubsetRule
@@ -174,16 +174,14 @@ class SnapshotSettings(_Strict):
         return value
 
 
-_STRATEGY_NAMES = ("hash", "email", "name", "phone", "null", "redact")
-_STRATEGY_HELP = "one of hash, email, name, phone, null, redact, {sql: <expression>} or {constant: <value>}"
 
 
 def _mask_rule(key: str, value) -> MaskRule:
     if value is None:  # `birthday: null` reads as None in YAML; it means the null strategy
         return MaskRule("null")
     if isinstance(value, str):
-        if value not in _STRATEGY_NAMES:
-            raise ValueError(f"{key}: unknown strategy {value!r}; write {_STRATEGY_HELP}")
+        if value not in NAMED:
+            raise ValueError(f"{key}: unknown strategy {value!r}; write {STRATEGY_HELP}")
         return MaskRule(value)
     if isinstance(value, dict) and len(value) == 1:
         (kind, argument), = value.items()
@@ -191,7 +189,7 @@ def _mask_rule(key: str, value) -> MaskRule:
             return MaskRule("sql", argument)
         if kind == "constant" and not isinstance(argument, (dict, list)):
             return MaskRule("constant", argument)
-    raise ValueError(f"{key}: {value!r} is not a masking rule; write {_STRATEGY_HELP}")
+    raise ValueError(f"{key}: {value!r} is not a masking rule; write {STRATEGY_HELP}")
 
 
 _SUBSET_HELP = "write {percent: N} (above 0, at most 100) or {where: <SQL condition on the table's columns>}"
@@ -354,7 +352,7 @@ class ReplicationConfig(_Strict):
         """This configuration as replication.yaml text; parse_config(yaml.safe_load(it)) gives it back."""
 
         def rule(value: MaskRule):
-            return value.strategy if value.strategy not in ("sql", "constant") else {value.strategy: value.value}
+            return value.strategy if value.strategy not in WITH_ARGUMENT else {value.strategy: value.value}
 
         data = {
             "snapshot": self.snapshot.model_dump(),

@@ -13,7 +13,7 @@ from ..errors import ConfigurationError, ReplicationError, SchemaMismatchError
 from ..progress import Log
 from ..snapshot.manifest import Manifest, TableEntry
 from ..privacy.mask import MaskRule, check_rules, foreign_key_gaps, mask_problems, stale_mask_error, \
-    unmasked_personal_columns
+    keyed_strategies, unmasked_personal_columns
 from .privileges import require_privileges
 from ..subset.plan import SubsetPlan, SubsetRule, plan_subset
 
@@ -137,7 +137,7 @@ def _check_masks(
         )
     if not key and any(rule.keyed for rules in masks.values() for rule in rules.values()):
         raise ConfigurationError(
-            f"{environment}: MASKING_KEY is not set, and the hash, email, name and phone strategies need it. "
+            f"{environment}: MASKING_KEY is not set, and the {keyed_strategies()} strategies need it. "
             "Set it to a long random secret, the same for every environment whose masked values must join. "
             "Nothing was written."
         )

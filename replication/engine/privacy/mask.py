@@ -22,8 +22,17 @@ from ..pg.catalog import Column, TableRef, columns_of
 from ..errors import ConfigurationError, SchemaMismatchError
 from ..snapshot.manifest import Manifest
 
-KEYED = ("hash", "email", "name", "phone")
+# The one vocabulary of strategies: the configuration reads them by these names, the load applies them.
+KEYED = ("hash", "email", "name", "phone")  # hashed with MASKING_KEY: the same input, the same output
+NAMED = (*KEYED, "null", "redact")  # written by name alone in replication.yaml
+WITH_ARGUMENT = ("sql", "constant")  # written {sql: <expression>} or {constant: <value>}
 TEXT_STRATEGIES = (*KEYED, "redact")
+STRATEGY_HELP = f"one of {', '.join(NAMED)}, {{sql: <expression>}} or {{constant: <value>}}"
+
+
+def keyed_strategies() -> str:
+    """`hash, email, name and phone`, for messages."""
+    return f"{', '.join(KEYED[:-1])} and {KEYED[-1]}"
 KEY_SETTING = "replication.masking_key"
 
 FIRST_NAMES = ("Alex", "Sam", "Jordan", "Taylor", "Morgan", "Casey", "Riley", "Jamie", "Avery", "Quinn",
