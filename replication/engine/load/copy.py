@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-
 import psycopg
 from psycopg import sql
 
-from ..pg.catalog import Column, TableRef
-from ..verify.checksum import checksum_algorithm, content_checksums
 from ..errors import LoadVerificationError
-from ..snapshot.manifest import TableEntry
+from ..pg.catalog import Column, TableRef
+from ..pg.staging import staging_table
 from ..privacy.mask import MaskRule, mask_expression
+from ..privacy.overlap import count_overlap, staged_values
+from ..progress import Ticker
+from ..snapshot.manifest import TableEntry
+from ..storage import SnapshotLocation
+from ..subset.plan import DEFAULT_SUBSET_KEY, RowChooser, kept_condition, stage_table
+from ..subset.prefilter import prefilter
+from ..verify.checksum import checksum_algorithm, content_checksums
 from .plan import LoadPlan
 from .report import LoadReport, TableLoad
-from ..progress import Ticker
-from ..storage import SnapshotLocation
-from ..subset.prefilter import prefilter
-from ..subset.plan import DEFAULT_SUBSET_KEY, RowChooser, kept_condition, stage_table
-
 
 
 def copy_tables(conn: psycopg.Connection, location: SnapshotLocation, plan: LoadPlan, report: LoadReport, verify: bool,
@@ -99,11 +99,9 @@ def _copy_masked(
     how many production values each masked column still holds (a weak rule shows here)."""
     environment, header = plan.environment, plan.header
     rules, columns = plan.masks[entry.key], plan.mask_columns[entry.key]
-    staging = TableRef("pg_temp", f"replication_masked_{number}")
     names = entry.column_names
-    cols = sql.SQL(", ").join(sql.Identifier(n) for n in names)
-    conn.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
-        sql.Identifier(staging.name), cols, entry.ref.ident))
+    staging = staging_table(conn, f"replication_masked_{number}", entry.ref,
+                            sql.SQL(", ").join(sql.Identifier(n) for n in names))
     loaded = _copy_in(conn, location, entry, environment, header, False, ticker, into=staging)
     unmasked = [n for n in names if n not in rules]
     expected = ""
@@ -137,14 +135,8 @@ def _insert_masked(conn: psycopg.Connection, entry: TableEntry, rules: dict[str,
 
 
 def mask_overlap(conn: psycopg.Connection, staging: TableRef, table: sql.Composable, column: str) -> list[int]:
-    """[distinct production values of `column` (NULL and empty left out), how many the masked table still holds]."""
-    col = sql.Identifier(column)
-    compared, equal = conn.execute(sql.SQL(
-        "WITH prod AS (SELECT DISTINCT s.{col}::text AS v FROM {staging} s WHERE s.{col} IS NOT NULL "
-        "AND s.{col}::text <> ''), env AS (SELECT DISTINCT t.{col}::text AS v FROM {table} t WHERE t.{col} IS NOT NULL) "
-        "SELECT (SELECT count(*) FROM prod), (SELECT count(*) FROM prod JOIN env USING (v))"
-    ).format(col=col, staging=sql.Identifier(staging.name), table=table)).fetchone()
-    return [int(compared), int(equal)]
+    """[distinct production values of `column`, how many the masked table still holds], from the staged rows."""
+    return count_overlap(conn, staged_values(staging, column), table, column)
 
 
 def _copy_in(

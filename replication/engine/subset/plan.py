@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
-from ..pg.catalog import Column, ForeignKeyEdge, TableRef, foreign_key_edges, foreign_key_order, parents_of
 from ..errors import ConfigurationError
+from ..pg.catalog import Column, ForeignKeyEdge, TableRef, foreign_key_edges, foreign_key_order, parents_of
+from ..pg.staging import staging_table
 from ..snapshot.manifest import Manifest
 
 MARK = "replication_subset_mark"
@@ -210,14 +211,12 @@ def _downstream(roots: dict[TableRef, SubsetRule], edges: list[ForeignKeyEdge]) 
 def stage_table(conn: psycopg.Connection, plan: SubsetPlan, ref: TableRef, number: int) -> TableRef:
     """An empty temporary copy of `ref`'s columns (as text where its types are production's) plus
     the mark, dropped at COMMIT."""
-    staging = TableRef("pg_temp", f"replication_subset_{number}")
     text = ref in plan.as_text
     columns = sql.SQL(", ").join(
         sql.SQL("{}::pg_catalog.text AS {}" if text else "{}").format(*[sql.Identifier(c)] * (2 if text else 1))
         for c in plan.columns[ref])
-    conn.execute(sql.SQL("CREATE TEMP TABLE {} ON COMMIT DROP AS SELECT {}, NULL::pg_catalog.int2 AS {} FROM {} "
-                         "WITH NO DATA").format(sql.Identifier(staging.name), columns, sql.Identifier(MARK), ref.ident))
-    return staging
+    return staging_table(conn, f"replication_subset_{number}", ref,
+                         sql.SQL("{}, NULL::pg_catalog.int2 AS {}").format(columns, sql.Identifier(MARK)))
 
 
 SUBSET_KEY_SETTING = "replication.subset_key"

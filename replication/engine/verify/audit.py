@@ -12,6 +12,7 @@ import psycopg
 from psycopg import sql
 
 from ..pg.catalog import TableRef, foreign_key_edges, own_rows, partitioned_tables
+from ..privacy.overlap import HASH_HEX_CHARS, count_overlap
 from .checksum import ChecksumRequest, checksum_algorithm, checksum_many
 from ..snapshot.csvread import column_hashes
 from ..storage import SnapshotLocation, as_location
@@ -221,10 +222,6 @@ class MaskAudit:
     equal: int  # of those, how many the environment still holds in that column
 
 
-# Sixteen hex digits of sha256 per value: enough to tell values apart, too few to recover one.
-HASH_HEX_CHARS = 16
-
-
 def masked_value_overlaps(
     conn: psycopg.Connection, snapshot: SnapshotLocation | Path, manifest: Manifest, masked: dict[str, list[str]]
 ) -> list[MaskAudit]:
@@ -250,15 +247,7 @@ def masked_value_overlaps(
                         if digest is not None:
                             copy.write_row((slot, digest[:HASH_HEX_CHARS]))
             for slot, column in enumerate(columns):
-                compared, equal = conn.execute(
-                    sql.SQL(
-                        "WITH prod AS (SELECT DISTINCT h FROM replication_prod_hashes WHERE col = {slot}), "
-                        "env AS (SELECT DISTINCT pg_catalog.left(pg_catalog.encode(pg_catalog.sha256("
-                        "pg_catalog.convert_to(t.{col}::text, 'UTF8')), 'hex'), {chars}) AS h FROM {table} t "
-                        "WHERE t.{col} IS NOT NULL AND t.{col}::text <> '') "
-                        "SELECT (SELECT count(*) FROM prod), (SELECT count(*) FROM prod JOIN env USING (h))"
-                    ).format(slot=sql.Literal(slot), col=sql.Identifier(column), table=own_rows(entry.ref, partitioned),
-                             chars=sql.Literal(HASH_HEX_CHARS))
-                ).fetchone()
+                prod = sql.SQL("SELECT h FROM replication_prod_hashes WHERE col = {}").format(sql.Literal(slot))
+                compared, equal = count_overlap(conn, prod, own_rows(entry.ref, partitioned), column)
                 found.append(MaskAudit(f"{table}.{column}", int(compared), int(equal)))
     return found
