@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
-from ..pg.catalog import TableRef, partition_tree, quote_ident
+from ..pg.catalog import TableRef, foreign_keys, partition_tree, quote_ident
 
 
 @dataclass
@@ -139,20 +139,8 @@ def outside_referencing_tables(conn: psycopg.Connection, tables: list[TableRef])
 
     Their foreign keys come off for the load, which needs their lock too.
     """
-    rows = conn.execute(
-        _LOADED
-        + """
-        SELECT DISTINCT k.conrelid::pg_catalog.regclass::pg_catalog.text
-        FROM pg_catalog.pg_constraint k
-        JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
-        WHERE k.contype = 'f' AND k.conparentid = 0
-          AND k.confrelid IN (SELECT oid FROM loaded) AND k.conrelid NOT IN (SELECT oid FROM loaded)
-          AND pg_catalog.pg_has_role(c.relowner, 'USAGE')
-        ORDER BY 1
-        """,
-        {"tables": _regclasses(conn, tables)},
-    ).fetchall()
-    return [name for (name,) in rows]
+    return sorted({fk.child_relation for fk in foreign_keys(conn, tables)
+                   if fk.parent_touched and not fk.child_touched and fk.child_owned})
 
 
 def take_off(conn: psycopg.Connection, tables: list[TableRef], keep_indexes: Collection[TableRef] = ()) -> TakenOff:
@@ -177,7 +165,7 @@ def record(conn: psycopg.Connection, tables: list[TableRef], keep_indexes: Colle
     for regclass, why in kept.items():
         result.fallback.setdefault(_partition_root(conn, regclass), why)
     kept_tables = set(kept)
-    kept_key_indexes = _record_foreign_keys(conn, regclasses, kept_tables, result)
+    kept_key_indexes = _record_foreign_keys(conn, tables, kept_tables, result)
     in_place = {table.key for table in keep_indexes}
     for tree in _index_trees(conn, regclasses):
         if tree[0].table_key in in_place:
@@ -199,29 +187,14 @@ def record(conn: psycopg.Connection, tables: list[TableRef], keep_indexes: Colle
     return result
 
 
-def _record_foreign_keys(conn: psycopg.Connection, regclasses: list[str], kept_tables: set[str], result: TakenOff) -> set[int]:
+def _record_foreign_keys(conn: psycopg.Connection, tables: list[TableRef], kept_tables: set[str], result: TakenOff) -> set[int]:
     """Foreign keys to and from the loaded tables that may come off; returns the key indexes the others need."""
-    fk_rows = conn.execute(
-        _LOADED
-        + """
-        SELECT k.conname, k.conrelid::pg_catalog.regclass::text, pg_catalog.pg_get_constraintdef(k.oid),
-               k.conindid, pg_catalog.pg_has_role(c.relowner, 'USAGE')
-                 AND pg_catalog.has_table_privilege(k.confrelid, 'REFERENCES'),
-               pg_catalog.obj_description(k.oid, 'pg_constraint')
-        FROM pg_catalog.pg_constraint k
-        JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
-        WHERE k.contype = 'f' AND k.conparentid = 0
-          AND (k.conrelid IN (SELECT oid FROM loaded) OR k.confrelid IN (SELECT oid FROM loaded))
-        ORDER BY 2, 1
-        """,
-        {"tables": regclasses},
-    ).fetchall()
     kept_key_indexes: set[int] = set()
-    for name, table, definition, index_oid, may_alter, comment in fk_rows:
-        if may_alter and table not in kept_tables:
-            result.foreign_keys.append(ForeignKey(name, table, definition, comment))
+    for fk in sorted(foreign_keys(conn, tables), key=lambda fk: (fk.child_relation, fk.name)):
+        if fk.alterable and fk.child_relation not in kept_tables:
+            result.foreign_keys.append(ForeignKey(fk.name, fk.child_relation, fk.definition, fk.comment))
         else:
-            kept_key_indexes.add(index_oid)
+            kept_key_indexes.add(fk.index_oid)
     return kept_key_indexes
 
 

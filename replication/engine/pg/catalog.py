@@ -235,38 +235,68 @@ def table_sizes(conn: psycopg.Connection, tables: list[TableRef]) -> dict[TableR
 
 @dataclass(frozen=True)
 class ForeignKeyEdge:
+    """One foreign key as the catalog holds it: what every reader of foreign keys needs."""
+
     name: str
     child: TableRef
     child_columns: tuple[str, ...]
     parent: TableRef
     parent_columns: tuple[str, ...]
+    validated: bool = True
+    child_relation: str = ""  # regclass text: schema-qualified and quoted, as DDL takes it
+    parent_relation: str = ""
+    child_partitioned: bool = False
+    parent_partitioned: bool = False
+    definition: str = ""  # pg_get_constraintdef
+    index_oid: int = 0  # the parent's key index the constraint depends on
+    comment: str | None = None
+    child_owned: bool = False  # the connected role may ALTER the referencing table
+    may_reference: bool = False  # ... and holds REFERENCES on the referenced one
+    child_touched: bool = False  # the referencing table is one of the tables asked about (or their partition)
+    parent_touched: bool = False
+
+    @property
+    def alterable(self) -> bool:
+        """The role may drop this constraint and add it back."""
+        return self.child_owned and self.may_reference
+
+
+_FOREIGN_KEYS = partition_tree("touched", "SELECT unnest(%(tables)s::pg_catalog.regclass[])::pg_catalog.oid") + """
+SELECT k.conname, cn.nspname, c.relname, pn.nspname, p.relname,
+       ARRAY(SELECT a.attname FROM unnest(k.conkey) WITH ORDINALITY u(n, i)
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n ORDER BY u.i),
+       ARRAY(SELECT a.attname FROM unnest(k.confkey) WITH ORDINALITY u(n, i)
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.n ORDER BY u.i),
+       k.convalidated, k.conrelid::pg_catalog.regclass::pg_catalog.text,
+       k.confrelid::pg_catalog.regclass::pg_catalog.text, c.relkind = 'p', p.relkind = 'p',
+       pg_catalog.pg_get_constraintdef(k.oid), k.conindid, pg_catalog.obj_description(k.oid, 'pg_constraint'),
+       pg_catalog.pg_has_role(c.relowner, 'USAGE'), pg_catalog.has_table_privilege(k.confrelid, 'REFERENCES'),
+       k.conrelid IN (SELECT oid FROM touched), k.confrelid IN (SELECT oid FROM touched)
+FROM pg_catalog.pg_constraint k
+JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace
+JOIN pg_catalog.pg_class p ON p.oid = k.confrelid
+JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace
+WHERE k.contype = 'f' AND k.conparentid = 0
+  AND (%(every)s OR k.conrelid IN (SELECT oid FROM touched) OR k.confrelid IN (SELECT oid FROM touched))
+ORDER BY 2, 3, 1
+"""
+
+
+def foreign_keys(conn: psycopg.Connection, tables: list[TableRef] | None = None) -> list[ForeignKeyEdge]:
+    """The foreign keys touching `tables` (or their partitions) on either side, or every one of the
+    database without `tables`: the one reading of pg_constraint's foreign keys, in table order."""
+    rows = conn.execute(_FOREIGN_KEYS, {"tables": [t.ident.as_string(conn) for t in tables or []],
+                                        "every": tables is None}).fetchall()
+    return [ForeignKeyEdge(name, TableRef(cs, child), tuple(child_cols), TableRef(ps, parent), tuple(parent_cols),
+                           *rest)
+            for name, cs, child, ps, parent, child_cols, parent_cols, *rest in rows]
 
 
 def foreign_key_edges(conn: psycopg.Connection, tables: list[TableRef]) -> list[ForeignKeyEdge]:
     """The target's foreign keys between `tables`, with their columns in key order."""
-    rows = conn.execute(
-        """
-        SELECT k.conname, cn.nspname, c.relname, pn.nspname, p.relname,
-               ARRAY(SELECT a.attname FROM unnest(k.conkey) WITH ORDINALITY u(n, i)
-                     JOIN pg_catalog.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n ORDER BY u.i),
-               ARRAY(SELECT a.attname FROM unnest(k.confkey) WITH ORDINALITY u(n, i)
-                     JOIN pg_catalog.pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.n ORDER BY u.i)
-        FROM pg_catalog.pg_constraint k
-        JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
-        JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace
-        JOIN pg_catalog.pg_class p ON p.oid = k.confrelid
-        JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace
-        WHERE k.contype = 'f' AND k.conparentid = 0
-        ORDER BY 2, 3, 1
-        """
-    ).fetchall()
     wanted = set(tables)
-    edges = []
-    for name, cs, child, ps, parent, child_cols, parent_cols in rows:
-        child_ref, parent_ref = TableRef(cs, child), TableRef(ps, parent)
-        if child_ref in wanted and parent_ref in wanted:
-            edges.append(ForeignKeyEdge(name, child_ref, tuple(child_cols), parent_ref, tuple(parent_cols)))
-    return edges
+    return [fk for fk in foreign_keys(conn, tables) if fk.child in wanted and fk.parent in wanted]
 
 
 def foreign_key_parents(conn: psycopg.Connection, tables: list[TableRef]) -> dict[TableRef, set[TableRef]]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from ..pg.catalog import Column, TableRef, columns_of
+from ..pg.catalog import Column, TableRef, columns_of, foreign_keys
 from ..errors import ConfigurationError, SchemaMismatchError
 from ..snapshot.manifest import Manifest
 
@@ -161,18 +161,8 @@ def check_rules(conn: psycopg.Connection, environment: str, table: TableRef, rul
 
 def foreign_key_gaps(conn: psycopg.Connection, masks: dict[str, dict[str, MaskRule]]) -> list[str]:
     """Foreign keys with a masked column on one side and not the same deterministic rule on the other."""
-    rows = conn.execute(
-        """
-        SELECT k.conname, cn.nspname || '.' || c.relname, a.attname, pn.nspname || '.' || p.relname, pa.attname
-        FROM pg_catalog.pg_constraint k
-        JOIN pg_catalog.pg_class c ON c.oid = k.conrelid JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace
-        JOIN pg_catalog.pg_class p ON p.oid = k.confrelid JOIN pg_catalog.pg_namespace pn ON pn.oid = p.relnamespace
-        CROSS JOIN LATERAL unnest(k.conkey, k.confkey) AS u(child, parent)
-        JOIN pg_catalog.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.child
-        JOIN pg_catalog.pg_attribute pa ON pa.attrelid = k.confrelid AND pa.attnum = u.parent
-        WHERE k.contype = 'f' AND k.conparentid = 0
-        """
-    ).fetchall()
+    rows = [(fk.name, fk.child.key, child_col, fk.parent.key, parent_col)
+            for fk in foreign_keys(conn) for child_col, parent_col in zip(fk.child_columns, fk.parent_columns)]
     gaps = []
     for name, child, child_col, parent, parent_col in rows:
         left = masks.get(child, {}).get(child_col)

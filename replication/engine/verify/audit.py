@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from ..pg.catalog import TableRef, foreign_key_edges, own_rows, partitioned_tables
+from ..pg.catalog import TableRef, foreign_key_edges, foreign_keys, own_rows, partitioned_tables
 from ..privacy.overlap import HASH_HEX_CHARS, count_overlap
 from .checksum import ChecksumRequest, checksum_algorithm, checksum_many
 from ..snapshot.csvread import column_hashes
@@ -134,40 +134,21 @@ def orphaned_rows(conn: psycopg.Connection, tables: list[TableRef], unchanged: s
     NOT VALID, can. Each is counted with one anti-join, except a foreign key the load re-validated
     between two tables proven `unchanged` since: no row of either can have moved.
     """
-    proven = {t.ident.as_string(conn) for t in unchanged}
-    rows = conn.execute(
-        """
-        SELECT k.conname, k.conrelid::pg_catalog.regclass::text, k.confrelid::pg_catalog.regclass::text,
-               -- A foreign key binds the rows of its own table only, not of inheritance children.
-               CASE WHEN c.relkind = 'p' THEN '' ELSE 'ONLY ' END, CASE WHEN p.relkind = 'p' THEN '' ELSE 'ONLY ' END,
-               ARRAY(SELECT a.attname FROM unnest(k.conkey) WITH ORDINALITY u(n, i)
-                     JOIN pg_catalog.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n ORDER BY u.i),
-               ARRAY(SELECT a.attname FROM unnest(k.confkey) WITH ORDINALITY u(n, i)
-                     JOIN pg_catalog.pg_attribute a ON a.attrelid = k.confrelid AND a.attnum = u.n ORDER BY u.i),
-               k.convalidated,
-               k.conrelid::pg_catalog.regclass = ANY(%(u)s::pg_catalog.regclass[])
-                 AND k.confrelid::pg_catalog.regclass = ANY(%(u)s::pg_catalog.regclass[])
-        FROM pg_catalog.pg_constraint k
-        JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
-        JOIN pg_catalog.pg_class p ON p.oid = k.confrelid
-        WHERE k.contype = 'f' AND k.conparentid = 0
-          AND (k.conrelid = ANY(%(t)s::pg_catalog.regclass[]) OR k.confrelid = ANY(%(t)s::pg_catalog.regclass[]))
-        ORDER BY 2, 1
-        """,
-        {"t": [t.ident.as_string(conn) for t in tables], "u": sorted(proven)},
-    ).fetchall()
     found = []
-    for name, child, parent, child_only, parent_only, child_cols, parent_cols, validated, both_unchanged in rows:
-        if validated and both_unchanged:
-            found.append(OrphanAudit(name, child, parent, 0, PROVEN_BY_LOAD))
+    for fk in sorted(foreign_keys(conn, tables), key=lambda fk: (fk.child_relation, fk.name)):
+        child, parent = fk.child_relation, fk.parent_relation
+        if fk.validated and fk.child in unchanged and fk.parent in unchanged:
+            found.append(OrphanAudit(fk.name, child, parent, 0, PROVEN_BY_LOAD))
             continue
-        not_null, match = _key_conditions(child_cols, parent_cols, "c")
+        not_null, match = _key_conditions(fk.child_columns, fk.parent_columns, "c")
+        # A foreign key binds the rows of its own table only, not those of inheritance children.
         count = conn.execute(
             sql.SQL("SELECT count(*) FROM {} c WHERE {} AND NOT EXISTS (SELECT 1 FROM {} p WHERE {})").format(
-                sql.SQL(child_only + child), not_null, sql.SQL(parent_only + parent), match
+                own_rows(fk.child, {fk.child} if fk.child_partitioned else ()), not_null,
+                own_rows(fk.parent, {fk.parent} if fk.parent_partitioned else ()), match
             )
         ).fetchone()[0]
-        found.append(OrphanAudit(name, child, parent, int(count)))
+        found.append(OrphanAudit(fk.name, child, parent, int(count)))
     return found
 
 
