@@ -90,21 +90,21 @@ def build_snapshot_checks(config: ReplicationConfig) -> dg.AssetChecksDefinition
     @dg.multi_asset_check(specs=specs, name="prod_snapshot_checks", op_tags=STEP_TAGS)
     def prod_snapshot_checks(context: dg.AssetCheckExecutionContext, snapshot_store: SnapshotStore,
                              prod_db: PostgresResource):
-        folder = snapshot_store.location(context.partition_key)
+        snapshot = snapshot_store.location(context.partition_key)
         try:
-            with store_errors(folder.store):
+            with store_errors(snapshot.store):
                 # Sizes only: the capture hashed every object as it wrote it, and every load hashes
                 # what it reads before it connects; reading the snapshot again here proves nothing more.
-                manifest = verify_snapshot(folder, deep=False)
+                manifest = verify_snapshot(snapshot, deep=False)
         except ReplicationError as exc:
             for spec in specs:
                 yield dg.AssetCheckResult(asset_key=SNAPSHOT_ASSET, check_name=spec.name, passed=False,
-                                          description=str(exc), metadata={"snapshot_path": folder.url})
+                                          description=str(exc), metadata={"snapshot_path": snapshot.url})
             return
         yield dg.AssetCheckResult(asset_key=SNAPSHOT_ASSET, check_name="snapshot_files_match_manifest", passed=True,
-                                  metadata={"snapshot_path": folder.url, "files": len(manifest.tables),
+                                  metadata={"snapshot_path": snapshot.url, "files": len(manifest.tables),
                                             "total_bytes": manifest.total_bytes, "stored_bytes": manifest.stored_bytes})
-        yield _selection_result(context, folder, manifest, prod_db)
+        yield _selection_result(context, snapshot, manifest, prod_db)
         if rules:
             yield _mask_rules_result(manifest, rules)
 
@@ -125,8 +125,8 @@ def _mask_rules_result(manifest: Manifest, rules: dict[str, dict]) -> dg.AssetCh
     )
 
 
-def _selection_result(context, folder, manifest: Manifest, prod_db: PostgresResource) -> dg.AssetCheckResult:
-    present = folder.files()
+def _selection_result(context, snapshot, manifest: Manifest, prod_db: PostgresResource) -> dg.AssetCheckResult:
+    present = snapshot.files()
     captured = {t.key for t in manifest.tables if t.file in present}
     missing = sorted(set(manifest.selected) - captured)
     metadata = {"selected": len(manifest.selected), "captured": len(captured), "missing": dg.MetadataValue.json(missing)}
@@ -201,8 +201,8 @@ def build_environment_checks(environment: str, settings: EnvironmentSettings,
         # As the load does: a database error is a retry or a failure that says what to fix, values hidden.
         with explained_failures(f"{asset} checks on {target.label}", [target.password], sensitive), \
                 store_errors(store.objects):
-            folder = store.location(context.partition_key)
-            manifest = verify_snapshot(folder, deep=False)
+            snapshot = store.location(context.partition_key)
+            manifest = verify_snapshot(snapshot, deep=False)
             sensitive.learn(manifest, masked_columns)
             # The identity only if production's values must be read from the snapshot again.
             decoding = lambda: store.location(context.partition_key, decrypt=True)  # noqa: E731

@@ -63,7 +63,7 @@ def prod_snapshot(
     """
     started = time.monotonic()
     partition = context.partition_key
-    snapshot_dir = _location(context, snapshot_store, partition)
+    snapshot = _location(context, snapshot_store, partition)
     include = snapshot_store.include if config.include is None else config.include
     exclude = snapshot_store.exclude if config.exclude is None else config.exclude
     past = partition < datetime.now(timezone.utc).strftime("%Y-%m-%d")
@@ -72,23 +72,23 @@ def prod_snapshot(
         if config.refresh:
             context.log.info("refresh: true, so production is captured again.")
         else:
-            decision = reuse_decision(snapshot_dir, include, exclude, need_checksums=config.content_checksums)
+            decision = reuse_decision(snapshot, include, exclude, need_checksums=config.content_checksums)
             if decision.reusable:
-                context.log.info(f"Reusing the verified snapshot at {snapshot_dir} (refresh: false); prod was not read.")
+                context.log.info(f"Reusing the verified snapshot at {snapshot} (refresh: false); prod was not read.")
                 return dg.MaterializeResult(metadata=snapshot_metadata(
-                    decision.manifest, snapshot_dir, True, time.monotonic() - started,
+                    decision.manifest, snapshot, True, time.monotonic() - started,
                     snapshot_store.preview, snapshot_store.masked_columns))
             context.log.info(f"Capturing a new snapshot: {decision.reason}.")
             if past:
                 _refuse_or_warn_past_partition(context, snapshot_store, partition)
-        manifest = _capture(context, prod_db, snapshot_store, snapshot_dir, include, exclude, config.content_checksums)
+        manifest = _capture(context, prod_db, snapshot_store, snapshot, include, exclude, config.content_checksums)
         seconds = time.monotonic() - started
         context.log.info(
             f"Snapshot {partition}: {len(manifest.tables)} tables, {manifest.total_rows:,} rows, "
             f"{manifest.total_bytes / 1e6:,.1f} MB of CSV stored as {manifest.stored_bytes / 1e6:,.1f} MB in {seconds:.1f} s"
         )
         return dg.MaterializeResult(
-            metadata=snapshot_metadata(manifest, snapshot_dir, False, seconds,
+            metadata=snapshot_metadata(manifest, snapshot, False, seconds,
                                        snapshot_store.preview, snapshot_store.masked_columns)
         )
 
@@ -104,23 +104,23 @@ def _location(context: dg.AssetExecutionContext, store: SnapshotStore, partition
 
 
 def _capture(context: dg.AssetExecutionContext, prod_db: PostgresResource, store: SnapshotStore,
-             snapshot_dir: SnapshotLocation, include: list[str], exclude: list[str], checksums: bool):
+             snapshot: SnapshotLocation, include: list[str], exclude: list[str], checksums: bool):
     """Capture production holding the snapshot (exclusive lock or lease), after the disk guard allows it."""
     encrypted = f"encrypted to {len(store.encrypt_to)} age recipient(s)" if store.encrypt_to else "not encrypted"
-    context.log.info(f"Capturing {prod_db.label} into {snapshot_dir} (compression {store.compression}, {encrypted})")
+    context.log.info(f"Capturing {prod_db.label} into {snapshot} (compression {store.compression}, {encrypted})")
 
     def disk_guard(sizes: list[TableSize]) -> None:
-        if snapshot_dir.store.free_bytes(snapshot_dir.name) is None:
+        if snapshot.store.free_bytes(snapshot.name) is None:
             return  # an object store: no free space to compare with, so no manifests read for an estimate
         estimate = estimate_from_manifests(store.objects, include, exclude) or estimate_from_catalog(sizes)
         # Objects of an earlier capture of this partition are replaced, so their space comes back.
-        reclaimable = sum(snapshot_dir.files().values())
-        free = check_free_space(snapshot_dir, estimate, reclaimable)
+        reclaimable = sum(snapshot.files().values())
+        free = check_free_space(snapshot, estimate, reclaimable)
         context.log.info(f"Disk guard: about {estimate.needed / 1e6:,.1f} MB needed ({estimate.basis}), "
                          f"{free / 1e6:,.1f} MB free in {store.describe()}")
 
-    with snapshot_dir.lease(exclusive=True), prod_db.get_connection() as conn:
-        return take_snapshot(conn, snapshot_dir, partition=context.partition_key, include=include, exclude=exclude,
+    with snapshot.lease(exclusive=True), prod_db.get_connection() as conn:
+        return take_snapshot(conn, snapshot, partition=context.partition_key, include=include, exclude=exclude,
                              source=str(prod_db.address), checksums=checksums, log=context.log.info,
                              before_writing=disk_guard, connect=prod_db.get_connection, jobs=store.jobs)
 

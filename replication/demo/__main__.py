@@ -49,8 +49,8 @@ def run(setup: LocalSetup, partition: str, scale: float) -> int:
     if result.returncode != 0:
         print(f"\nThe run failed (exit {result.returncode}); its log is above.", file=sys.stderr)
         return result.returncode
-    snapshot_dir = SnapshotLocation.folder(setup.snapshot_dir / snapshot_name(partition))
-    manifest = read_manifest(snapshot_dir)
+    snapshot = SnapshotLocation.folder(setup.snapshot_dir / snapshot_name(partition))
+    manifest = read_manifest(snapshot)
     connections = {}
     try:
         for name in (SOURCE, *setup.environments):
@@ -62,12 +62,12 @@ def run(setup: LocalSetup, partition: str, scale: float) -> int:
         masks = {name: {table: list(cols) for table, cols in config.environments[name].rules().items()}
                  for name in setup.environments}
         subsets = {name: list(config.environments[name].subset) for name in setup.environments}
-        results = compare(connections.pop(SOURCE), connections, manifest, snapshot_dir, masks, subsets)
+        results = compare(connections.pop(SOURCE), connections, manifest, snapshot, masks, subsets)
     finally:
         for conn in connections.values():
             conn.close()
     compression = ", ".join(sorted({t.compression for t in manifest.tables})) or "none"
-    print(f"\nSnapshot {snapshot_dir}: {len(manifest.tables)} tables, {manifest.total_rows:,} rows, "
+    print(f"\nSnapshot {snapshot}: {len(manifest.tables)} tables, {manifest.total_rows:,} rows, "
           f"{manifest.total_bytes / 1e6:,.1f} MB of CSV stored as {manifest.stored_bytes / 1e6:,.1f} MB ({compression}); "
           f"run took {elapsed:.1f} s\n")
     print(render(results))

@@ -37,7 +37,7 @@ class TableComparison:
 
 
 def compare(
-    prod: psycopg.Connection, targets: dict[str, psycopg.Connection], manifest: Manifest, snapshot_dir: SnapshotLocation,
+    prod: psycopg.Connection, targets: dict[str, psycopg.Connection], manifest: Manifest, snapshot: SnapshotLocation,
     masks: dict[str, dict[str, list[str]]] | None = None, subsets: dict[str, list[str]] | None = None,
 ) -> list[TableComparison]:
     """Checksum each snapshot table in prod and in every target over the unmasked columns, and
@@ -63,7 +63,7 @@ def compare(
             columns = [c for c in entry.column_names if c not in masked]
             prod_rows, prod_sum = content_checksum(prod, ref, columns)
             rows, checksum = content_checksum(conn, ref, columns)
-            leaked = sum(f.equal for f in masked_value_overlaps(conn, snapshot_dir, manifest, {entry.key: masked})) \
+            leaked = sum(f.equal for f in masked_value_overlaps(conn, snapshot, manifest, {entry.key: masked})) \
                 if masked else 0
             is_subset = entry.key in subsetted.get(env, set())
             results.append(TableComparison(env, entry.key, prod_rows, rows, checksum == prod_sum, masked, leaked,
