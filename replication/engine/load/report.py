@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-
-
+from ..snapshot.manifest import TableTotals
 
 
 @dataclass
@@ -19,7 +18,7 @@ class TableLoad:
 
 
 @dataclass
-class LoadReport:
+class LoadReport(TableTotals):
     environment: str
     tables: list[TableLoad] = field(default_factory=list)
     sequences_reset: list[str] = field(default_factory=list)
@@ -50,11 +49,3 @@ class LoadReport:
     subset_staged: dict[str, int] = field(default_factory=dict)
     # Columns that look personal and were loaded without a rule (unmasked_pii: warn), with the rule to add.
     unmasked_personal_columns: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def total_rows(self) -> int:
-        return sum(t.rows for t in self.tables)
-
-    @property
-    def total_bytes(self) -> int:
-        return sum(t.bytes for t in self.tables)

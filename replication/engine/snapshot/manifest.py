@@ -61,8 +61,22 @@ class TableEntry:
         return [c.name for c in self.columns]
 
 
+class TableTotals:
+    """Rows and CSV bytes over `tables`: of a snapshot, and of what a load wrote."""
+
+    tables: list
+
+    @property
+    def total_rows(self) -> int:
+        return sum(t.rows for t in self.tables)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(t.bytes for t in self.tables)
+
+
 @dataclass
-class Manifest:
+class Manifest(TableTotals):
     partition: str
     captured_at: str
     server_version: str
@@ -73,14 +87,6 @@ class Manifest:
     format_version: int = FORMAT_VERSION
     # schema.table of every table the selection matched when the capture began.
     selected: list[str] = field(default_factory=list)
-
-    @property
-    def total_rows(self) -> int:
-        return sum(t.rows for t in self.tables)
-
-    @property
-    def total_bytes(self) -> int:
-        return sum(t.bytes for t in self.tables)
 
     @property
     def stored_bytes(self) -> int:
