@@ -21,7 +21,7 @@ from .engine.errors import ConfigurationError
 from .engine.pg.locks import LockPolicy
 from .engine.privacy.mask import NAMED, STRATEGY_HELP, WITH_ARGUMENT, MaskRule
 from .engine.storage import parse_recipients
-from .engine.storage.s3 import is_s3_url
+from .engine.storage.s3 import CHECKSUM_MODES, is_s3_url
 from .engine.subset.plan import SubsetRule
 
 CONFIG_VARIABLE = "REPLICATION_CONFIG"
@@ -98,7 +98,7 @@ class S3Settings(_Strict):
     region: str | None = None
     # S3's optional checksums: auto sends them to AWS and leaves them out for any other endpoint,
     # whose stores often refuse them (see engine/storage/s3.py); the manifest's sha256 is the proof.
-    checksums: Literal["auto", "when_required", "when_supported"] = "auto"
+    checksums: Literal[CHECKSUM_MODES] = "auto"
 
     @field_validator("endpoint_url")
     @classmethod

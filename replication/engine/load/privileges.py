@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import psycopg
 
 from ..pg.catalog import TableRef, quote_ident
+from ..pg.sequences import owned_sequences
 from ..errors import PrivilegeError
 
 
@@ -56,13 +57,8 @@ ORDER BY 1
 _SEQUENCE_PRIVILEGES = (("UPDATE", "the sequence is moved past the loaded rows with setval"),
                         ("SELECT", "the check reads where the sequence stands"))
 _SEQUENCES = """
-SELECT DISTINCT s.oid::pg_catalog.regclass::pg_catalog.text, pg_catalog.has_sequence_privilege(s.oid, 'UPDATE'),
-       pg_catalog.has_sequence_privilege(s.oid, 'SELECT')
-FROM unnest(%s::pg_catalog.regclass[]) AS r(oid)
-JOIN pg_catalog.pg_depend d ON d.refobjid = r.oid
-JOIN pg_catalog.pg_class s ON s.oid = d.objid AND s.relkind = 'S'
-WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
-  AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.deptype IN ('a', 'i')
+SELECT s, pg_catalog.has_sequence_privilege(s, 'UPDATE'), pg_catalog.has_sequence_privilege(s, 'SELECT')
+FROM unnest(%s::pg_catalog.text[]) AS s
 ORDER BY 1
 """
 
@@ -79,7 +75,8 @@ def missing_privileges(conn: psycopg.Connection, tables: list[TableRef], *, stag
     for regclass, *granted in conn.execute(_TABLES, (regclasses,)).fetchall():
         missing += [Missing(privilege, f"TABLE {regclass}", why)
                     for (privilege, why), has in zip(_TABLE_PRIVILEGES, granted) if not has]
-    for sequence, *granted in conn.execute(_SEQUENCES, (regclasses,)).fetchall():
+    sequences = sorted({owned.sequence for owned in owned_sequences(conn, tables)})
+    for sequence, *granted in conn.execute(_SEQUENCES, (sequences,)).fetchall():
         missing += [Missing(privilege, f"SEQUENCE {sequence}", why)
                     for (privilege, why), has in zip(_SEQUENCE_PRIVILEGES, granted) if not has]
     if staging:

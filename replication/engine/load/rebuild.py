@@ -146,8 +146,9 @@ def outside_referencing_tables(conn: psycopg.Connection, tables: list[TableRef])
 def take_off(conn: psycopg.Connection, tables: list[TableRef], keep_indexes: Collection[TableRef] = ()) -> TakenOff:
     """Record and drop the loaded tables' foreign keys, keys and indexes; disable constraint triggers.
 
-    Tables the role does not own, or whose schema it may not CREATE in, keep everything (the
-    slower path, see kept_in_place), and so does any key a kept foreign key depends on; `keep_indexes` keep their keys and indexes (small tables, whose
+    Tables whose keys cannot come off and go back (see kept_in_place: not owned, no CREATE on the
+    schema or on an index's tablespace) keep everything, the slower path, and so does any key a
+    kept foreign key depends on; `keep_indexes` keep their keys and indexes (small tables, whose
     rows cost less to index one by one than the index costs to drop and build). Call inside the
     load transaction, before TRUNCATE: an outside table's foreign key to a loaded table would
     otherwise make TRUNCATE refuse.
