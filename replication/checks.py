@@ -153,6 +153,8 @@ class LastLoad:
 
     transaction_id: str = ""
     checksums_verified: bool = False
+    # A swap's: schema.table -> the transaction that wrote it (an in-place load has one for all).
+    transaction_ids: dict = field(default_factory=dict)
     loaded_checksums: dict = field(default_factory=dict)
     mask_overlaps: dict = field(default_factory=dict)
     subset_rows: dict = field(default_factory=dict)  # schema.table -> [kept, in the snapshot]
@@ -177,7 +179,8 @@ def _last_load(context: dg.AssetCheckExecutionContext, asset: str) -> LastLoad:
     # Loads before subsets recorded masked tables' checksums under their old name.
     checksums = value("loaded_checksums", None) or value("masked_table_checksums", {})
     return LastLoad(str(value("load_transaction_id", "")), bool(value("checksums_verified", False)),
-                    dict(checksums), dict(value("mask_overlaps", {})), dict(value("subset_rows", {})))
+                    dict(value("load_transaction_ids", {})), dict(checksums), dict(value("mask_overlaps", {})),
+                    dict(value("subset_rows", {})))
 
 
 def build_environment_checks(environment: str, settings: EnvironmentSettings,
@@ -218,11 +221,12 @@ def _environment_results(context, asset: str, settings: EnvironmentSettings, tar
     last = _last_load(context, asset)
     # The load compared every checksum before COMMIT; if no row has been written since, that holds
     # now, and reading xmin proves it without hashing every value again.
-    proven_since_load = bool(last.transaction_id) and last.checksums_verified
+    written_by = last.transaction_ids or last.transaction_id
+    proven_since_load = bool(written_by) and last.checksums_verified
     unchanged: set = set()
     with target.get_connection() as conn:
         if proven_since_load:
-            found = unchanged_since_load(conn, manifest, last.transaction_id, last.expected_rows)
+            found = unchanged_since_load(conn, manifest, written_by, last.expected_rows)
             unchanged = {manifest.table(f.table).ref for f in found if f.ok}
             evidence = [(f, f"{f.written_since:,} written since the load",
                          "verified by the load, unchanged since" if f.ok else "CHANGED SINCE THE LOAD") for f in found]

@@ -240,6 +240,11 @@ class EnvironmentSettings(_Strict):
     lock_wait: float | None = None
     # Roots (schema.table) and their rule: the environment keeps those rows and every row they need.
     subset: dict[str, SubsetRule] = Field(default_factory=dict)
+    # swap: build beside the live tables and switch in a moment; in_place: one transaction that
+    # readers wait for; auto: swap where the switch can carry everything, else in place, saying why.
+    load: Literal["auto", "swap", "in_place"] = "auto"
+    # Connections that fill the environment at once (a swap's; a load in place uses one).
+    jobs: int = Field(default=2, ge=1, le=16)
 
     @field_validator("lock_wait", mode="before")
     @classmethod

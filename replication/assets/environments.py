@@ -47,8 +47,8 @@ def build_environment_asset(
         op_tags=STEP_TAGS,
         description=(
             f"The {names.display} database: every replicated table replaced by the day's production "
-            "snapshot in one transaction, in pg_restore's order (indexes and foreign keys rebuilt after COPY), "
-            f"verified by row counts and checksums before COMMIT{masked}."
+            f"snapshot (load: {settings.load}), in pg_restore's order (indexes and foreign keys built after COPY), "
+            f"verified by row counts and checksums before anything live changes{masked}."
         ),
     )
     def environment_db(context: dg.AssetExecutionContext, config: LoadConfig) -> dg.MaterializeResult:
@@ -65,7 +65,7 @@ def build_environment_asset(
                        names.variables.connection),
                 snapshot,
                 Policy(masks, settings.subset, settings.lock_policy, settings.personal_data_policy, masking_key,
-                       config.verify_checksums),
+                       config.verify_checksums, settings.load, settings.jobs),
                 keep=store.keep, sensitive=sensitive, masked_columns=masked_columns,
                 log=context.log.info, warn=context.log.warning)
             metadata = load_metadata(refreshed.report, refreshed.manifest, snapshot, target.label, refreshed.pruned)
@@ -87,6 +87,12 @@ def _policy_metadata(report: LoadReport, settings: EnvironmentSettings) -> dict:
         "sessions_terminated": dg.MetadataValue.json(report.terminated_sessions),
         # What the checks after COMMIT build on: rows written since carry another xmin.
         "load_transaction_id": report.transaction_id,
+        "load_transaction_ids": dg.MetadataValue.json(report.table_transactions),
+        "load_mode": report.mode,
+        "load_mode_reason": report.mode_reason or ("load: in_place" if settings.load == "in_place" else ""),
+        "load_jobs": report.jobs,
+        "switch_seconds": dg.MetadataValue.float(report.switch_seconds),
+        "repointed": dg.MetadataValue.json(report.repointed),
         "mask_overlaps": dg.MetadataValue.json(report.mask_overlaps),
         # What the rows check expects of each subset table: [kept, in the snapshot].
         "subset_rows": dg.MetadataValue.json(report.subset_rows),

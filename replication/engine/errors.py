@@ -15,6 +15,10 @@ class TableSelectionError(ConfigurationError):
     """The tables asked for in config do not exist in production."""
 
 
+class SwapRefusedError(ConfigurationError):
+    """`load: swap` was asked for and the switch cannot carry something; nothing was written."""
+
+
 class SchemaMismatchError(ReplicationError):
     """A target database lacks a table or column that the snapshot holds, or cannot accept it."""
 

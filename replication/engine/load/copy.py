@@ -21,14 +21,16 @@ from .report import LoadReport, TableLoad
 
 
 def copy_tables(conn: psycopg.Connection, location: SnapshotLocation, plan: LoadPlan, report: LoadReport, verify: bool,
-                 rebuild_indexes: bool, ticker: Ticker, masking_key: str | None
-                 ) -> dict[TableRef, tuple[list[str], str]]:
-    """COPY every file in foreign-key order; masked tables through their staging table, subset
-    tables staged first and inserted once every staged table has chosen its rows."""
+                 rebuild_indexes: bool, ticker: Ticker, masking_key: str | None,
+                 tables: list[TableRef] | None = None) -> dict[TableRef, tuple[list[str], str]]:
+    """COPY every file (or those of `tables`) in foreign-key order; masked tables through their
+    staging table, subset tables staged first and inserted once every staged table has chosen its rows."""
     expected_unmasked: dict[TableRef, tuple[list[str], str]] = {}
     staged: dict[TableRef, TableLoad] = {}
     chooser = RowChooser(conn, plan.subset, masking_key or DEFAULT_SUBSET_KEY) if plan.subset else None
     for number, ref in enumerate(plan.order):
+        if tables is not None and ref not in tables:
+            continue
         entry = plan.entries[ref]
         if plan.subsetted(ref):
             where = prefilter(conn, plan.subset, ref, chooser.staged, chooser.bitmaps) if chooser.incremental else None
@@ -46,7 +48,8 @@ def copy_tables(conn: psycopg.Connection, location: SnapshotLocation, plan: Load
         # FREEZE writes rows already frozen, sparing a later VACUUM; PostgreSQL allows it on plain
         # tables truncated in this transaction.
         freeze = rebuild_indexes and ref not in plan.partitioned
-        report.tables.append(_copy_in(conn, location, entry, plan.environment, plan.header, freeze, ticker))
+        report.tables.append(copy_in(conn, location, entry, plan.environment, plan.header, freeze, ticker,
+                                      into=plan.target(ref)))
     if staged:
         chooser.finish()
         for ref, loaded in staged.items():
@@ -65,7 +68,7 @@ def _stage_subset_table(conn: psycopg.Connection, location: SnapshotLocation, en
     typed and checked against production's checksum there, as a whole load is.
     """
     staging = stage_table(conn, plan.subset, entry.ref, number)
-    loaded = _copy_in(conn, location, entry, plan.environment, plan.header, False, ticker, into=staging, where=where)
+    loaded = copy_in(conn, location, entry, plan.environment, plan.header, False, ticker, into=staging, where=where)
     if verify and entry.ref not in plan.subset.as_text:
         algorithm = checksum_algorithm(entry.content_checksum)
         (full,) = content_checksums(conn, staging, [entry.column_names], algorithm=algorithm)
@@ -79,7 +82,7 @@ def _insert_subset(conn: psycopg.Connection, plan: LoadPlan, entry: TableEntry, 
     rules = plan.masks.get(entry.key, {})
     kept = sql.SQL("(SELECT {} FROM {} c WHERE {}) t").format(
         plan.subset.typed_columns(entry.ref, "c"), staged[entry.ref].ident, kept_condition(plan.subset, entry.ref, staged))
-    loaded.rows = _insert_masked(conn, entry, rules, plan.mask_columns.get(entry.key, {}), kept)
+    loaded.rows = _insert_masked(conn, plan.target(entry.ref), entry, rules, plan.mask_columns.get(entry.key, {}), kept)
     report.subset_rows[entry.key] = [loaded.rows, entry.rows]
     if rules:
         report.mask_overlaps.update({f"{entry.key}.{name}": mask_overlap(conn, staged[entry.ref], plan.rows(entry.ref), name)
@@ -102,7 +105,7 @@ def _copy_masked(
     names = entry.column_names
     staging = staging_table(conn, f"replication_masked_{number}", entry.ref,
                             sql.SQL(", ").join(sql.Identifier(n) for n in names))
-    loaded = _copy_in(conn, location, entry, environment, header, False, ticker, into=staging)
+    loaded = copy_in(conn, location, entry, environment, header, False, ticker, into=staging)
     unmasked = [n for n in names if n not in rules]
     expected = ""
     if verify:
@@ -112,7 +115,7 @@ def _copy_masked(
         full, kept = content_checksums(conn, staging, [names, unmasked], algorithm=algorithm)
         compare_checksum(entry, environment, full[1])
         expected = kept[1] if unmasked else ""
-    inserted = _insert_masked(conn, entry, rules, columns, sql.Identifier(staging.name))
+    inserted = _insert_masked(conn, plan.target(entry.ref), entry, rules, columns, sql.Identifier(staging.name))
     if inserted != entry.rows:
         raise LoadVerificationError(
             f"{environment}: table {entry.key} received {inserted} masked rows but the snapshot holds {entry.rows}. "
@@ -123,14 +126,14 @@ def _copy_masked(
     return loaded, (unmasked, expected), overlaps
 
 
-def _insert_masked(conn: psycopg.Connection, entry: TableEntry, rules: dict[str, MaskRule], columns: dict[str, Column],
-                   source: sql.Composable) -> int:
-    """INSERT the rows of `source` into the table, each masked column through its rule; the row count."""
+def _insert_masked(conn: psycopg.Connection, table: TableRef, entry: TableEntry, rules: dict[str, MaskRule],
+                   columns: dict[str, Column], source: sql.Composable) -> int:
+    """INSERT the rows of `source` into `table`, each masked column through its rule; the row count."""
     names = entry.column_names
     values = sql.SQL(", ").join(mask_expression(rules[n], columns[n]) if n in rules else sql.Identifier(n) for n in names)
     with conn.cursor() as cur:
         cur.execute(sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM {}").format(
-            entry.ref.ident, sql.SQL(", ").join(sql.Identifier(n) for n in names), values, source))
+            table.ident, sql.SQL(", ").join(sql.Identifier(n) for n in names), values, source))
         return cur.rowcount
 
 
@@ -139,7 +142,7 @@ def mask_overlap(conn: psycopg.Connection, staging: TableRef, table: sql.Composa
     return count_overlap(conn, staged_values(staging, column), table, column)
 
 
-def _copy_in(
+def copy_in(
     conn: psycopg.Connection,
     location: SnapshotLocation,
     entry: TableEntry,

@@ -77,6 +77,11 @@ class LoadPlan:
     subset: SubsetPlan | None = None
     # Columns that look personal and have no rule (unmasked_pii: warn), each with the rule to add.
     uncovered: dict[str, str] = field(default_factory=dict)
+    # Where each table's rows are written when that is not the live table: a swap's new copy.
+    into: dict[TableRef, TableRef] = field(default_factory=dict)
+
+    def target(self, ref: TableRef) -> TableRef:
+        return self.into.get(ref, ref)
 
     def subsetted(self, ref: TableRef) -> bool:
         return self.subset is not None and self.subset.covers(ref)
@@ -84,7 +89,7 @@ class LoadPlan:
     def rows(self, ref: TableRef) -> sql.Composed:
         """The table's own rows (ONLY for plain tables): an inheritance child keeps its rows, and is
         loaded, truncated and counted as a table of its own."""
-        return own_rows(ref, self.partitioned)
+        return own_rows(self.target(ref), {self.target(ref)} if ref in self.partitioned else ())
 
 
 def plan_load(conn: psycopg.Connection, manifest: Manifest, environment: str,

@@ -22,6 +22,7 @@ from ..storage import SnapshotLocation
 from ..subset.plan import SubsetRule
 from .guard import refuse_production_address, refuse_same_database, server_identity
 from .report import LoadReport
+from .swap import DEFAULT_JOBS, refusal, swap_blockers, swap_snapshot
 from .transaction import load_snapshot
 
 Connect = Callable[[], AbstractContextManager[psycopg.Connection]]
@@ -49,6 +50,8 @@ class Policy:
     personal_data: str = "error"  # unmasked_pii: error | warn | allow
     masking_key: str | None = None
     verify_checksums: bool = True
+    load: str = "auto"  # auto | swap | in_place
+    jobs: int = DEFAULT_JOBS
 
 
 @dataclass
@@ -80,14 +83,36 @@ def refresh_environment(target: Target, snapshot: SnapshotLocation, policy: Poli
         with target.connect() as conn:
             refuse_same_database(target.environment, target.address, server_identity(conn),
                                  _production_identity(target, warn), target.variable)
-            report = load_snapshot(conn, snapshot, manifest, environment=target.environment,
-                                   verify_checksums=policy.verify_checksums, locks=policy.locks, masks=policy.masks,
-                                   masking_key=policy.masking_key, subset=policy.subset,
-                                   personal_data=policy.personal_data, log=log, warn=warn)
-    log(f"{target.environment}: {len(report.tables)} tables, {report.total_rows:,} rows committed in "
+            mode, reason = choose_mode(conn, target.environment, policy.load, [e.ref for e in manifest.tables])
+            if reason:
+                log(f"{target.environment}: load: auto loads in place, not by swap: {reason}")
+            common = dict(environment=target.environment, verify_checksums=policy.verify_checksums,
+                          locks=policy.locks, masks=policy.masks, masking_key=policy.masking_key,
+                          subset=policy.subset, personal_data=policy.personal_data, log=log, warn=warn)
+            if mode == "swap":
+                report = swap_snapshot(target.connect, conn, snapshot, manifest, jobs=policy.jobs, **common)
+            else:
+                report = load_snapshot(conn, snapshot, manifest, **common)
+                report.mode_reason = reason
+    how = (f"switched in {report.switch_seconds:.3f} s after building with {report.jobs} connection(s)"
+           if report.mode == "swap" else "in one transaction")
+    log(f"{target.environment}: {len(report.tables)} tables, {report.total_rows:,} rows loaded {how} in "
         f"{report.seconds:.1f} s ({report.indexes_rebuilt} indexes rebuilt, {report.foreign_keys_readded} "
         "foreign keys re-validated)")
     return Refreshed(manifest, report, prune_after_load(snapshot, keep, log, warn))
+
+
+def choose_mode(conn: psycopg.Connection, environment: str, load: str, tables: list) -> tuple[str, str]:
+    """(swap or in_place, why in place when auto chose it). `swap` that cannot run refuses here,
+    before anything is written."""
+    if load == "in_place":
+        return "in_place", ""
+    blockers = swap_blockers(conn, tables)
+    if not blockers:
+        return "swap", ""
+    if load == "swap":
+        raise refusal(environment, blockers)
+    return "in_place", "; ".join(blockers)
 
 
 def _production_identity(target: Target, warn: Log):

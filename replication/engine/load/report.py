@@ -49,3 +49,14 @@ class LoadReport(TableTotals):
     subset_staged: dict[str, int] = field(default_factory=dict)
     # Columns that look personal and were loaded without a rule (unmasked_pii: warn), with the rule to add.
     unmasked_personal_columns: dict[str, str] = field(default_factory=dict)
+    # How the environment was loaded (swap or in_place) and, when load: auto chose, why.
+    mode: str = "in_place"
+    mode_reason: str = ""
+    jobs: int = 1  # connections that filled the environment at once
+    # A swap: seconds the switch held the tables (what a reader can wait), and what it re-pointed.
+    switch_seconds: float = 0.0
+    repointed: list[str] = field(default_factory=list)
+    # A swap writes each table in its own transaction: schema.table -> that transaction's id, which
+    # stands where transaction_id stands for an in-place load.
+    table_transactions: dict[str, str] = field(default_factory=dict)
+    leftovers_removed: list[str] = field(default_factory=list)  # private schemas of an interrupted swap

@@ -81,7 +81,7 @@ def load_snapshot(
                    log=log)
     except psycopg.errors.OutOfMemory as exc:
         raise lock_table_full(conn, exc, plan.order, environment, exclusive=True) from None
-    report.sequences_reset = _reset_sequences(conn, manifest)
+    report.sequences_reset = reset_sequences(conn, manifest)
     report.seconds = round(time.monotonic() - started, 3)
     return report
 
@@ -108,9 +108,9 @@ def _write(conn: psycopg.Connection, location: SnapshotLocation, plan: LoadPlan,
     with Ticker(log) as ticker:
         expected_unmasked = copy_tables(conn, location, plan, report, verify, rebuild_indexes, ticker, masking_key)
     put_back(conn, taken)
-    _record_rebuild(report, taken)
+    record_rebuild(report, taken)
     if verify:
-        _verify_tables(conn, plan, report, expected_unmasked)
+        verify_tables(conn, plan, report, expected_unmasked)
     report.materialized_views_refreshed, report.materialized_views_skipped = refresh_materialized_views(conn, plan.order)
     analyze(conn, plan.order)
 
@@ -130,26 +130,31 @@ def _take_locks(conn: psycopg.Connection, plan: LoadPlan, policy: LockPolicy, lo
                    replicated=tables, log=log)
 
 
-def _verify_tables(conn: psycopg.Connection, plan: LoadPlan, report: LoadReport,
-                   expected_unmasked: dict[TableRef, tuple[list[str], str]]) -> None:
-    """Every table's checksums against production's, all tables' in a few statements.
+def verify_tables(conn: psycopg.Connection, plan: LoadPlan, report: LoadReport,
+                  expected_unmasked: dict[TableRef, tuple[list[str], str]], tables: list[TableRef] | None = None) -> None:
+    """Every table's (or `tables`') checksums against production's, all in a few statements.
 
     A masked table is compared on its unmasked columns, and its whole checksum as loaded is kept
     for the checks that look again later.
     """
     started = time.monotonic()
     requests, compared = [], []
-    for ref, loaded in zip(plan.order, report.tables):
+    loads = {loaded.key: loaded for loaded in report.tables}
+    for ref in tables if tables is not None else plan.order:
         entry = plan.entries[ref]
+        loaded = loads[entry.key]
         loaded.checksum_verified = True
         if plan.subsetted(ref):
             # Verified whole in staging; what was kept is recorded for the checks.
-            requests.append(ChecksumRequest.of(ref, entry.column_names, algorithm=checksum_algorithm(entry.content_checksum)))
+            requests.append(ChecksumRequest.of(plan.target(ref), entry.column_names,
+                                               algorithm=checksum_algorithm(entry.content_checksum)))
         elif ref in expected_unmasked:
             unmasked, expected = expected_unmasked[ref]
-            requests.append(ChecksumRequest.of(ref, unmasked, entry.column_names, algorithm=checksum_algorithm(expected)))
+            requests.append(ChecksumRequest.of(plan.target(ref), unmasked, entry.column_names,
+                                               algorithm=checksum_algorithm(expected)))
         elif entry.content_checksum:
-            requests.append(ChecksumRequest.of(ref, entry.column_names, algorithm=checksum_algorithm(entry.content_checksum)))
+            requests.append(ChecksumRequest.of(plan.target(ref), entry.column_names,
+                                               algorithm=checksum_algorithm(entry.content_checksum)))
         else:
             continue
         compared.append(ref)
@@ -177,7 +182,7 @@ def _log_fallbacks(taken: TakenOff, environment: str, log: Log | None) -> None:
         log(f"load {environment} {table}: {why}")
 
 
-def _record_rebuild(report: LoadReport, taken: TakenOff) -> None:
+def record_rebuild(report: LoadReport, taken: TakenOff) -> None:
     report.indexes_rebuilt = taken.index_count
     report.foreign_keys_readded = len(taken.foreign_keys)
     report.foreign_key_seconds = taken.foreign_key_seconds
@@ -186,21 +191,26 @@ def _record_rebuild(report: LoadReport, taken: TakenOff) -> None:
         loaded.rebuild_seconds = taken.rebuild_seconds.get(loaded.key, 0.0)
 
 
-def _reset_sequences(conn: psycopg.Connection, manifest: Manifest) -> list[str]:
-    """Move each owned sequence to at least the loaded maximum and production's value."""
+def reset_sequences(conn: psycopg.Connection, manifest: Manifest) -> list[str]:
+    """Move each owned sequence to at least the loaded maximum and production's value, after COMMIT."""
     conn.autocommit = True
     try:
-        owned = owned_sequences(conn, [entry.ref for entry in manifest.tables])
-        maxima = loaded_maxima(conn, owned)
-        production = {(entry.ref, s.column): s for entry in manifest.tables for s in entry.sequences}
-        targets: dict[str, int] = {}
-        for seq in owned:
-            prod = production.get((seq.table, seq.column))
-            candidates = [v for v in (maxima.get(seq.sequence), prod.last_value if prod and prod.is_called else None)
-                          if v is not None]
-            if candidates:
-                targets[seq.sequence] = max(candidates)
-        advance_sequences(conn, targets)
+        return advance_owned_sequences(conn, manifest)
     finally:
         conn.autocommit = False
+
+
+def advance_owned_sequences(conn: psycopg.Connection, manifest: Manifest) -> list[str]:
+    """The work of reset_sequences on the connection as it is (a swap does it inside its switch)."""
+    owned = owned_sequences(conn, [entry.ref for entry in manifest.tables])
+    maxima = loaded_maxima(conn, owned)
+    production = {(entry.ref, s.column): s for entry in manifest.tables for s in entry.sequences}
+    targets: dict[str, int] = {}
+    for seq in owned:
+        prod = production.get((seq.table, seq.column))
+        candidates = [v for v in (maxima.get(seq.sequence), prod.last_value if prod and prod.is_called else None)
+                      if v is not None]
+        if candidates:
+            targets[seq.sequence] = max(candidates)
+    advance_sequences(conn, targets)
     return [f"{name}={value}" for name, value in sorted(targets.items())]

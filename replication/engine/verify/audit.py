@@ -66,7 +66,7 @@ class UnchangedAudit:
         return self.rows == self.expected_rows and self.written_since == 0
 
 
-def unchanged_since_load(conn: psycopg.Connection, manifest: Manifest, transaction_id: str,
+def unchanged_since_load(conn: psycopg.Connection, manifest: Manifest, transaction_id: str | dict[str, str],
                          expected_rows: dict[str, int] | None = None) -> list[UnchangedAudit]:
     """Every table's rows against the snapshot, and whether each is still a row the load wrote.
 
@@ -74,8 +74,12 @@ def unchanged_since_load(conn: psycopg.Connection, manifest: Manifest, transacti
     transaction id as xmin (COPY FREEZE and VACUUM FREEZE keep it). With the same count and no row
     of another xmin, the table is what was verified: no UPDATE, INSERT, DELETE or TRUNCATE since.
     That proves from outside, in one pass over xmin, what re-hashing every value proved. A subset
-    table is held to the count its load kept (`expected_rows`).
+    table is held to the count its load kept (`expected_rows`). A swap writes each table in its
+    own transaction: then `transaction_id` maps schema.table to it.
     """
+    def written_by(key: str) -> str:
+        return transaction_id.get(key, "0") if isinstance(transaction_id, dict) else transaction_id
+
     expected_rows = expected_rows or {}
     partitioned = partitioned_tables(conn, [entry.ref for entry in manifest.tables])
     found = []
@@ -83,7 +87,7 @@ def unchanged_since_load(conn: psycopg.Connection, manifest: Manifest, transacti
         batch = manifest.tables[start:start + 100]
         query = sql.SQL(" UNION ALL ").join(
             sql.SQL("SELECT {n}::int, count(*), count(*) FILTER (WHERE xmin <> {xid}::xid) FROM {t}").format(
-                n=sql.Literal(position), xid=sql.Literal(transaction_id), t=own_rows(entry.ref, partitioned))
+                n=sql.Literal(position), xid=sql.Literal(written_by(entry.key)), t=own_rows(entry.ref, partitioned))
             for position, entry in enumerate(batch))
         counts = {n: (rows, written) for n, rows, written in conn.execute(query).fetchall()}
         for position, entry in enumerate(batch):

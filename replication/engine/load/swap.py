@@ -1,0 +1,282 @@
+"""Load an environment without taking it dark: build the new copy beside the live tables, then switch.
+
+1. Plan as the load in place does (schema, privileges, masks, subset), and read what depends on
+   the tables (`dependents`); anything a switch cannot carry refuses before a write.
+2. Sweep what an interrupted swap left, then create an empty copy of every table in a private
+   schema (`shadow`, `clone`).
+3. Fill the copies with `jobs` connections at once, largest first, each table in its own
+   transaction with COPY FREEZE; masked and subset tables together in one, through their staging.
+4. Build keys and indexes in parallel, then foreign keys, triggers, policies, grants and comments,
+   as pg_restore's post-data does; verify rows and checksums; ANALYZE.
+5. Switch in one short transaction (`switch`), then drop yesterday's tables.
+
+The environment serves yesterday's tables until the switch commits, and today's in full after;
+a crash at any moment leaves one or the other, and the private schemas, which no other role can
+see, for the next run to sweep.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+from psycopg import IsolationLevel
+
+from ..errors import SwapRefusedError
+from ..pg.catalog import ForeignKeyEdge, TableRef, foreign_keys, quote_ident
+from ..pg.locks import LockPolicy
+from ..pg.session import prepare_transaction
+from ..privacy.mask import MaskRule, set_key
+from ..progress import Log, Ticker
+from ..snapshot.manifest import Manifest
+from ..storage import SnapshotLocation, as_location
+from ..subset.plan import SubsetRule
+from .clone import Shape, create_empty, index_statements, read_shapes, relations_of, settings_statements, \
+    trigger_statements
+from .copy import copy_in, copy_tables
+from .dependents import Dependents, find_dependents
+from .plan import LoadPlan, plan_load
+from .report import LoadReport
+from .shadow import ShadowNames, create_private, hold_swap_lock, remove_leftovers, shadow_names
+from .switch import drop_outgoing, switch
+from .transaction import advance_owned_sequences, verify_tables
+from .workers import Connect, run_tasks
+
+DEFAULT_JOBS = 2
+# Test hook: the step kills itself with SIGKILL at this phase (filling, indexing, switch, dropping),
+# as a crash would, so the tests can prove what a crash at each moment leaves.
+KILL_AT_VARIABLE = "REPLICATION_KILL_AT"
+
+
+def swap_blockers(conn: psycopg.Connection, tables: list[TableRef]) -> list[str]:
+    """Why these tables cannot be swapped in this environment (empty when they can); reads only.
+
+    Tables the environment lacks are left to the load's plan, which names them.
+    """
+    present = [t for t in tables
+               if conn.execute("SELECT pg_catalog.to_regclass(%s)", (t.quoted,)).fetchone()[0] is not None]
+    found = find_dependents(conn, present)
+    conn.rollback()
+    return found.blockers
+
+
+def refusal(environment: str, blockers: list[str]) -> SwapRefusedError:
+    listed = "\n".join(f"  - {b}" for b in blockers)
+    return SwapRefusedError(
+        f"{environment}: load: swap cannot replace these tables, so nothing was written:\n{listed}\n"
+        f"Fix what is named, or set environments.{environment}.load to auto (which loads in place where a swap "
+        "cannot) or in_place.")
+
+
+def swap_snapshot(
+    connect: Connect,
+    conn: psycopg.Connection,
+    snapshot: SnapshotLocation | Path,
+    manifest: Manifest,
+    *,
+    environment: str,
+    jobs: int = DEFAULT_JOBS,
+    verify_checksums: bool = True,
+    locks: LockPolicy = LockPolicy(),
+    masks: dict[str, dict[str, MaskRule]] | None = None,
+    masking_key: str | None = None,
+    subset: dict[str, SubsetRule] | None = None,
+    personal_data: str = "allow",
+    log: Log | None = None,
+    warn: Log | None = None,
+) -> LoadReport:
+    """Replace the environment's replicated tables with the snapshot by building beside them and switching.
+
+    `connect` opens further connections to the environment (the `jobs` workers); `conn` is the
+    step's own. Masks, subsets and personal data behave as in `load_snapshot`.
+    """
+    started = time.monotonic()
+    location = as_location(snapshot)
+    location.require_identity(manifest.tables)
+    report = LoadReport(environment, mode="swap", jobs=jobs)
+    prepare_transaction(conn, IsolationLevel.READ_COMMITTED, read_only=False)
+    plan = plan_load(conn, manifest, environment, masks or {}, masking_key, subset, personal_data, warn)
+    report.unmasked_personal_columns = plan.uncovered
+    report.masked_columns = {f"{table}.{col}": rule.describe()
+                             for table, rules in plan.masks.items() for col, rule in rules.items()}
+    tables = plan.order
+    relations = relations_of(conn, tables)  # the tables and their partitions, parents first
+    every = [relation for relation, _ in relations]
+    found = find_dependents(conn, every)
+    if found.blockers:
+        raise refusal(environment, found.blockers)
+    shapes = read_shapes(conn, relations)
+    own_keys = [fk for fk in foreign_keys(conn, tables) if fk.child in set(every)]
+    names = shadow_names(conn, every)
+    conn.rollback()
+    conn.autocommit = True
+    hold_swap_lock(conn)
+    report.leftovers_removed = remove_leftovers(conn, environment, log)
+    create_private(conn, [*names.new.values(), *names.old.values()])
+    for relation in every:
+        create_empty(conn, shapes[relation], names)
+        _grant_identity_sequences(conn, shapes[relation], names)
+    plan.into = {table: names.new_ref(table) for table in tables}
+    _say(log, f"{environment}: building the new copy of {len(tables)} tables beside the live ones with {jobs} "
+              f"connection(s); readers keep yesterday's until the switch")
+    expected_unmasked = _fill(connect, location, plan, report, jobs, verify_checksums, masking_key, log)
+    _post_data(connect, conn, plan, every, shapes, names, own_keys, jobs, report)
+    if verify_checksums:
+        _verify(connect, plan, report, expected_unmasked, jobs)
+    run_tasks(connect, jobs, [_analyze(names.new_ref(t)) for t in _largest_first(plan, tables)])
+    _kill_point("switching")
+    sequences: list[str] = []
+
+    def inside(c: psycopg.Connection) -> None:
+        sequences.extend(advance_owned_sequences(c, manifest))
+        _kill_point("switch")
+
+    waited, held = switch(conn, tables, every, names, shapes, found, locks, environment, log, inside=[inside],
+                          partitioned=plan.partitioned)
+    report.lock_wait_seconds, report.terminated_sessions = waited.seconds, waited.terminated
+    report.switch_seconds = round(held, 3)
+    report.sequences_reset = sequences
+    report.repointed = _repointed(found)
+    report.materialized_views_refreshed = [m.regclass for m in found.materialized_views] + list(found.refreshed)
+    _say(log, f"{environment}: switched to the new copy, the tables held for {held:.3f} s")
+    _kill_point("dropping")
+    drop_outgoing(conn, names, environment, warn)
+    conn.autocommit = False
+    report.seconds = round(time.monotonic() - started, 3)
+    return report
+
+
+def _say(log: Log | None, line: str) -> None:
+    if log is not None:
+        log(line)
+
+
+def _kill_point(phase: str) -> None:
+    if os.environ.get(KILL_AT_VARIABLE) == phase:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _largest_first(plan: LoadPlan, tables: list[TableRef]) -> list[TableRef]:
+    return sorted(tables, key=lambda t: -plan.entries[t].bytes)
+
+
+def _grant_identity_sequences(conn: psycopg.Connection, shape: Shape, names: ShadowNames) -> None:
+    copy = names.new_regclass(shape.ref)
+    for column, grants in shape.identity_grants.items():
+        (sequence,) = conn.execute("SELECT pg_catalog.pg_get_serial_sequence(%s, %s)", (copy, column)).fetchone()
+        for grant in grants:
+            conn.execute(grant.format(sequence=sequence))
+
+
+def _fill(connect: Connect, location: SnapshotLocation, plan: LoadPlan, report: LoadReport, jobs: int, verify: bool,
+          masking_key: str | None, log: Log | None) -> dict[TableRef, tuple[list[str], str]]:
+    """Every copy filled: plain tables one transaction each, masked and subset tables together in one."""
+    special = [t for t in plan.order if plan.subsetted(t) or plan.entries[t].key in plan.masks]
+    plain = [t for t in _largest_first(plan, plan.order) if t not in special]
+    expected_unmasked: dict[TableRef, tuple[list[str], str]] = {}
+    tasks: list[tuple[int, Callable[[psycopg.Connection], None]]] = []
+
+    def fill_plain(table: TableRef, ticker: Ticker) -> Callable[[psycopg.Connection], None]:
+        def task(conn: psycopg.Connection) -> None:
+            with conn.transaction():
+                report.table_transactions[plan.entries[table].key] = _transaction_id(conn)
+                copy = plan.target(table)
+                # FREEZE needs the table emptied in the same transaction; it is empty, so this costs nothing.
+                # A partitioned table routes rows to its partitions, which FREEZE does not allow.
+                conn.execute(f"TRUNCATE {copy.quoted}")
+                report.tables.append(copy_in(conn, location, plan.entries[table], plan.environment, plan.header,
+                                             table not in plan.partitioned, ticker, into=copy))
+                _kill_point("filling")
+        return task
+
+    def fill_special(ticker: Ticker) -> Callable[[psycopg.Connection], None]:
+        def task(conn: psycopg.Connection) -> None:
+            with conn.transaction():
+                xid = _transaction_id(conn)
+                if masking_key:
+                    set_key(conn, masking_key)
+                expected_unmasked.update(copy_tables(conn, location, plan, report, verify, True, ticker, masking_key,
+                                                     tables=special))
+                for table in special:
+                    report.table_transactions[plan.entries[table].key] = xid
+        return task
+
+    with Ticker(log) as ticker:
+        if special:
+            tasks.append((sum(plan.entries[t].bytes for t in special), fill_special(ticker)))
+        tasks += [(plan.entries[t].bytes, fill_plain(t, ticker)) for t in plain]
+        tasks.sort(key=lambda pair: -pair[0])
+        run_tasks(connect, jobs, [task for _, task in tasks])
+    position = {plan.entries[t].key: n for n, t in enumerate(plan.order)}
+    report.tables.sort(key=lambda loaded: position[loaded.key])
+    return expected_unmasked
+
+
+def _transaction_id(conn: psycopg.Connection) -> str:
+    return str(conn.execute("SELECT pg_catalog.txid_current() % 4294967296").fetchone()[0])
+
+
+def _post_data(connect: Connect, conn: psycopg.Connection, plan: LoadPlan, every: list[TableRef],
+               shapes: dict[TableRef, Shape], names: ShadowNames, own_keys: list[ForeignKeyEdge], jobs: int,
+               report: LoadReport) -> None:
+    """Keys and indexes in parallel, then foreign keys, triggers and the rest, on the copies."""
+    copies = {shapes[r].regclass: names.new_regclass(r) for r in every}
+    trees: list[list[str]] = []
+    for table in _largest_first(plan, plan.order):
+        trees += index_statements(shapes[table], names, copies)
+
+    def build(statements: list[str]) -> Callable[[psycopg.Connection], None]:
+        def task(c: psycopg.Connection) -> None:
+            _kill_point("indexing")
+            for statement in statements:
+                c.execute(statement)
+        return task
+
+    run_tasks(connect, jobs, [build(tree) for tree in trees])
+    report.indexes_rebuilt = sum(len(tree) for shape in shapes.values() for tree in shape.indexes)
+    keys_started = time.monotonic()
+    # One connection: two foreign keys to one table, added at once, can deadlock on its lock.
+    for fk in own_keys:
+        definition = fk.definition
+        if fk.parent in set(every):
+            definition = definition.replace(f" REFERENCES {fk.parent_relation}(",
+                                            f" REFERENCES {names.new_regclass(fk.parent)}(", 1)
+        copy = names.new_regclass(fk.child)
+        conn.execute(f"ALTER TABLE {copy} ADD CONSTRAINT {quote_ident(fk.name)} {definition}")
+        if fk.comment is not None:
+            conn.execute(f"COMMENT ON CONSTRAINT {quote_ident(fk.name)} ON {copy} IS "
+                         f"'{fk.comment.replace(chr(39), chr(39) * 2)}'")
+    report.foreign_keys_readded = len(own_keys)
+    report.foreign_key_seconds = round(time.monotonic() - keys_started, 3)
+    for relation in every:
+        for statement in trigger_statements(shapes[relation], names) + settings_statements(shapes[relation], names):
+            conn.execute(statement)
+
+
+def _verify(connect: Connect, plan: LoadPlan, report: LoadReport,
+            expected_unmasked: dict[TableRef, tuple[list[str], str]], jobs: int) -> None:
+    started = time.monotonic()
+
+    def check(table: TableRef) -> Callable[[psycopg.Connection], None]:
+        return lambda c: verify_tables(c, plan, report, expected_unmasked, tables=[table])
+
+    run_tasks(connect, jobs, [check(t) for t in _largest_first(plan, plan.order)])
+    report.verify_seconds = round(time.monotonic() - started, 3)
+
+
+def _analyze(table: TableRef) -> Callable[[psycopg.Connection], None]:
+    return lambda c: c.execute(f"ANALYZE {table.quoted}")
+
+
+def _repointed(found: Dependents) -> list[str]:
+    return ([f"view {v.regclass}" for v in found.views]
+            + [f"function {f.split('(', 1)[0].split()[-1]}" for f in found.functions]
+            + [f"materialized view {m.regclass} (rebuilt)" for m in found.materialized_views]
+            + [f"materialized view {name} (refreshed)" for name in found.refreshed]
+            + [f"foreign key {fk.name} of {fk.child_relation}" for fk in found.outside_foreign_keys]
+            + [f"sequence {s} (owned by {t.key}.{c})" for s, t, c in found.serial_sequences]
+            + [f"publication {p.name} ({p.table.key})" for p in found.publications])
