@@ -117,6 +117,9 @@ class SnapshotSettings(_Strict):
     keep: int = Field(default=7, ge=0)
     backfill_missing: Literal["capture", "refuse"] = "capture"
     jobs: int = Field(default=2, ge=1, le=16)
+    # A plain table larger than this on disk is captured in parts of about this size by ctid
+    # ranges, so several connections share it (pgcopydb's --split-tables-larger-than); null: never.
+    split_larger_than: int | None = Field(default=1 << 30)
     # What the snapshot's materialization shows of its largest table: nothing, the columns that
     # no environment masks and that do not look personal (the default), or every column.
     preview: Literal["none", "masked", "raw"] = "masked"
@@ -129,6 +132,16 @@ class SnapshotSettings(_Strict):
     # age recipients (public keys, age1...): the snapshot step encrypts to them; loaders decrypt
     # with SNAPSHOT_AGE_IDENTITY.
     encrypt_to: list[str] = Field(default_factory=list)
+
+    @field_validator("split_larger_than", mode="before")
+    @classmethod
+    def _split_size(cls, value):
+        if value is None:
+            return None
+        size = _bytes(value)
+        if size < 1 << 20:
+            raise ValueError(f"{value!r} is below 1MB: parts that small cost more than they save")
+        return size
 
     @field_validator("store")
     @classmethod
@@ -215,6 +228,23 @@ _DURATION = re.compile(r"^\s*(?P<n>\d+(\.\d+)?)\s*(?P<unit>s|sec|seconds?|m|min|
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
 # Loads must finish within the run's 3600 s limit: a bound close to it would only move the failure.
 MAX_LOCK_WAIT_SECONDS = 1800
+
+
+_SIZE = re.compile(r"^\s*(?P<n>\d+(\.\d+)?)\s*(?P<unit>[kmgt]i?b?)?\s*$", re.IGNORECASE)
+_UNIT_BYTES = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def _bytes(value) -> int:
+    """`1073741824`, `512MB`, `1GB`, `2 GiB` -> bytes (binary units either way, as PostgreSQL's settings)."""
+    if isinstance(value, bool):
+        raise ValueError("write a size such as 512MB or 1GB")
+    if isinstance(value, int):
+        return value
+    match = _SIZE.match(str(value))
+    if not match:
+        raise ValueError(f"{value!r} is not a size; write bytes or a number with MB or GB (512MB, 1GB)")
+    unit = (match["unit"] or "b")[0].lower()
+    return int(float(match["n"]) * _UNIT_BYTES.get(unit, 1))
 
 
 def _seconds(value) -> float:

@@ -91,6 +91,7 @@ class SnapshotStore(dg.ConfigurableResource):
     keep: int
     backfill_missing: str
     jobs: int
+    split_larger_than: int | None = None
     preview: str
     store: str | None
     endpoint_url: str | None

@@ -122,7 +122,8 @@ def _capture(context: dg.AssetExecutionContext, prod_db: PostgresResource, store
     with snapshot.lease(exclusive=True), prod_db.get_connection() as conn:
         return take_snapshot(conn, snapshot, partition=context.partition_key, include=include, exclude=exclude,
                              source=str(prod_db.address), checksums=checksums, log=context.log.info,
-                             before_writing=disk_guard, connect=prod_db.get_connection, jobs=store.jobs)
+                             before_writing=disk_guard, connect=prod_db.get_connection, jobs=store.jobs,
+                             split_bytes=store.split_larger_than)
 
 
 def _refuse_or_warn_past_partition(context: dg.AssetExecutionContext, store: SnapshotStore, partition: str) -> None:

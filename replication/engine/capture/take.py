@@ -20,7 +20,9 @@ from ..verify.checksum import ChecksumRequest, checksum_many, content_checksum
 from .copyout import copy_out
 from ..errors import HiddenRowsError, is_disk_full, snapshot_space_error
 from ..pg.locks import LockPolicy, acquire, lock_statement, lock_table_full, try_lock
-from ..snapshot.manifest import ColumnEntry, Manifest, SequenceEntry, TableEntry, remove_manifest, write_manifest
+from ..snapshot.manifest import ColumnEntry, Manifest, PartEntry, SequenceEntry, TableEntry, remove_manifest, \
+    write_manifest
+from .split import PageRange, page_ranges, part_stem
 from ..progress import Log, Ticker
 from ..pg.sequences import owned_sequences, sequence_states
 from ..pg.session import prepare_transaction
@@ -60,6 +62,20 @@ class TablePlan:
         return own_rows(self.table, {self.table} if self.partitioned else ())
 
 
+@dataclass(frozen=True)
+class _Work:
+    """One unit a capture connection takes: a table, one part of a split table, or a split table's checksum."""
+
+    plan: TablePlan
+    part: PageRange | None = None
+    checksum: bool = False
+
+    @property
+    def weight(self) -> int:
+        size = self.plan.size.bytes if self.plan.size else 0
+        return 0 if self.checksum else size // (2 if self.part else 1)
+
+
 def take_snapshot(
     conn: psycopg.Connection,
     snapshot: SnapshotLocation | Path,
@@ -74,6 +90,7 @@ def take_snapshot(
     connect: Callable[[], AbstractContextManager[psycopg.Connection]] | None = None,
     jobs: int = 1,
     locks: LockPolicy = SNAPSHOT_LOCKS,
+    split_bytes: int | None = None,
 ) -> Manifest:
     """Copy the selected tables of `conn` into `snapshot` and write its manifest last.
 
@@ -95,10 +112,10 @@ def take_snapshot(
     selected: list[TableRef] = []
     try:
         plans, entries, server_version = _capture(conn, location, include, exclude, checksums, log, before_writing,
-                                                  connect, jobs, locks, selected)
+                                                  connect, jobs, locks, selected, split_bytes)
     except psycopg.errors.OutOfMemory as exc:
         raise lock_table_full(conn, exc, selected, SNAPSHOT_ASSET, exclusive=False) from None
-    _remove_stale_files(location, {e.file for e in entries})
+    _remove_stale_files(location, {part.file for e in entries for part in e.objects})
     manifest = Manifest(
         partition=partition,
         captured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -114,7 +131,7 @@ def take_snapshot(
 
 
 def _capture(conn, location, include, exclude, checksums, log, before_writing, connect, jobs, locks,
-             selected: list[TableRef]) -> tuple[list[TablePlan], list[TableEntry], str]:
+             selected: list[TableRef], split_bytes: int | None) -> tuple[list[TablePlan], list[TableEntry], str]:
     """The snapshot's one transaction; `selected` receives the tables as soon as they are known."""
     with conn.transaction():
         # As pg_dump does: with row security off, a table whose policies would hide rows from
@@ -128,7 +145,7 @@ def _capture(conn, location, include, exclude, checksums, log, before_writing, c
         remove_manifest(location)
         try:
             with Ticker(log) as ticker:
-                capture = _Capture(location, checksums, log, ticker)
+                capture = _Capture(location, checksums, log, ticker, split_bytes)
                 entries = capture.all(conn, plans, connect, jobs)
         except OSError as exc:
             if not is_disk_full(exc):
@@ -163,26 +180,72 @@ def _lock(conn: psycopg.Connection, plans: list[TablePlan], policy: LockPolicy, 
 class _Capture:
     """Writes tables into one snapshot folder, over one or several connections."""
 
-    def __init__(self, snapshot: SnapshotLocation, checksums: bool, log: Log | None, ticker: Ticker):
+    def __init__(self, snapshot: SnapshotLocation, checksums: bool, log: Log | None, ticker: Ticker,
+                 split_bytes: int | None = None):
         self.snapshot = snapshot
         self.checksums = checksums
         self.log = log
         self.ticker = ticker
+        self.split_bytes = split_bytes
         self.written: list[str] = []
         self._lock = threading.Lock()
 
     def all(self, conn: psycopg.Connection, plans: list[TablePlan],
             connect: Callable[[], AbstractContextManager[psycopg.Connection]] | None, jobs: int) -> list[TableEntry]:
-        helpers = min(jobs, len(plans)) - 1 if connect is not None else 0
+        works = self._works(conn, plans)
+        helpers = min(jobs, len(works)) - 1 if connect is not None else 0
         if helpers <= 0:
-            entries = [self.table(conn, plan) for plan in plans]
+            done = [self.run(conn, work) for work in works]
         else:
-            entries = self._in_parallel(conn, plans, connect, helpers)
+            done = self._in_parallel(conn, works, connect, helpers)
         # Synced once at the end, before the manifest names the objects (see FolderStore.sync).
         self.snapshot.store.sync(self.snapshot.name, self.written)
+        return self._entries(plans, works, done)
+
+    def _works(self, conn: psycopg.Connection, plans: list[TablePlan]) -> list[_Work]:
+        works: list[_Work] = []
+        for plan in plans:
+            ranges = []
+            if self.split_bytes and plan.size and not plan.partitioned \
+                    and large_row_filter(plan.columns, plan.size) is None:
+                ranges = page_ranges(conn, plan.table, plan.size.bytes, self.split_bytes)
+            if not ranges:
+                works.append(_Work(plan))
+                continue
+            works += [_Work(plan, part) for part in ranges]
+            if self.checksums:
+                works.append(_Work(plan, checksum=True))
+        return works
+
+    def run(self, conn: psycopg.Connection, work: _Work):
+        if work.checksum:
+            return content_checksum(conn, work.plan.table, [c.name for c in work.plan.columns])[1]
+        if work.part is not None:
+            return self._part(conn, work.plan, work.part)
+        return self.table(conn, work.plan)
+
+    def _entries(self, plans: list[TablePlan], works: list[_Work], done: list) -> list[TableEntry]:
+        """One entry per table: a split table's parts gathered under it, in order."""
+        by_table: dict[TableRef, list] = {}
+        for work, result in zip(works, done):
+            by_table.setdefault(work.plan.table, []).append((work, result))
+        entries = []
+        for plan in plans:
+            results = by_table[plan.table]
+            if results[0][0].part is None:
+                entries.append(results[0][1])
+                continue
+            parts = [result for work, result in results if work.part is not None]
+            checksum = next((result for work, result in results if work.checksum), "")
+            entries.append(TableEntry(
+                schema=plan.table.schema, name=plan.table.name, file="",
+                columns=[ColumnEntry(c.name, c.type) for c in plan.columns],
+                rows=sum(p.rows for p in parts), bytes=sum(p.bytes for p in parts), sha256="",
+                content_checksum=checksum, seconds=0.0, stored_bytes=sum(p.stored_bytes for p in parts),
+                compression=parts[0].compression, encryption=parts[0].encryption, parts=parts))
         return entries
 
-    def _in_parallel(self, conn, plans, connect, helpers: int) -> list[TableEntry]:
+    def _in_parallel(self, conn, works: list[_Work], connect, helpers: int) -> list:
         """The main connection and `helpers` others, sharing one exported snapshot, largest tables first.
 
         A helper locks each table with NOWAIT before reading it, as pg_dump's workers do: if
@@ -191,9 +254,9 @@ class _Capture:
         table goes back to the main connection, which already holds its lock.
         """
         snapshot_id = conn.execute("SELECT pg_catalog.pg_export_snapshot()").fetchone()[0]
-        queue = deque(sorted(plans, key=lambda p: -(p.size.bytes if p.size else 0)))
-        handed_back: list[TablePlan] = []
-        captured: dict[TableRef, TableEntry] = {}
+        queue = deque(sorted(range(len(works)), key=lambda n: -works[n].weight))
+        handed_back: list[int] = []
+        captured: dict[int, object] = {}
         failures: list[BaseException] = []
         lock = self._lock
 
@@ -202,19 +265,19 @@ class _Capture:
                 with lock:
                     if failures or not queue:
                         return
-                    plan = queue.popleft()
+                    number = queue.popleft()
                 try:
-                    if helper and not _lock_nowait(connection, plan):
+                    if helper and not _lock_nowait(connection, works[number].plan):
                         with lock:
-                            handed_back.append(plan)
+                            handed_back.append(number)
                         continue
-                    entry = self.table(connection, plan)
+                    result = self.run(connection, works[number])
                 except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
                     with lock:
                         failures.append(exc)
                     return
                 with lock:
-                    captured[plan.table] = entry
+                    captured[number] = result
 
         def helper(number: int) -> None:
             try:
@@ -237,9 +300,25 @@ class _Capture:
             thread.join()
         if failures:
             raise failures[0]
-        for plan in handed_back:
-            captured[plan.table] = self.table(conn, plan)
-        return [captured[plan.table] for plan in plans]
+        for number in handed_back:
+            captured[number] = self.run(conn, works[number])
+        return [captured[n] for n in range(len(works))]
+
+    def _part(self, conn: psycopg.Connection, plan: TablePlan, part: PageRange) -> PartEntry:
+        """One page range of a plain table into its own object; the first carries the header."""
+        file_name = self.snapshot.object_name(part_stem(plan.table, part.number))
+        header = part.number == 0
+        query = sql.SQL("COPY (SELECT {cols} FROM {table} WHERE {where}) TO STDOUT (FORMAT csv{header})").format(
+            cols=sql.SQL(", ").join(sql.Identifier(c.name) for c in plan.columns), table=plan.rows,
+            where=part.condition(), header=sql.SQL(", HEADER" if header else ""))
+        label = f"{plan.table.key} part {part.number + 1}"
+        with self.ticker.track("snapshot", label) as progress, self.snapshot.writer(file_name) as writer:
+            rows = copy_out(conn, query, writer.write, progress.advance, header=header)
+            stored = writer.commit()
+        with self._lock:
+            self.written.append(file_name)
+        return PartEntry(plan.table.key, file_name, part.first_page, part.last_page, rows, writer.plain_bytes,
+                         stored.sha256, stored.size, writer.encoding.compression, writer.encoding.encryption, header)
 
     def table(self, conn: psycopg.Connection, plan: TablePlan) -> TableEntry:
         try:

@@ -10,7 +10,8 @@ from ..pg.catalog import TableRef
 from ..storage import MANIFEST_NAME, SnapshotLocation, as_location
 
 # 2: objects may be compressed and encrypted; `bytes` counts the CSV, `stored_bytes` the object.
-FORMAT_VERSION = 2
+# 3: a large table may be split into parts (`parts`), one object each.
+FORMAT_VERSION = 3
 
 
 @dataclass
@@ -25,6 +26,28 @@ class SequenceEntry:
     sequence: str
     last_value: int
     is_called: bool
+
+
+@dataclass
+class PartEntry:
+    """One object of a table captured in parts by ctid ranges; only the first carries the CSV header,
+    so the parts in order are the table's CSV."""
+
+    table: str  # schema.table, for messages
+    file: str
+    first_page: int
+    last_page: int | None  # exclusive; None: to the end of the table
+    rows: int
+    bytes: int
+    sha256: str
+    stored_bytes: int
+    compression: str = "none"
+    encryption: str = "none"
+    header: bool = False
+
+    @property
+    def key(self) -> str:
+        return self.table
 
 
 @dataclass
@@ -43,6 +66,15 @@ class TableEntry:
     stored_bytes: int = -1
     compression: str = "none"
     encryption: str = "none"
+    # A split table's objects, in order; empty for a table stored as one object (`file`).
+    parts: list[PartEntry] = field(default_factory=list)
+
+    header = True  # as an object: a whole table's CSV begins with its header
+
+    @property
+    def objects(self) -> list:
+        """What the table is stored as: its parts, or itself as one object."""
+        return list(self.parts) if self.parts else [self]
 
     def __post_init__(self) -> None:
         if self.stored_bytes < 0:  # a format 1 manifest: the object is the CSV file
@@ -117,6 +149,7 @@ class Manifest(TableTotals):
                     **t,
                     "columns": [ColumnEntry(**c) for c in t["columns"]],
                     "sequences": [SequenceEntry(**s) for s in t.get("sequences", [])],
+                    "parts": [PartEntry(**p) for p in t.get("parts", [])],
                 }
             )
             for t in raw.pop("tables")

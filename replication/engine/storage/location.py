@@ -97,21 +97,30 @@ class SnapshotLocation:
         return sha256_checked(chunks, entry.sha256, entry.stored_bytes, changed) if check else chunks
 
     def read_into(self, entry, write: Callable[[bytes], None]) -> None:
-        """Push the table's CSV to `write`, decoded; raises before the stream ends if damaged.
+        """Push the table's CSV (a split table's parts in order) to `write`, decoded; raises before
+        the stream ends if damaged."""
+        for part in entry.objects:
+            self.read_object_into(part, write)
+
+    def read_object_into(self, part, write: Callable[[bytes], None]) -> None:
+        """One stored object's CSV to `write`, decoded and checked.
 
         Once verify_snapshot has hashed this location's objects (`verified`), a store that keeps
         them stable under the step's lease is not hashed a second time; an object store is.
         """
         check = not (self.verified and self.store.stable_while_leased)
-        with decoding_errors(self, entry):
-            decode(self.stored_chunks(entry, check=check), compression=entry.compression,
-                   encryption=entry.encryption, identities=self.identities, write=write, expected_bytes=entry.bytes)
+        with decoding_errors(self, part):
+            decode(self.stored_chunks(part, check=check), compression=part.compression,
+                   encryption=part.encryption, identities=self.identities, write=write, expected_bytes=part.bytes)
 
     def open_csv(self, entry) -> io.BufferedReader:
         """The table's CSV as a file to read (for readers that pull), decoded and verified."""
-        chunks = decoded_chunks(self.stored_chunks(entry), compression=entry.compression,
-                                encryption=entry.encryption, identities=self.identities, expected_bytes=entry.bytes)
-        return io.BufferedReader(ChunkReader(_guarded(chunks, self, entry)), buffer_size=1 << 20)
+        def chunks() -> Iterator[bytes]:
+            for part in entry.objects:
+                yield from _guarded(decoded_chunks(self.stored_chunks(part), compression=part.compression,
+                                                   encryption=part.encryption, identities=self.identities,
+                                                   expected_bytes=part.bytes), self, part)
+        return io.BufferedReader(ChunkReader(chunks()), buffer_size=1 << 20)
 
     def require_identity(self, entries) -> None:
         """An encrypted snapshot needs the identity: say so before anything is read or written."""
