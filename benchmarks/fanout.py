@@ -93,6 +93,7 @@ from replication.engine.snapshot.verify import verify_snapshot  # noqa: E402
 
 from benchmarks.large_values import LargeValues  # noqa: E402
 from benchmarks.many_tables import ManyTables  # noqa: E402
+from benchmarks.swap import SwapPhase, run_swap_phase  # noqa: E402
 from benchmarks.workers import free_port, load_command, run_dagster, run_workers, run_workers_timed, \
     snapshot_command  # noqa: E402
 
@@ -454,7 +455,8 @@ def accounts() -> dict[str, Account]:
     return found
 
 
-def run_extras(tables: int, large_values: int, large_mib: int, repeat: int, root: Path, port: int) -> dict:
+def run_extras(tables: int, large_values: int, large_mib: int, repeat: int, root: Path, port: int,
+               swap_rows: int = 0) -> dict:
     """Many small tables against pg_dump and pg_restore, and the memory of rows holding huge values.
 
     On a server of their own: three loads of a thousand tables in one transaction each need more
@@ -468,6 +470,8 @@ def run_extras(tables: int, large_values: int, large_mib: int, repeat: int, root
         with server.connect() as admin:
             for account in roles.values():
                 ensure_role(admin, account.user, account.password)
+        if swap_rows:
+            figures.update(run_swap_phase(SwapPhase(server, roles, root, swap_rows, SNAPSHOT_JOBS), repeat))
         if tables:
             figures.update(_many_tables(ManyTables(server, roles, ENVIRONMENTS, root, tables, SNAPSHOT_JOBS), repeat))
         if large_values:
@@ -526,7 +530,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--large-values", type=int, default=2,
                         help="rows holding a value of --large-mib MiB, for peak memory (default 2; 0 skips)")
     parser.add_argument("--large-mib", type=int, default=100, help="size of each large value (default 100 MiB)")
+    parser.add_argument("--only-swap", action="store_true",
+                        help="run only the swap phase (at --rows), for its figures at a larger size")
     args = parser.parse_args(argv)
+    if args.only_swap:
+        with tempfile.TemporaryDirectory(prefix="replication-bench-swap-") as tmp:
+            swap = run_extras(0, 0, 0, args.repeat, Path(tmp), free_port(), swap_rows=args.rows)
+        print(_swap_line(swap))
+        return 0
 
     sizes = [args.rows, args.rows * 4] if args.growth else [args.rows]
     figures = []
@@ -535,7 +546,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n=== largest table {rows:,} rows ===", flush=True)
             figures.append(report(run(rows, args.repeat, Path(tmp), args.port or free_port())))
     with tempfile.TemporaryDirectory(prefix="replication-bench-extras-") as tmp:
-        extras = run_extras(args.tables, args.large_values, args.large_mib, args.repeat, Path(tmp), free_port())
+        extras = run_extras(args.tables, args.large_values, args.large_mib, args.repeat, Path(tmp), free_port(),
+                            swap_rows=args.rows)
     last = figures[-1]
     growth = f"{figures[1]['peak_rss_mib'] / figures[0]['peak_rss_mib']:.3f}" if args.growth else "-"
     print(f"\nmany_tables_vs_pg_restore={_figure(extras, 'many_tables_vs_pg_restore', 2)} "
@@ -553,7 +565,18 @@ def main(argv: list[str] | None = None) -> int:
           f"store_peak_rss_mib={last['store_peak_rss_mib']:.0f}")
     print(f"subset_load_vs_full={last['subset_load_vs_full']:.2f} subset_rows_kept={last['subset_rows_kept']:.3f} "
           f"subset_load_vs_full_parallel={last['subset_load_vs_full_parallel']:.2f}")
+    print(_swap_line(extras))
     return 0
+
+
+def _swap_line(figures: dict) -> str:
+    return (f"reader_max_wait_s_swap={_figure(figures, 'reader_max_wait_s_swap', 3)} "
+            f"reader_max_wait_s_in_place={_figure(figures, 'reader_max_wait_s_in_place', 2)} "
+            f"parallel_load_vs_single={_figure(figures, 'parallel_load_vs_single', 2)} "
+            f"split_vs_whole={_figure(figures, 'split_vs_whole', 2)} "
+            f"swap_vs_in_place={_figure(figures, 'swap_vs_in_place', 2)} "
+            f"swap_mb_per_s_jobs1={_figure(figures, 'swap_mb_per_s_jobs1', 1)} "
+            f"swap_mb_per_s_jobs2={_figure(figures, 'swap_mb_per_s_jobs2', 1)}")
 
 
 if __name__ == "__main__":

@@ -46,10 +46,11 @@ import sys
 from replication.engine.pg.connection import connect, parse_address
 from replication.engine.capture.take import take_snapshot
 address, user, password, folder, jobs = sys.argv[1:6]
+split = int(sys.argv[6]) if len(sys.argv) > 6 and sys.argv[6] else None
 def prod():
     return connect(parse_address(address, "PROD_DB_CONNECTION"), user, password)
 with prod() as conn:
-    take_snapshot(conn, location(folder), partition="%s", connect=prod, jobs=int(jobs))
+    take_snapshot(conn, location(folder), partition="%s", connect=prod, jobs=int(jobs), split_bytes=split)
 """ % PARTITION + REPORT_PEAK
 LOAD_WORKER = LOCATION + """
 import json, os, sys
@@ -69,6 +70,25 @@ with connect(parse_address(address, env.upper() + "_DB_CONNECTION"), user, passw
     load_snapshot(conn, snapshot, manifest, environment=env, masks=masks, masking_key=os.environ.get("MASKING_KEY"),
                   subset=subset)
 print("SECONDS=%.3f" % (time.monotonic() - started))
+""" + REPORT_PEAK
+
+
+# A swap of one environment with `jobs` connections (load: swap), as the asset runs it.
+SWAP_WORKER = LOCATION + """
+import sys, time
+from replication.engine.pg.connection import connect, parse_address
+from replication.engine.load.swap import swap_snapshot
+from replication.engine.snapshot.verify import verify_snapshot
+started = time.monotonic()
+env, address, user, password, folder, jobs = sys.argv[1:7]
+snapshot = location(folder)
+manifest = verify_snapshot(snapshot)
+def environment():
+    return connect(parse_address(address, env.upper() + "_DB_CONNECTION"), user, password)
+with environment() as conn:
+    report = swap_snapshot(environment, conn, snapshot, manifest, environment=env, jobs=int(jobs))
+print("SECONDS=%.3f" % (time.monotonic() - started))
+print("SWITCH_SECONDS=%.3f" % report.switch_seconds)
 """ + REPORT_PEAK
 
 
@@ -109,8 +129,14 @@ class Phase:
                 conn.execute(schema_sql)
 
 
-def snapshot_command(address: str, user: str, password: str, folder: Path | str, jobs: int) -> list[str]:
-    return [sys.executable, "-c", SNAPSHOT_WORKER, address, user, password, str(folder), str(jobs)]
+def snapshot_command(address: str, user: str, password: str, folder: Path | str, jobs: int,
+                     split_bytes: int | None = None) -> list[str]:
+    return [sys.executable, "-c", SNAPSHOT_WORKER, address, user, password, str(folder), str(jobs),
+            str(split_bytes or "")]
+
+
+def swap_command(env: str, address: str, user: str, password: str, folder: Path | str, jobs: int) -> list[str]:
+    return [sys.executable, "-c", SWAP_WORKER, env, address, user, password, str(folder), str(jobs)]
 
 
 def load_command(env: str, address: str, user: str, password: str, folder: Path | str, masks: dict | None = None,

@@ -100,6 +100,22 @@ run = instance.get_runs(limit=1)[0]
 evaluations = [e.dagster_event.event_specific_data for e in instance.all_logs(run.run_id)
                if e.dagster_event and e.dagster_event.event_type_value == "ASSET_CHECK_EVALUATION"]
 failed = [f"{r.asset_key.to_user_string()}:{r.check_name}" for r in evaluations if not r.passed]
+for record in instance.all_logs(run.run_id):
+    event = record.dagster_event
+    if event is None or event.event_type_value != "ASSET_MATERIALIZATION":
+        continue
+    materialization = event.event_specific_data.materialization
+    metadata = {key: value.value for key, value in materialization.metadata.items()}
+    if "load_mode" not in metadata:
+        continue
+    name = materialization.asset_key.to_user_string()
+    if metadata["load_mode"] == "swap":
+        how = (f"swap: built beside the live tables with {metadata.get('load_jobs')} connections, then switched "
+               f"in {metadata.get('switch_seconds', 0):.3f} s; readers saw yesterday's data until then")
+    else:
+        how = "in_place: one transaction; readers waited for it" + (
+            f" (why not swap: {metadata['load_mode_reason']})" if metadata.get("load_mode_reason") else "")
+    print(f"  {name} loaded by {how}")
 print(f"Asset checks: {len(evaluations) - len(failed)} of {len(evaluations)} passed" + (f"; FAILED: {failed}" if failed else ""))
 """
     result = subprocess.run([sys.executable, "-c", script], env=env, cwd=REPO, capture_output=True, text=True)

@@ -100,6 +100,7 @@ def test_warn_loads_and_reports_and_allow_is_silent(cluster, replication_env, in
     assert "shop.customers.full_name" in metadata["dev_db"]["unmasked_personal_columns"].value
     assert metadata["qa_db"]["unmasked_personal_columns"].value == {}
     assert metadata["dev_db"]["masked_columns"].value == {"shop.customers.email": "email"}
+    assert metadata["dev_db"]["load_mode"].value == metadata["qa_db"]["load_mode"].value == "swap"
     warnings = [e.message for e in result.all_events if e.event_type_value == "STEP_WORKER_STARTED"] + [
         r.message for r in instance.all_logs(result.run_id) if r.level == 30]
     assert any("dev: loading unmasked columns that look personal" in w for w in warnings)

@@ -50,6 +50,8 @@ def test_each_environment_gets_its_own_subset_from_one_snapshot_and_every_check_
     assert kept["shop.order_items"] == (dev["shop.order_items"], prod["shop.order_items"])
     assert metadata["dev_db"]["dagster/row_count"].value < metadata["staging_db"]["dagster/row_count"].value
     assert "subset_tables" not in metadata["staging_db"]
+    # load: auto swapped every environment: masked and subset tables were built beside the live ones.
+    assert {metadata[f"{env}_db"]["load_mode"].value for env in ("dev", "staging", "qa")} == {"swap"}
     # Refunded orders are a root in QA: every one of them is there, with its customer.
     with cluster.server_for("prod").connect(cluster.accounts["prod"].database, options=libpq_options()) as conn:
         refunded = conn.execute("SELECT count(*) FROM shop.orders WHERE status = 'refunded'").fetchone()[0]

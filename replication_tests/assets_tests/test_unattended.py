@@ -101,6 +101,7 @@ def test_materializing_an_older_retained_partition_restores_that_days_data(clust
         assert materializations(restored)["prod_snapshot"]["reused"].value is True
         for env in ENVIRONMENTS:
             assert cluster.fingerprints(env) == tuesday
+            assert materializations(restored)[f"{env}_db"]["load_mode"].value == "swap"
 
 
 def test_every_check_passes_on_a_good_load_and_fails_on_damage(cluster, replication_env, instance):

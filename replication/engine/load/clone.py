@@ -50,8 +50,11 @@ class Shape:
     partition_key: str | None = None  # pg_get_partkeydef of a partitioned table
     parent: TableRef | None = None  # a partition's parent, and its bound
     bound: str | None = None
-    local_checks: list[str] = field(default_factory=list)  # a partition's own CHECK constraints, as ADD clauses
-    column_comments: list[tuple[str, str]] = field(default_factory=list)  # a partition's, which LIKE does not bring
+    local_checks: list[str] = field(default_factory=list)  # a child's own CHECK constraints, as ADD clauses
+    column_comments: list[tuple[str, str]] = field(default_factory=list)  # a child's, which LIKE does not bring
+    inherits: list[TableRef] = field(default_factory=list)  # inheritance parents (INHERITS), in order
+    local_columns: list[str] = field(default_factory=list)  # an inheritance child's column definitions
+    column_fixes: list[str] = field(default_factory=list)  # a child's inherited columns' own defaults, NOT NULL
 
 
 def relations_of(conn: psycopg.Connection, tables: list[TableRef]) -> list[tuple[TableRef, TableRef | None]]:
@@ -112,7 +115,13 @@ def read_shapes(conn: psycopg.Connection, relations: list[tuple[TableRef, TableR
             "SELECT CASE WHEN c.relkind = 'p' THEN pg_catalog.pg_get_partkeydef(c.oid) END, "
             "CASE WHEN c.relispartition THEN pg_catalog.pg_get_expr(c.relpartbound, c.oid) END "
             "FROM pg_catalog.pg_class c WHERE c.oid = %s", (oid,)).fetchone()
-        if shape.parent is not None:
+        shape.inherits = [TableRef(*row) for row in conn.execute(
+            "SELECT n.nspname, p.relname FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class p ON p.oid = i.inhparent "
+            "JOIN pg_catalog.pg_namespace n ON n.oid = p.relnamespace JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhrelid = %s AND NOT c.relispartition ORDER BY i.inhseqno", (oid,)).fetchall()]
+        if shape.inherits:
+            shape.local_columns, shape.column_fixes = _child_columns(conn, oid)
+        if shape.parent is not None or shape.inherits:
             shape.local_checks = [f"ADD CONSTRAINT {quote_ident(name)} {definition}" for name, definition in conn.execute(
                 "SELECT conname, pg_catalog.pg_get_constraintdef(oid) FROM pg_catalog.pg_constraint "
                 "WHERE conrelid = %s AND contype = 'c' AND conislocal ORDER BY conname", (oid,)).fetchall()]
@@ -122,6 +131,58 @@ def read_shapes(conn: psycopg.Connection, relations: list[tuple[TableRef, TableR
                 "AND d.objoid = %s AND d.objsubid > 0 ORDER BY a.attnum", (oid,)).fetchall()
         shapes[table] = shape
     return shapes
+
+
+def _child_columns(conn: psycopg.Connection, oid: int) -> tuple[list[str], list[str]]:
+    """An inheritance child's own column definitions, as pg_dump writes them (its inherited columns
+    come from INHERITS), and ALTER clauses for what it changed on inherited ones."""
+    rows = conn.execute(
+        """
+        SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), a.attislocal, a.attinhcount,
+               CASE WHEN a.attcollation <> t.typcollation THEN
+                    (SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.collname)
+                     FROM pg_catalog.pg_collation c JOIN pg_catalog.pg_namespace n ON n.oid = c.collnamespace
+                     WHERE c.oid = a.attcollation) END,
+               a.attnotnull, pg_catalog.pg_get_expr(d.adbin, d.adrelid), a.attgenerated, a.attidentity,
+               a.attstorage <> t.typstorage, a.attstorage,
+               EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_attribute pa
+                       ON pa.attrelid = i.inhparent AND pa.attname = a.attname
+                       WHERE i.inhrelid = a.attrelid AND pa.attnotnull),
+               EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_attrdef pd
+                       ON pd.adrelid = i.inhparent JOIN pg_catalog.pg_attribute pa
+                       ON pa.attrelid = i.inhparent AND pa.attnum = pd.adnum AND pa.attname = a.attname
+                       WHERE i.inhrelid = a.attrelid AND pg_catalog.pg_get_expr(pd.adbin, pd.adrelid)
+                             IS NOT DISTINCT FROM pg_catalog.pg_get_expr(d.adbin, d.adrelid))
+        FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+        LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+        WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum
+        """, (oid,)).fetchall()
+    columns, fixes = [], []
+    storage = {"p": "PLAIN", "e": "EXTERNAL", "m": "MAIN", "x": "EXTENDED"}
+    for (name, type_, local, inherited, collation, not_null, default, generated, identity, odd_storage, attstorage,
+         parent_not_null, parent_default) in rows:
+        column = quote_ident(name)
+        if local:
+            text = f"{column} {type_}"
+            if collation:
+                text += f" COLLATE {collation}"
+            if generated:
+                text += f" GENERATED ALWAYS AS ({default}) STORED"
+            elif default is not None:
+                text += f" DEFAULT {default}"
+            if identity:
+                text += f" GENERATED {'ALWAYS' if identity == 'a' else 'BY DEFAULT'} AS IDENTITY"
+            if not_null and not identity:
+                text += " NOT NULL"
+            columns.append(text)
+        else:
+            if default is not None and not parent_default and not generated:
+                fixes.append(f"ALTER COLUMN {column} SET DEFAULT {default}")
+            if not_null and not parent_not_null:
+                fixes.append(f"ALTER COLUMN {column} SET NOT NULL")
+        if odd_storage:
+            fixes.append(f"ALTER COLUMN {column} SET STORAGE {storage[attstorage]}")
+    return columns, fixes
 
 
 def _grantee(name: str | None) -> str:
@@ -246,6 +307,10 @@ def create_empty(conn: psycopg.Connection, shape: Shape, names: ShadowNames) -> 
                  f"{names.new_regclass(shape.parent)} DEFAULT"]
         if shape.bound != "DEFAULT":
             parts[0] += shape.bound.removeprefix("FOR VALUES ")
+    elif shape.inherits:
+        # Only the child's own columns, so the copy's inherited columns are inherited, as the live ones.
+        parents = ", ".join(names.new_regclass(p) for p in shape.inherits)
+        parts = [f"CREATE {persistence}TABLE {copy} ({', '.join(shape.local_columns)}) INHERITS ({parents})"]
     else:
         parts = [f"CREATE {persistence}TABLE {copy} (LIKE {shape.regclass} INCLUDING COMMENTS INCLUDING COMPRESSION "
                  "INCLUDING CONSTRAINTS INCLUDING DEFAULTS INCLUDING GENERATED INCLUDING IDENTITY INCLUDING STORAGE)"]
@@ -261,8 +326,9 @@ def create_empty(conn: psycopg.Connection, shape: Shape, names: ShadowNames) -> 
     if not shape.owned_by_me:
         conn.execute(f"ALTER TABLE {copy} OWNER TO {quote_ident(shape.owner)}")
     revoke_default_privileges(conn, copy)
-    if shape.column_settings or shape.local_checks:
-        conn.execute(f"ALTER TABLE {copy} " + ", ".join([*shape.column_settings, *shape.local_checks]))
+    if shape.column_settings or shape.local_checks or shape.column_fixes:
+        conn.execute(f"ALTER TABLE {copy} " + ", ".join([*shape.column_fixes, *shape.column_settings,
+                                                          *shape.local_checks]))
     for column, comment in shape.column_comments:
         conn.execute(f"COMMENT ON COLUMN {copy}.{quote_ident(column)} IS {sql.Literal(comment).as_string(None)}")
 
@@ -295,7 +361,16 @@ def index_statements(shape: Shape, names: ShadowNames, copies: dict[str, str]) -
             moved = replace(node, table=copy, name=f"{schema}.{quote_ident(node.short_name)}",
                             definition=_retarget(node.definition, node.table, copy, " ON ", " USING "))
             moved_by_name[node.name] = moved
-            if moved.constraint:
+            # (Not on an inheritance child: there PostgreSQL 18 would make the inherited NOT NULL its own.)
+            if moved.constraint and len(tree) == 1 and not shape.inherits and _by_index(moved.constraint_def):
+                # Built as an index first, then made the key: CREATE INDEX shares the table with
+                # other index builds, where ADD PRIMARY KEY would lock them out for the whole build.
+                statements.append(moved.definition if not moved.tablespace
+                                  else _in_tablespace(moved.definition, moved.tablespace))
+                kind = "PRIMARY KEY" if moved.constraint_def.startswith("PRIMARY KEY") else "UNIQUE"
+                statements.append(f"ALTER TABLE ONLY {copy} ADD CONSTRAINT {quote_ident(moved.constraint)} {kind} "
+                                  f"USING INDEX {quote_ident(moved.short_name)}")
+            elif moved.constraint:
                 statements.append(f"ALTER TABLE ONLY {copy} ADD CONSTRAINT {quote_ident(moved.constraint)} "
                                   f"{moved.constraint_def}")
             else:
@@ -306,6 +381,11 @@ def index_statements(shape: Shape, names: ShadowNames, copies: dict[str, str]) -
             attach.append(f"ALTER INDEX {moved_by_name[node.parent].name} ATTACH PARTITION {moved_by_name[node.name].name}")
         result.append(statements + attach + properties)
     return result
+
+
+def _by_index(constraint_def: str) -> bool:
+    """A key that ADD CONSTRAINT ... USING INDEX makes from a plain unique index: not deferrable, not exclusion."""
+    return constraint_def.startswith(("PRIMARY KEY", "UNIQUE")) and "DEFERRABLE" not in constraint_def
 
 
 def _schema_of(names: ShadowNames, node: IndexNode) -> str:

@@ -11,7 +11,7 @@ from ..pg.staging import staging_table
 from ..privacy.mask import MaskRule, mask_expression
 from ..privacy.overlap import count_overlap, staged_values
 from ..progress import Ticker
-from ..snapshot.manifest import TableEntry
+from ..snapshot.manifest import PartEntry, TableEntry
 from ..storage import SnapshotLocation
 from ..subset.plan import DEFAULT_SUBSET_KEY, RowChooser, kept_condition, stage_table
 from ..subset.prefilter import prefilter
@@ -152,17 +152,20 @@ def copy_in(
     ticker: Ticker,
     into: TableRef | None = None,
     where: sql.Composable | None = None,
+    part: PartEntry | None = None,
 ) -> TableLoad:
-    """COPY one snapshot file into its table (or into `into`, a staging table for masking or a
-    subset, keeping only the rows `where` lets through)."""
+    """COPY one snapshot file (or one `part` of a split table) into its table (or into `into`, a
+    staging table for masking or a subset, keeping only the rows `where` lets through)."""
+    source = part or entry
     query = sql.SQL("COPY {table} ({cols}) FROM STDIN (FORMAT csv, HEADER {header}{freeze}){where}").format(
         table=(into or entry.ref).ident,
         cols=sql.SQL(", ").join(sql.Identifier(n) for n in entry.column_names),
-        header=sql.SQL(header),
+        header=sql.SQL(header if source.header else "false"),
         freeze=sql.SQL(", FREEZE" if freeze else ""),
         where=sql.SQL(" WHERE {}").format(where) if where is not None else sql.SQL(""),
     )
-    progress = ticker.track(f"load {environment}", entry.key, expected_bytes=entry.bytes, expected_rows=entry.rows)
+    label = entry.key if part is None else f"{entry.key} ({part.file})"
+    progress = ticker.track(f"load {environment}", label, expected_bytes=source.bytes, expected_rows=source.rows)
     with progress, conn.cursor() as cur:
         with cur.copy(query) as copy:
             def write(chunk: bytes) -> None:
@@ -170,15 +173,19 @@ def copy_in(
                 progress.advance(len(chunk))
 
             # A damaged object raises before its stream ends: COPY is cut off and the load rolls back.
-            location.read_into(entry, write)
+            if part is None:
+                location.read_into(entry, write)
+            else:
+                location.read_object_into(part, write)
         rows = cur.rowcount
     # A prefiltered COPY counts the rows it kept; that every row was read is the sha256's proof.
-    if rows != entry.rows and where is None:
+    if rows != source.rows and where is None:
         raise LoadVerificationError(
-            f"{environment}: table {entry.key} received {rows} rows but the snapshot holds {entry.rows}. "
+            f"{environment}: table {entry.key} received {rows} rows but the snapshot holds {source.rows}"
+            f"{'' if part is None else ' in ' + part.file}. "
             "The load was rolled back; check the target's triggers and rules on this table."
         )
-    return TableLoad(entry.key, rows, entry.bytes, round(progress.seconds, 3), False)
+    return TableLoad(entry.key, rows, source.bytes, round(progress.seconds, 3), False)
 
 
 def compare_checksum(entry: TableEntry, environment: str, checksum: str) -> None:

@@ -111,16 +111,18 @@ def _table_blockers(conn: psycopg.Connection, regclasses: list[str], found: Depe
                pg_catalog.pg_has_role(c.relowner, 'USAGE'), n.nspname,
                pg_catalog.has_schema_privilege(n.oid, 'CREATE'), c.relkind = 'p',
                EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class ch ON ch.oid = i.inhrelid
-                       WHERE (i.inhrelid = c.oid OR i.inhparent = c.oid) AND NOT ch.relispartition),
+                       WHERE (i.inhrelid = c.oid OR i.inhparent = c.oid) AND NOT ch.relispartition
+                         AND NOT (i.inhrelid = ANY(%(tables)s::pg_catalog.regclass[])
+                                  AND i.inhparent = ANY(%(tables)s::pg_catalog.regclass[]))),
                c.reloftype <> 0, c.relhasrules,
                (SELECT string_agg(k.conname, ', ') FROM pg_catalog.pg_constraint k
                 WHERE k.conrelid = c.oid AND k.contype = 'c' AND NOT k.convalidated),
                (SELECT string_agg(s.stxname, ', ') FROM pg_catalog.pg_statistic_ext s WHERE s.stxrelid = c.oid),
                (SELECT s.spcname FROM pg_catalog.pg_tablespace s WHERE s.oid = c.reltablespace
                 AND NOT pg_catalog.has_tablespace_privilege(s.oid, 'CREATE'))
-        FROM unnest(%s::pg_catalog.regclass[]) u(oid) JOIN pg_catalog.pg_class c ON c.oid = u.oid
+        FROM unnest(%(tables)s::pg_catalog.regclass[]) u(oid) JOIN pg_catalog.pg_class c ON c.oid = u.oid
         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-        """, (regclasses,)).fetchall()
+        """, {"tables": regclasses}).fetchall()
     role = conn.execute("SELECT current_user").fetchone()[0]
     schemas_refused = set()
     for table, owner, owned, schema, may_create, partitioned, inherits, typed, rules, unvalidated, stats, space in rows:
@@ -132,7 +134,8 @@ def _table_blockers(conn: psycopg.Connection, regclasses: list[str], found: Depe
             found.blockers.append(f"moving the new tables into schema {schema} needs CREATE on it: "
                                   f"GRANT CREATE ON SCHEMA {quote_ident(schema)} TO {quote_ident(role)}")
         if inherits:
-            found.blockers.append(f"{table} has an inheritance parent or children, which a swap does not rebuild yet")
+            found.blockers.append(f"{table} has an inheritance parent or child outside the replicated tables, which a "
+                                  "swap cannot re-parent")
         if typed:
             found.blockers.append(f"{table} is a typed table (CREATE TABLE ... OF), which a swap cannot copy")
         if rules:

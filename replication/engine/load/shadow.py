@@ -52,6 +52,14 @@ def hold_swap_lock(conn: psycopg.Connection) -> None:
     conn.execute("SELECT pg_catalog.pg_advisory_lock(%s)", (SWAP_LOCK_KEY,))
 
 
+def release_swap_lock(conn: psycopg.Connection) -> None:
+    if not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+        previous = conn.autocommit
+        conn.autocommit = True
+        conn.execute("SELECT pg_catalog.pg_advisory_unlock(%s)", (SWAP_LOCK_KEY,))
+        conn.autocommit = previous
+
+
 def leftovers(conn: psycopg.Connection) -> list[str]:
     """Private schemas an earlier swap left behind (it was killed before it cleaned up)."""
     rows = conn.execute(

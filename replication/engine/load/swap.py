@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,7 +29,7 @@ from psycopg import IsolationLevel
 
 from ..errors import SwapRefusedError
 from ..pg.catalog import ForeignKeyEdge, TableRef, foreign_keys, quote_ident
-from ..pg.locks import LockPolicy
+from ..pg.locks import LockPolicy, acquire, lock_statement
 from ..pg.session import prepare_transaction
 from ..privacy.mask import MaskRule, set_key
 from ..progress import Log, Ticker
@@ -37,16 +38,21 @@ from ..storage import SnapshotLocation, as_location
 from ..subset.plan import SubsetRule
 from .clone import Shape, create_empty, index_statements, read_shapes, relations_of, settings_statements, \
     trigger_statements
-from .copy import copy_in, copy_tables
+from ..capture.split import page_ranges
+from ..verify.checksum import HASH64, ChecksumRequest, checksum_algorithm, checksum_many
+from .copy import compare_checksum, copy_in, copy_tables
 from .dependents import Dependents, find_dependents
 from .plan import LoadPlan, plan_load
-from .report import LoadReport
-from .shadow import ShadowNames, create_private, hold_swap_lock, remove_leftovers, shadow_names
+from .report import LoadReport, TableLoad
+from .shadow import ShadowNames, create_private, hold_swap_lock, release_swap_lock, remove_leftovers, \
+    shadow_names
 from .switch import drop_outgoing, switch
 from .transaction import advance_owned_sequences, verify_tables
 from .workers import Connect, run_tasks
 
 DEFAULT_JOBS = 2
+# A plain table this large is checksummed in page ranges by several connections at once.
+RANGED_CHECKSUM_BYTES = 64 << 20
 # Test hook: the step kills itself with SIGKILL at this phase (filling, indexing, switch, dropping),
 # as a crash would, so the tests can prove what a crash at each moment leaves.
 KILL_AT_VARIABLE = "REPLICATION_KILL_AT"
@@ -110,34 +116,40 @@ def swap_snapshot(
     if found.blockers:
         raise refusal(environment, found.blockers)
     shapes = read_shapes(conn, relations)
+    every = _parents_first(every, shapes)
     own_keys = [fk for fk in foreign_keys(conn, tables) if fk.child in set(every)]
     names = shadow_names(conn, every)
     conn.rollback()
     conn.autocommit = True
     hold_swap_lock(conn)
     report.leftovers_removed = remove_leftovers(conn, environment, log)
-    create_private(conn, [*names.new.values(), *names.old.values()])
-    for relation in every:
-        create_empty(conn, shapes[relation], names)
-        _grant_identity_sequences(conn, shapes[relation], names)
-    plan.into = {table: names.new_ref(table) for table in tables}
-    _say(log, f"{environment}: building the new copy of {len(tables)} tables beside the live ones with {jobs} "
-              f"connection(s); readers keep yesterday's until the switch")
-    expected_unmasked = _fill(connect, location, plan, report, jobs, verify_checksums, masking_key, log)
-    _post_data(connect, conn, plan, every, shapes, names, own_keys, jobs, report)
-    if verify_checksums:
-        _verify(connect, plan, report, expected_unmasked, jobs)
-    run_tasks(connect, jobs, [_analyze(names.new_ref(t)) for t in _largest_first(plan, tables)])
-    _kill_point("switching")
-    sequences: list[str] = []
+    try:
+        waited = _create(conn, plan, every, shapes, names, locks, log)
+        plan.into = {table: names.new_ref(table) for table in tables}
+        _say(log, f"{environment}: building the new copy of {len(tables)} tables beside the live ones with {jobs} "
+                  f"connection(s); readers keep yesterday's until the switch")
+        expected_unmasked = _fill(connect, location, plan, report, jobs, verify_checksums, masking_key, log)
+        _post_data(connect, conn, plan, every, shapes, names, own_keys, jobs, report)
+        if verify_checksums:
+            _verify(connect, conn, plan, report, expected_unmasked, jobs)
+        run_tasks(connect, jobs, [_analyze(names.new_ref(t)) for t in _largest_first(plan, tables)])
+        _kill_point("switching")
+        sequences: list[str] = []
 
-    def inside(c: psycopg.Connection) -> None:
-        sequences.extend(advance_owned_sequences(c, manifest))
-        _kill_point("switch")
+        def inside(c: psycopg.Connection) -> None:
+            sequences.extend(advance_owned_sequences(c, manifest))
+            _kill_point("switch")
 
-    waited, held = switch(conn, tables, every, names, shapes, found, locks, environment, log, inside=[inside],
-                          partitioned=plan.partitioned)
-    report.lock_wait_seconds, report.terminated_sessions = waited.seconds, waited.terminated
+        report.lock_wait_seconds = waited.seconds
+        switched, held = switch(conn, tables, every, names, shapes, found, locks, environment, log, inside=[inside],
+                                partitioned=plan.partitioned)
+    except BaseException:
+        # Nothing live changed: the half-built copy goes now (or, if the connection is gone, next run).
+        drop_outgoing(conn, names, environment, warn)
+        release_swap_lock(conn)
+        raise
+    report.lock_wait_seconds = round(report.lock_wait_seconds + switched.seconds, 3)
+    report.terminated_sessions = waited.terminated + switched.terminated
     report.switch_seconds = round(held, 3)
     report.sequences_reset = sequences
     report.repointed = _repointed(found)
@@ -145,9 +157,49 @@ def swap_snapshot(
     _say(log, f"{environment}: switched to the new copy, the tables held for {held:.3f} s")
     _kill_point("dropping")
     drop_outgoing(conn, names, environment, warn)
+    release_swap_lock(conn)
     conn.autocommit = False
     report.seconds = round(time.monotonic() - started, 3)
     return report
+
+
+def _create(conn: psycopg.Connection, plan: LoadPlan, every: list[TableRef], shapes: dict[TableRef, Shape],
+            names: ShadowNames, locks: LockPolicy, log: Log | None):
+    """The private schemas and every table's empty copy, in one transaction; returns the lock wait."""
+    tables = plan.order
+    conn.autocommit = False
+    with conn.transaction():
+        # Copying a definition reads the live table: a migration holding it makes this wait, in
+        # short attempts under the environment's policy, never stuck behind it unbounded.
+        relations = [t.quoted for t in tables]
+        waited = acquire(conn, lock_statement(relations, "ACCESS SHARE", only=[t not in plan.partitioned for t in tables]),
+                         relations, "ACCESS SHARE", locks, who=plan.environment, replicated=relations, log=log)
+        create_private(conn, [*names.new.values(), *names.old.values()])
+        for relation in every:
+            create_empty(conn, shapes[relation], names)
+            _grant_identity_sequences(conn, shapes[relation], names)
+    conn.autocommit = True
+    return waited
+
+
+def _parents_first(relations: list[TableRef], shapes: dict[TableRef, Shape]) -> list[TableRef]:
+    """Partition and inheritance parents before their children: a copy is created under its parent's copy."""
+    ordered: list[TableRef] = []
+    placed: set[TableRef] = set()
+
+    def place(relation: TableRef) -> None:
+        if relation in placed:
+            return
+        shape = shapes[relation]
+        for parent in [*([shape.parent] if shape.parent else []), *shape.inherits]:
+            if parent in shapes:
+                place(parent)
+        placed.add(relation)
+        ordered.append(relation)
+
+    for relation in relations:
+        place(relation)
+    return ordered
 
 
 def _say(log: Log | None, line: str) -> None:
@@ -179,6 +231,7 @@ def _fill(connect: Connect, location: SnapshotLocation, plan: LoadPlan, report: 
     plain = [t for t in _largest_first(plan, plan.order) if t not in special]
     expected_unmasked: dict[TableRef, tuple[list[str], str]] = {}
     tasks: list[tuple[int, Callable[[psycopg.Connection], None]]] = []
+    lock = threading.Lock()
 
     def fill_plain(table: TableRef, ticker: Ticker) -> Callable[[psycopg.Connection], None]:
         def task(conn: psycopg.Connection) -> None:
@@ -187,10 +240,25 @@ def _fill(connect: Connect, location: SnapshotLocation, plan: LoadPlan, report: 
                 copy = plan.target(table)
                 # FREEZE needs the table emptied in the same transaction; it is empty, so this costs nothing.
                 # A partitioned table routes rows to its partitions, which FREEZE does not allow.
-                conn.execute(f"TRUNCATE {copy.quoted}")
+                conn.execute(f"TRUNCATE {'' if table in plan.partitioned else 'ONLY '}{copy.quoted}")
                 report.tables.append(copy_in(conn, location, plan.entries[table], plan.environment, plan.header,
                                              table not in plan.partitioned, ticker, into=copy))
                 _kill_point("filling")
+        return task
+
+    parts_loaded: dict[TableRef, list] = {}
+
+    def fill_part(table: TableRef, part, ticker: Ticker) -> Callable[[psycopg.Connection], None]:
+        def task(conn: psycopg.Connection) -> None:
+            # Parts of one table fill it at once from several connections, so none can TRUNCATE
+            # it for FREEZE: they insert into the empty table side by side.
+            with conn.transaction():
+                xid = _transaction_id(conn)
+                loaded = copy_in(conn, location, plan.entries[table], plan.environment, plan.header, False, ticker,
+                                 into=plan.target(table), part=part)
+                _kill_point("filling")
+            with lock:
+                parts_loaded.setdefault(table, []).append((xid, loaded))
         return task
 
     def fill_special(ticker: Ticker) -> Callable[[psycopg.Connection], None]:
@@ -208,9 +276,19 @@ def _fill(connect: Connect, location: SnapshotLocation, plan: LoadPlan, report: 
     with Ticker(log) as ticker:
         if special:
             tasks.append((sum(plan.entries[t].bytes for t in special), fill_special(ticker)))
-        tasks += [(plan.entries[t].bytes, fill_plain(t, ticker)) for t in plain]
+        for table in plain:
+            entry = plan.entries[table]
+            if entry.parts:
+                tasks += [(part.bytes, fill_part(table, part, ticker)) for part in entry.parts]
+            else:
+                tasks.append((entry.bytes, fill_plain(table, ticker)))
         tasks.sort(key=lambda pair: -pair[0])
         run_tasks(connect, jobs, [task for _, task in tasks])
+    for table, loads in parts_loaded.items():
+        entry = plan.entries[table]
+        report.table_transactions[entry.key] = ",".join(xid for xid, _ in loads)
+        report.tables.append(TableLoad(entry.key, sum(t.rows for _, t in loads), entry.bytes,
+                                       max(t.seconds for _, t in loads), False))
     position = {plan.entries[t].key: n for n, t in enumerate(plan.order)}
     report.tables.sort(key=lambda loaded: position[loaded.key])
     return expected_unmasked
@@ -257,14 +335,47 @@ def _post_data(connect: Connect, conn: psycopg.Connection, plan: LoadPlan, every
             conn.execute(statement)
 
 
-def _verify(connect: Connect, plan: LoadPlan, report: LoadReport,
+def _verify(connect: Connect, conn: psycopg.Connection, plan: LoadPlan, report: LoadReport,
             expected_unmasked: dict[TableRef, tuple[list[str], str]], jobs: int) -> None:
+    """Every copy's rows and checksums against the manifest, tables spread over the connections; a
+    large plain table's checksum is summed from page ranges read at once, so it is not the last
+    connection's alone."""
     started = time.monotonic()
+    tasks: list[Callable[[psycopg.Connection], None]] = []
+    ranged: dict[TableRef, list] = {}
+    lock = threading.Lock()
 
     def check(table: TableRef) -> Callable[[psycopg.Connection], None]:
         return lambda c: verify_tables(c, plan, report, expected_unmasked, tables=[table])
 
-    run_tasks(connect, jobs, [check(t) for t in _largest_first(plan, plan.order)])
+    def check_range(table: TableRef, where: str) -> Callable[[psycopg.Connection], None]:
+        entry = plan.entries[table]
+
+        def task(c: psycopg.Connection) -> None:
+            request = ChecksumRequest.of(plan.target(table), entry.column_names,
+                                         algorithm=checksum_algorithm(entry.content_checksum), where=where)
+            ((rows, checksum),) = checksum_many(c, [request])[0]
+            with lock:
+                ranged[table].append(int(checksum.rsplit(":", 1)[1]))
+        return task
+
+    for table in _largest_first(plan, plan.order):
+        entry = plan.entries[table]
+        ranges = [] if (jobs < 2 or table in plan.partitioned or table in expected_unmasked or plan.subsetted(table)
+                        or not entry.content_checksum.startswith(HASH64 + ":") or entry.bytes < RANGED_CHECKSUM_BYTES) \
+            else page_ranges(conn, plan.target(table), entry.bytes, max(entry.bytes // jobs, 1))
+        if ranges:
+            ranged[table] = []
+            tasks += [check_range(table, r.condition().as_string(conn)) for r in ranges]
+        else:
+            tasks.append(check(table))
+    run_tasks(connect, jobs, tasks)
+    loads = {loaded.key: loaded for loaded in report.tables}
+    for table, sums in ranged.items():
+        entry = plan.entries[table]
+        # Each row is in exactly one range; row counts were checked by COPY.
+        compare_checksum(entry, plan.environment, f"{HASH64}:{entry.rows}:{sum(sums)}")
+        loads[entry.key].checksum_verified = True
     report.verify_seconds = round(time.monotonic() - started, 3)
 
 

@@ -89,13 +89,17 @@ def _name_identity_sequences(conn: psycopg.Connection, table: TableRef, shape: S
 
 
 def drop_outgoing(conn: psycopg.Connection, names: ShadowNames, who: str, warn: Log | None) -> None:
-    """Remove yesterday's tables and the private schemas; autocommit.
+    """Remove the private schemas: yesterday's tables after a switch, or a copy that never switched; autocommit.
 
-    A failure here leaves them for the next run's sweep: the environment already serves the new day.
+    A failure here leaves them for the next run's sweep, which removes them before building.
     """
-    conn.autocommit = True
     for schema in [*names.old.values(), *names.new.values()]:
         try:
+            if conn.closed:
+                break
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                conn.rollback()
+            conn.autocommit = True
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
         except psycopg.Error as exc:
             if warn is not None:

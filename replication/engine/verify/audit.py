@@ -75,7 +75,8 @@ def unchanged_since_load(conn: psycopg.Connection, manifest: Manifest, transacti
     of another xmin, the table is what was verified: no UPDATE, INSERT, DELETE or TRUNCATE since.
     That proves from outside, in one pass over xmin, what re-hashing every value proved. A subset
     table is held to the count its load kept (`expected_rows`). A swap writes each table in its
-    own transaction: then `transaction_id` maps schema.table to it.
+    own transaction (a split table in one per part): then `transaction_id` maps schema.table to
+    them, comma-separated.
     """
     def written_by(key: str) -> str:
         return transaction_id.get(key, "0") if isinstance(transaction_id, dict) else transaction_id
@@ -86,8 +87,9 @@ def unchanged_since_load(conn: psycopg.Connection, manifest: Manifest, transacti
     for start in range(0, len(manifest.tables), 100):
         batch = manifest.tables[start:start + 100]
         query = sql.SQL(" UNION ALL ").join(
-            sql.SQL("SELECT {n}::int, count(*), count(*) FILTER (WHERE xmin <> {xid}::xid) FROM {t}").format(
-                n=sql.Literal(position), xid=sql.Literal(written_by(entry.key)), t=own_rows(entry.ref, partitioned))
+            sql.SQL("SELECT {n}::int, count(*), count(*) FILTER (WHERE NOT xmin = ANY ({xids}::xid[])) FROM {t}").format(
+                n=sql.Literal(position), xids=sql.Literal("{" + written_by(entry.key) + "}"),
+                t=own_rows(entry.ref, partitioned))
             for position, entry in enumerate(batch))
         counts = {n: (rows, written) for n, rows, written in conn.execute(query).fetchall()}
         for position, entry in enumerate(batch):

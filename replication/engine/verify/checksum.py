@@ -82,10 +82,13 @@ class ChecksumRequest:
     table: TableRef
     column_sets: tuple[tuple[str, ...], ...]
     algorithm: str = HASH64
+    # A condition on the table (a ctid range): the sums of several ranges add up to the table's.
+    where: str = ""
 
     @classmethod
-    def of(cls, table: TableRef, *column_sets: list[str], algorithm: str | None = None) -> "ChecksumRequest":
-        return cls(table, tuple(tuple(columns) for columns in column_sets), algorithm or HASH64)
+    def of(cls, table: TableRef, *column_sets: list[str], algorithm: str | None = None, where: str = ""
+           ) -> "ChecksumRequest":
+        return cls(table, tuple(tuple(columns) for columns in column_sets), algorithm or HASH64, where)
 
 
 def checksum_algorithm(checksum: str) -> str:
@@ -161,7 +164,8 @@ def _queries(conn: psycopg.Connection, requests: list[ChecksumRequest]) -> list[
         else:
             row_hashes = [_row_hash(hashes.get(request.table, {}), list(columns)) for columns in request.column_sets]
         sums = ", ".join(f"coalesce(sum({h}), 0)::text" for h in row_hashes)
-        queries.append(f"SELECT count(*), ARRAY[{sums}] FROM {own_rows_text(request.table, partitioned)} AS t")
+        where = f" WHERE {request.where}" if request.where else ""
+        queries.append(f"SELECT count(*), ARRAY[{sums}] FROM {own_rows_text(request.table, partitioned)} AS t{where}")
     return queries
 
 

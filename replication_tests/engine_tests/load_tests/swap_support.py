@@ -165,9 +165,24 @@ def create_swap_databases(source: EmbeddedPostgres, targets: EmbeddedPostgres, n
             admin.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
             admin.execute(f"CREATE DATABASE {database} OWNER {LOADER}")
     with source.connect(prod) as conn:
-        conn.execute(SCHEMA)
-        conn.execute(PROD_ROWS.format(customers=int(customers), orders=int(orders)))
+        conn.execute(SCHEMA + INHERITANCE)
+        conn.execute(PROD_ROWS.format(customers=int(customers), orders=int(orders)) + INHERITANCE_ROWS)
     with targets.connect(env, user=LOADER, password=LOADER_PASSWORD) as conn:
-        conn.execute(SCHEMA)
+        conn.execute(SCHEMA + INHERITANCE)
         conn.execute(ENV_ROWS)
     return SwapDatabases(source, targets, prod, env)
+
+INHERITANCE = """
+CREATE TABLE app.readings (id int PRIMARY KEY, taken date NOT NULL, value numeric DEFAULT 0, note text);
+CREATE TABLE app.readings_2024 (CHECK (taken < '2025-01-01'), extra text COLLATE "C") INHERITS (app.readings);
+CREATE TABLE app.readings_2025 (CHECK (taken >= '2025-01-01')) INHERITS (app.readings);
+ALTER TABLE app.readings_2024 ADD PRIMARY KEY (id);
+ALTER TABLE app.readings_2025 ALTER COLUMN note SET DEFAULT 'none', ALTER COLUMN value SET NOT NULL;
+COMMENT ON COLUMN app.readings_2024.extra IS 'the child''s own';
+CREATE VIEW app.all_readings AS SELECT * FROM app.readings;
+"""
+INHERITANCE_ROWS = """
+INSERT INTO app.readings SELECT g, date '2023-01-01' + g, g, 'n' FROM generate_series(1, 100) g;
+INSERT INTO app.readings_2024 SELECT 1000 + g, date '2024-01-01' + g, g, NULL, 'x' || g FROM generate_series(1, 200) g;
+INSERT INTO app.readings_2025 SELECT 2000 + g, date '2025-01-01' + g, g FROM generate_series(1, 300) g;
+"""

@@ -8,7 +8,7 @@ import time
 import psycopg
 import pytest
 
-from replication.engine.errors import SwapRefusedError
+from replication.engine.errors import LoadVerificationError, SwapRefusedError
 from replication.engine.load import load_snapshot
 from replication.engine.load.refresh import choose_mode
 from replication.engine.load.swap import swap_snapshot
@@ -151,3 +151,25 @@ def test_a_table_owned_by_another_role_is_named_with_what_to_grant(dbs, tmp_path
         with dbs.admin() as conn:
             conn.execute("ALTER TABLE app.customers OWNER TO swap_loader")
             conn.execute("DROP ROLE swap_owner")
+
+
+@pytest.mark.parametrize("ranged", [False, True])
+def test_a_copy_that_differs_from_production_is_refused_before_the_switch(dbs, tmp_path, monkeypatch, ranged):
+    """Verified before anything live changes, whole or (large tables) summed from page ranges read at once."""
+    import replication.engine.load.swap as swap
+
+    if ranged:
+        monkeypatch.setattr(swap, "RANGED_CHECKSUM_BYTES", 0)
+    dbs.snapshot(tmp_path / "snap")
+    with dbs.admin() as conn:
+        # The environment's column keeps one decimal: every loaded total with two is rounded.
+        conn.execute("DROP VIEW app.rich_count, app.rich")
+        conn.execute("DROP MATERIALIZED VIEW app.order_totals")
+        conn.execute("ALTER TABLE app.orders ALTER COLUMN total TYPE numeric(10, 1)")
+        conn.execute("UPDATE app.orders SET total = total")
+    before, rows = dbs.schema_dump(), _fingerprints(dbs.targets, dbs.env)
+    with pytest.raises(LoadVerificationError) as differs:
+        _swap(dbs, tmp_path / "snap", jobs=2)
+    assert "app.orders differs from production" in str(differs.value)
+    assert dbs.schema_dump() == before and _fingerprints(dbs.targets, dbs.env) == rows
+    assert dbs.private_schemas() == [], "the copy that failed its check is dropped at once"
