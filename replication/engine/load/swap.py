@@ -65,7 +65,7 @@ def swap_blockers(conn: psycopg.Connection, tables: list[TableRef]) -> list[str]
     """
     present = [t for t in tables
                if conn.execute("SELECT pg_catalog.to_regclass(%s)", (t.quoted,)).fetchone()[0] is not None]
-    found = find_dependents(conn, present)
+    found = find_dependents(conn, [relation for relation, _ in relations_of(conn, present)])
     conn.rollback()
     return found.blockers
 

@@ -45,6 +45,9 @@ def switch(conn: psycopg.Connection, tables: list[TableRef], every: list[TableRe
             conn.execute(f"ALTER SEQUENCE {sequence} OWNED BY NONE")
         for view in found.materialized_views:
             conn.execute(f"DROP MATERIALIZED VIEW {view.regclass}")
+        for publication in found.publications:
+            # Yesterday's table leaves the publication with its name; the new one joins below.
+            conn.execute(f"ALTER PUBLICATION {quote_ident(publication.name)} DROP TABLE ONLY {publication.table.quoted}")
         for table in every:
             conn.execute(sql.SQL("ALTER TABLE {} SET SCHEMA {}").format(table.ident, sql.Identifier(names.old[table.schema])))
         for table in every:

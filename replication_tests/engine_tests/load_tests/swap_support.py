@@ -139,8 +139,11 @@ class SwapDatabases:
             return take_snapshot(conn, directory, partition="2026-12-05", exclude=["audit.*"], **kwargs)
 
     def schema_dump(self) -> str:
+        """The environment's definitions as pg_dump prints them, a killed swap's private schemas left
+        out (`private_schemas` tells whether there are any)."""
         out = subprocess.run(
-            [str(POSTGRES_BIN_PATH / "pg_dump"), "--schema-only", "-h", self.targets.host, "-p", str(self.targets.port), "-U", "postgres", self.env],
+            [str(POSTGRES_BIN_PATH / "pg_dump"), "--schema-only", "--exclude-schema=replication_new_*",
+             "--exclude-schema=replication_old_*", "-h", self.targets.host, "-p", str(self.targets.port), "-U", "postgres", self.env],
             env={"PGPASSWORD": self.targets.password}, capture_output=True, text=True, check=True).stdout
         # pg_dump 17.6+ brackets its output with a random \\restrict key.
         return "\n".join(line for line in out.splitlines() if not line.startswith(("\\restrict", "\\unrestrict")))

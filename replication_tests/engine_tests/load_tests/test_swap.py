@@ -36,7 +36,10 @@ def dbs(cluster, request):
 
 
 def test_swap_replaces_the_tables_and_pg_dump_prints_the_same_schema(dbs, tmp_path):
-    dbs.snapshot(tmp_path / "snap")
+    manifest = dbs.snapshot(tmp_path / "snap")
+    with dbs.loader() as conn:
+        # Partitions, inheritance children and every dependent below: auto swaps this environment.
+        assert choose_mode(conn, "env", "auto", [e.ref for e in manifest.tables]) == ("swap", "")
     before = dbs.schema_dump()
     report = _swap(dbs, tmp_path / "snap", jobs=2)
 
@@ -162,11 +165,9 @@ def test_a_copy_that_differs_from_production_is_refused_before_the_switch(dbs, t
         monkeypatch.setattr(swap, "RANGED_CHECKSUM_BYTES", 0)
     dbs.snapshot(tmp_path / "snap")
     with dbs.admin() as conn:
-        # The environment's column keeps one decimal: every loaded total with two is rounded.
+        # The environment's column keeps whole seconds: every loaded time with microseconds is rounded.
         conn.execute("DROP VIEW app.rich_count, app.rich")
-        conn.execute("DROP MATERIALIZED VIEW app.order_totals")
-        conn.execute("ALTER TABLE app.orders ALTER COLUMN total TYPE numeric(10, 1)")
-        conn.execute("UPDATE app.orders SET total = total")
+        conn.execute("ALTER TABLE app.orders ALTER COLUMN placed TYPE timestamptz(0)")
     before, rows = dbs.schema_dump(), _fingerprints(dbs.targets, dbs.env)
     with pytest.raises(LoadVerificationError) as differs:
         _swap(dbs, tmp_path / "snap", jobs=2)

@@ -125,9 +125,9 @@ def test_sigkill_at_random_moments_never_shows_a_mixture(cluster, tmp_path):
     seen = set()
     for fraction in (0.1, 0.35, 0.6, 0.8, 0.95):
         with dbs.admin() as conn:  # back to yesterday's rows for the next attempt
-            conn.execute("TRUNCATE app.orders, app.customers, app.events, audit.notes")
+            conn.execute("TRUNCATE app.orders, app.customers, app.events, audit.notes, app.readings")
         with dbs.targets.connect(dbs.env, user=LOADER, password=LOADER_PASSWORD) as conn:
-            conn.execute("INSERT INTO app.customers (email) VALUES ('yesterday@x.test'), ('also-yesterday@x.test');"
+            conn.execute("INSERT INTO app.customers (id, email) VALUES (1, 'yesterday@x.test'), (2, 'also-yesterday@x.test');"
                          "INSERT INTO app.orders (customer_id, total) VALUES (1, 5), (2, 500)")
         yesterday = _state(dbs)
         process = _start_swap(dbs, snapshot, tmp_path, None)
