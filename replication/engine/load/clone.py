@@ -441,7 +441,7 @@ def settings_statements(shape: Shape, names: ShadowNames) -> list[str]:
     copy = names.new_regclass(shape.ref)
     statements = []
     for policy, comment in shape.policies:
-        statements.append(policy.format(table=copy))
+        statements.append(policy.replace("{table}", copy, 1))  # the expression may hold braces
         if comment is not None:
             name = policy.split(" ON ", 1)[0].removeprefix("CREATE POLICY ")
             statements.append(f"COMMENT ON POLICY {name} ON {copy} IS {sql.Literal(comment).as_string(None)}")
@@ -452,7 +452,7 @@ def settings_statements(shape: Shape, names: ShadowNames) -> list[str]:
     identity = {"n": "NOTHING", "f": "FULL"}.get(shape.replica_identity)
     if identity:
         statements.append(f"ALTER TABLE {copy} REPLICA IDENTITY {identity}")
-    statements += [grant.format(table=copy) for grant in shape.grants]
+    statements += [grant.replace("{table}", copy, 1) for grant in shape.grants]
     if shape.revoke_from_owner:
         statements.append(f"REVOKE {', '.join(shape.revoke_from_owner)} ON TABLE {copy} FROM {quote_ident(shape.owner)}")
     if shape.comment is not None:

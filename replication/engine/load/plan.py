@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import psycopg
-from psycopg import sql
+from psycopg import IsolationLevel, sql
 
 from ..pg.catalog import Column, TableRef, columns_of, foreign_key_edges, foreign_key_order, own_rows, parents_of, \
     partitioned_tables
@@ -14,6 +14,7 @@ from ..progress import Log
 from ..snapshot.manifest import Manifest, TableEntry
 from ..privacy.mask import MaskRule, check_rules, foreign_key_gaps, mask_problems, stale_mask_error, \
     keyed_strategies, unmasked_personal_columns
+from ..pg.session import prepare_transaction
 from .privileges import require_privileges
 from ..subset.plan import SubsetPlan, SubsetRule, plan_subset
 
@@ -111,6 +112,19 @@ def plan_load(conn: psycopg.Connection, manifest: Manifest, environment: str,
     return LoadPlan(environment, entries, order, cyclic, partitioned_tables(conn, order), masks, mask_columns,
                     "MATCH" if conn.info.server_version >= 150000 else "true",
                     plan_subset(conn, environment, manifest, subset or {}, edges, columns), uncovered)
+
+
+def plan_for_report(conn: psycopg.Connection, manifest: Manifest, report, masks: dict[str, dict[str, MaskRule]],
+                    masking_key: str | None, subset: dict[str, SubsetRule] | None, personal_data: str,
+                    warn: Log | None) -> LoadPlan:
+    """What both ways to load do first: the plan, read in a read-only catalog transaction, and what
+    the report says of privacy (the masked columns, the personal ones loaded unmasked)."""
+    prepare_transaction(conn, IsolationLevel.READ_COMMITTED, read_only=False)
+    plan = plan_load(conn, manifest, report.environment, masks or {}, masking_key, subset, personal_data, warn)
+    report.unmasked_personal_columns = plan.uncovered
+    report.masked_columns = {f"{table}.{col}": rule.describe()
+                             for table, rules in plan.masks.items() for col, rule in rules.items()}
+    return plan
 
 
 def check_personal_data(environment: str, manifest: Manifest, masks: dict[str, dict[str, MaskRule]], policy: str,

@@ -25,12 +25,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
-from psycopg import IsolationLevel
 
 from ..errors import SwapRefusedError
 from ..pg.catalog import ForeignKeyEdge, TableRef, foreign_keys, quote_ident
 from ..pg.locks import LockPolicy, acquire, lock_statement
-from ..pg.session import prepare_transaction
 from ..privacy.mask import MaskRule, set_key
 from ..progress import Log, Ticker
 from ..snapshot.manifest import Manifest
@@ -42,7 +40,7 @@ from ..capture.split import page_ranges
 from ..verify.checksum import HASH64, ChecksumRequest, checksum_algorithm, checksum_many
 from .copy import compare_checksum, copy_in, copy_tables
 from .dependents import Dependents, find_dependents
-from .plan import LoadPlan, plan_load
+from .plan import LoadPlan, plan_for_report
 from .report import LoadReport, TableLoad
 from .shadow import ShadowNames, create_private, hold_swap_lock, release_swap_lock, remove_leftovers, \
     shadow_names
@@ -104,11 +102,7 @@ def swap_snapshot(
     location = as_location(snapshot)
     location.require_identity(manifest.tables)
     report = LoadReport(environment, mode="swap", jobs=jobs)
-    prepare_transaction(conn, IsolationLevel.READ_COMMITTED, read_only=False)
-    plan = plan_load(conn, manifest, environment, masks or {}, masking_key, subset, personal_data, warn)
-    report.unmasked_personal_columns = plan.uncovered
-    report.masked_columns = {f"{table}.{col}": rule.describe()
-                             for table, rules in plan.masks.items() for col, rule in rules.items()}
+    plan = plan_for_report(conn, manifest, report, masks or {}, masking_key, subset, personal_data, warn)
     tables = plan.order
     relations = relations_of(conn, tables)  # the tables and their partitions, parents first
     every = [relation for relation, _ in relations]
@@ -221,7 +215,7 @@ def _grant_identity_sequences(conn: psycopg.Connection, shape: Shape, names: Sha
     for column, grants in shape.identity_grants.items():
         (sequence,) = conn.execute("SELECT pg_catalog.pg_get_serial_sequence(%s, %s)", (copy, column)).fetchone()
         for grant in grants:
-            conn.execute(grant.format(sequence=sequence))
+            conn.execute(grant.replace("{sequence}", sequence, 1))
 
 
 def _fill(connect: Connect, location: SnapshotLocation, plan: LoadPlan, report: LoadReport, jobs: int, verify: bool,

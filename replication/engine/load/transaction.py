@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 import psycopg
-from psycopg import IsolationLevel, sql
+from psycopg import sql
 
 from ..pg.catalog import TableRef
 from ..verify.checksum import ChecksumRequest, checksum_algorithm, checksum_many
@@ -15,7 +15,7 @@ from ..pg.locks import LockPolicy, LockWait, acquire, lock_statement, lock_table
 from ..snapshot.manifest import Manifest
 from ..privacy.mask import MaskRule, set_key
 from .copy import compare_checksum, copy_tables
-from .plan import REBUILD_MIN_ROWS, LoadPlan, plan_load
+from .plan import REBUILD_MIN_ROWS, LoadPlan, plan_for_report
 from .report import LoadReport
 from .postload import analyze, refresh_materialized_views
 from ..progress import Log, Ticker
@@ -23,7 +23,6 @@ from .rebuild import TakenOff, outside_referencing_tables, put_back, take_off
 from ..pg.sequences import advance_sequences, loaded_maxima, owned_sequences
 from ..storage import SnapshotLocation, as_location
 from ..subset.plan import SubsetRule
-from ..pg.session import prepare_transaction
 
 
 
@@ -68,11 +67,7 @@ def load_snapshot(
     location = as_location(snapshot)
     location.require_identity(manifest.tables)
     report = LoadReport(environment)
-    prepare_transaction(conn, IsolationLevel.READ_COMMITTED, read_only=False)
-    plan = plan_load(conn, manifest, environment, masks or {}, masking_key, subset, personal_data, warn)
-    report.unmasked_personal_columns = plan.uncovered
-    report.masked_columns = {f"{table}.{col}": rule.describe()
-                             for table, rules in plan.masks.items() for col, rule in rules.items()}
+    plan = plan_for_report(conn, manifest, report, masks or {}, masking_key, subset, personal_data, warn)
     conn.rollback()  # end the read-only catalog transaction before the write transaction
     try:
         with conn.transaction():

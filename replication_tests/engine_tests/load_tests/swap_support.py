@@ -89,6 +89,8 @@ ALTER TABLE app.events_2025 ADD CONSTRAINT events_2025_kind CHECK (kind <> '');
 CREATE INDEX events_kind_idx ON app.events (kind);
 CREATE INDEX events_2025_customer_idx ON app.events_2025 (customer_id);
 COMMENT ON COLUMN app.events_2025.kind IS 'what happened';
+ALTER TABLE app.events ENABLE ROW LEVEL SECURITY;
+CREATE POLICY known_kinds ON app.events FOR SELECT TO swap_reader USING (kind = ANY ('{click,view}'::text[]));
 CREATE TRIGGER events_touch BEFORE UPDATE ON app.events FOR EACH ROW EXECUTE FUNCTION app.touch();
 CREATE VIEW app.recent_events AS SELECT * FROM app.events_2026;
 GRANT SELECT ON app.events TO swap_reader;
