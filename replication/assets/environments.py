@@ -92,6 +92,7 @@ def _policy_metadata(report: LoadReport, settings: EnvironmentSettings) -> dict:
         "load_mode_reason": report.mode_reason or ("load: in_place" if settings.load == "in_place" else ""),
         "load_jobs": report.jobs,
         "switch_seconds": dg.MetadataValue.float(report.switch_seconds),
+        "swap_phase_seconds": dg.MetadataValue.json(report.phase_seconds),
         "repointed": dg.MetadataValue.json(report.repointed),
         "mask_overlaps": dg.MetadataValue.json(report.mask_overlaps),
         # What the rows check expects of each subset table: [kept, in the snapshot].

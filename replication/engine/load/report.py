@@ -60,3 +60,4 @@ class LoadReport(TableTotals):
     # stands where transaction_id stands for an in-place load.
     table_transactions: dict[str, str] = field(default_factory=dict)
     leftovers_removed: list[str] = field(default_factory=list)  # private schemas of an interrupted swap
+    phase_seconds: dict[str, float] = field(default_factory=dict)  # a swap's: plan, create, fill, ... drop

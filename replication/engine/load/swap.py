@@ -21,7 +21,8 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -46,7 +47,7 @@ from .shadow import ShadowNames, create_private, hold_swap_lock, release_swap_lo
     shadow_names
 from .switch import drop_outgoing, switch
 from .transaction import advance_owned_sequences, verify_tables
-from .workers import Connect, run_tasks
+from .workers import Connect, Workers
 
 DEFAULT_JOBS = 2
 # A plain table this large is checksummed in page ranges by several connections at once.
@@ -117,16 +118,25 @@ def swap_snapshot(
     conn.autocommit = True
     hold_swap_lock(conn)
     report.leftovers_removed = remove_leftovers(conn, environment, log)
+    workers = Workers(connect, jobs)
     try:
-        waited = _create(conn, plan, every, shapes, names, locks, log)
+        phases = report.phase_seconds
+        phases["plan"] = round(time.monotonic() - started, 3)
+        with _timed(phases, "create"):
+            waited = _create(conn, plan, every, shapes, names, locks, log)
         plan.into = {table: names.new_ref(table) for table in tables}
         _say(log, f"{environment}: building the new copy of {len(tables)} tables beside the live ones with {jobs} "
                   f"connection(s); readers keep yesterday's until the switch")
-        expected_unmasked = _fill(connect, location, plan, report, jobs, verify_checksums, masking_key, log)
-        _post_data(connect, conn, plan, every, shapes, names, own_keys, jobs, report)
-        if verify_checksums:
-            _verify(connect, conn, plan, report, expected_unmasked, jobs)
-        run_tasks(connect, jobs, [_analyze(names.new_ref(t)) for t in _largest_first(plan, tables)])
+        with _timed(phases, "fill"):
+            expected_unmasked = _fill(workers, location, plan, report, verify_checksums, masking_key, log)
+        with _timed(phases, "post_data"):
+            _post_data(workers, conn, plan, every, shapes, names, own_keys, report)
+        with _timed(phases, "verify"):
+            if verify_checksums:
+                _verify(workers, conn, plan, report, expected_unmasked)
+        with _timed(phases, "analyze"):
+            workers.run([_analyze(names.new_ref(t)) for t in _largest_first(plan, tables)])
+        workers.close()
         _kill_point("switching")
         sequences: list[str] = []
 
@@ -138,6 +148,7 @@ def swap_snapshot(
         switched, held = switch(conn, tables, every, names, shapes, found, locks, environment, log, inside=[inside],
                                 partitioned=plan.partitioned)
     except BaseException:
+        workers.close()
         # Nothing live changed: the half-built copy goes now (or, if the connection is gone, next run).
         drop_outgoing(conn, names, environment, warn)
         release_swap_lock(conn)
@@ -148,9 +159,11 @@ def swap_snapshot(
     report.sequences_reset = sequences
     report.repointed = _repointed(found)
     report.materialized_views_refreshed = [m.regclass for m in found.materialized_views] + list(found.refreshed)
-    _say(log, f"{environment}: switched to the new copy, the tables held for {held:.3f} s")
+    _say(log, f"{environment}: switched to the new copy, the tables held for {held:.3f} s (built in "
+              + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in phases.items()) + ")")
     _kill_point("dropping")
-    drop_outgoing(conn, names, environment, warn)
+    with _timed(phases, "drop"):
+        drop_outgoing(conn, names, environment, warn)
     release_swap_lock(conn)
     conn.autocommit = False
     report.seconds = round(time.monotonic() - started, 3)
@@ -174,6 +187,15 @@ def _create(conn: psycopg.Connection, plan: LoadPlan, every: list[TableRef], sha
             _grant_identity_sequences(conn, shapes[relation], names)
     conn.autocommit = True
     return waited
+
+
+@contextmanager
+def _timed(phases: dict[str, float], name: str) -> Iterator[None]:
+    began = time.monotonic()
+    try:
+        yield
+    finally:
+        phases[name] = round(time.monotonic() - began, 3)
 
 
 def _parents_first(relations: list[TableRef], shapes: dict[TableRef, Shape]) -> list[TableRef]:
@@ -218,7 +240,7 @@ def _grant_identity_sequences(conn: psycopg.Connection, shape: Shape, names: Sha
             conn.execute(grant.replace("{sequence}", sequence, 1))
 
 
-def _fill(connect: Connect, location: SnapshotLocation, plan: LoadPlan, report: LoadReport, jobs: int, verify: bool,
+def _fill(workers: Workers, location: SnapshotLocation, plan: LoadPlan, report: LoadReport, verify: bool,
           masking_key: str | None, log: Log | None) -> dict[TableRef, tuple[list[str], str]]:
     """Every copy filled: plain tables one transaction each, masked and subset tables together in one."""
     special = [t for t in plan.order if plan.subsetted(t) or plan.entries[t].key in plan.masks]
@@ -277,7 +299,7 @@ def _fill(connect: Connect, location: SnapshotLocation, plan: LoadPlan, report: 
             else:
                 tasks.append((entry.bytes, fill_plain(table, ticker)))
         tasks.sort(key=lambda pair: -pair[0])
-        run_tasks(connect, jobs, [task for _, task in tasks])
+        workers.run([task for _, task in tasks])
     for table, loads in parts_loaded.items():
         entry = plan.entries[table]
         report.table_transactions[entry.key] = ",".join(xid for xid, _ in loads)
@@ -292,8 +314,8 @@ def _transaction_id(conn: psycopg.Connection) -> str:
     return str(conn.execute("SELECT pg_catalog.txid_current() % 4294967296").fetchone()[0])
 
 
-def _post_data(connect: Connect, conn: psycopg.Connection, plan: LoadPlan, every: list[TableRef],
-               shapes: dict[TableRef, Shape], names: ShadowNames, own_keys: list[ForeignKeyEdge], jobs: int,
+def _post_data(workers: Workers, conn: psycopg.Connection, plan: LoadPlan, every: list[TableRef],
+               shapes: dict[TableRef, Shape], names: ShadowNames, own_keys: list[ForeignKeyEdge],
                report: LoadReport) -> None:
     """Keys and indexes in parallel, then foreign keys, triggers and the rest, on the copies."""
     copies = {shapes[r].regclass: names.new_regclass(r) for r in every}
@@ -308,7 +330,7 @@ def _post_data(connect: Connect, conn: psycopg.Connection, plan: LoadPlan, every
                 c.execute(statement)
         return task
 
-    run_tasks(connect, jobs, [build(tree) for tree in trees])
+    workers.run([build(tree) for tree in trees])
     report.indexes_rebuilt = sum(len(tree) for shape in shapes.values() for tree in shape.indexes)
     keys_started = time.monotonic()
     # One connection: two foreign keys to one table, added at once, can deadlock on its lock.
@@ -329,8 +351,8 @@ def _post_data(connect: Connect, conn: psycopg.Connection, plan: LoadPlan, every
             conn.execute(statement)
 
 
-def _verify(connect: Connect, conn: psycopg.Connection, plan: LoadPlan, report: LoadReport,
-            expected_unmasked: dict[TableRef, tuple[list[str], str]], jobs: int) -> None:
+def _verify(workers: Workers, conn: psycopg.Connection, plan: LoadPlan, report: LoadReport,
+            expected_unmasked: dict[TableRef, tuple[list[str], str]]) -> None:
     """Every copy's rows and checksums against the manifest, tables spread over the connections; a
     large plain table's checksum is summed from page ranges read at once, so it is not the last
     connection's alone."""
@@ -355,6 +377,7 @@ def _verify(connect: Connect, conn: psycopg.Connection, plan: LoadPlan, report: 
 
     for table in _largest_first(plan, plan.order):
         entry = plan.entries[table]
+        jobs = workers.jobs
         ranges = [] if (jobs < 2 or table in plan.partitioned or table in expected_unmasked or plan.subsetted(table)
                         or not entry.content_checksum.startswith(HASH64 + ":") or entry.bytes < RANGED_CHECKSUM_BYTES) \
             else page_ranges(conn, plan.target(table), entry.bytes, max(entry.bytes // jobs, 1))
@@ -363,7 +386,7 @@ def _verify(connect: Connect, conn: psycopg.Connection, plan: LoadPlan, report: 
             tasks += [check_range(table, r.condition().as_string(conn)) for r in ranges]
         else:
             tasks.append(check(table))
-    run_tasks(connect, jobs, tasks)
+    workers.run(tasks)
     loads = {loaded.key: loaded for loaded in report.tables}
     for table, sums in ranged.items():
         entry = plan.entries[table]
