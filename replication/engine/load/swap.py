@@ -6,8 +6,8 @@
    schema (`shadow`, `clone`).
 3. Fill the copies with `jobs` connections at once, largest first, each table in its own
    transaction with COPY FREEZE; masked and subset tables together in one, through their staging.
-4. Build keys and indexes in parallel, then foreign keys, triggers, policies, grants and comments,
-   as pg_restore's post-data does; verify rows and checksums; ANALYZE.
+4. Build keys and indexes in parallel; ANALYZE; then foreign keys, triggers, policies, grants and
+   comments, as pg_restore's post-data does; verify rows and checksums.
 5. Switch in one short transaction (`switch`), then drop yesterday's tables.
 
 The environment serves yesterday's tables until the switch commits, and today's in full after;
@@ -129,14 +129,16 @@ def swap_snapshot(
                   f"connection(s); readers keep yesterday's until the switch")
         with _timed(phases, "fill"):
             expected_unmasked = _fill(workers, location, plan, report, verify_checksums, masking_key, log)
-        with _timed(phases, "post_data"):
-            _post_data(workers, conn, plan, every, shapes, names, own_keys, report)
-        with _timed(phases, "verify"):
-            if verify_checksums:
-                _verify(workers, conn, plan, report, expected_unmasked)
+        with _timed(phases, "indexes"):
+            _build_indexes(workers, plan, every, shapes, names, report)
         with _timed(phases, "analyze"):
             workers.run([_analyze(names.new_ref(t)) for t in _largest_first(plan, tables)])
+        with _timed(phases, "keys_and_verify"):
+            _verify(workers, conn, plan, report, expected_unmasked if verify_checksums else None,
+                    lambda c: _add_foreign_keys(c, every, names, own_keys, report))
         workers.close()
+        with _timed(phases, "definitions"):
+            _add_definitions(conn, every, shapes, names)
         _kill_point("switching")
         sequences: list[str] = []
 
@@ -314,10 +316,9 @@ def _transaction_id(conn: psycopg.Connection) -> str:
     return str(conn.execute("SELECT pg_catalog.txid_current() % 4294967296").fetchone()[0])
 
 
-def _post_data(workers: Workers, conn: psycopg.Connection, plan: LoadPlan, every: list[TableRef],
-               shapes: dict[TableRef, Shape], names: ShadowNames, own_keys: list[ForeignKeyEdge],
-               report: LoadReport) -> None:
-    """Keys and indexes in parallel, then foreign keys, triggers and the rest, on the copies."""
+def _build_indexes(workers: Workers, plan: LoadPlan, every: list[TableRef], shapes: dict[TableRef, Shape],
+                   names: ShadowNames, report: LoadReport) -> None:
+    """Keys and indexes on the copies, as many at once as there are connections, largest tables first."""
     copies = {shapes[r].regclass: names.new_regclass(r) for r in every}
     trees: list[list[str]] = []
     for table in _largest_first(plan, plan.order):
@@ -332,11 +333,21 @@ def _post_data(workers: Workers, conn: psycopg.Connection, plan: LoadPlan, every
 
     workers.run([build(tree) for tree in trees])
     report.indexes_rebuilt = sum(len(tree) for shape in shapes.values() for tree in shape.indexes)
-    keys_started = time.monotonic()
-    # One connection: two foreign keys to one table, added at once, can deadlock on its lock.
+
+
+def _add_foreign_keys(conn: psycopg.Connection, every: list[TableRef], names: ShadowNames,
+                      own_keys: list[ForeignKeyEdge], report: LoadReport) -> None:
+    """The copies' foreign keys, validated, one after another on one connection: two added at once
+    to one table can deadlock on its lock.
+
+    After ANALYZE: a new table has no statistics, and validating a foreign key without them can
+    take a plan many times slower than the anti-join it needs.
+    """
+    started = time.monotonic()
+    swapped = set(every)
     for fk in own_keys:
         definition = fk.definition
-        if fk.parent in set(every):
+        if fk.parent in swapped:
             definition = definition.replace(f" REFERENCES {fk.parent_relation}(",
                                             f" REFERENCES {names.new_regclass(fk.parent)}(", 1)
         copy = names.new_regclass(fk.child)
@@ -345,19 +356,32 @@ def _post_data(workers: Workers, conn: psycopg.Connection, plan: LoadPlan, every
             conn.execute(f"COMMENT ON CONSTRAINT {quote_ident(fk.name)} ON {copy} IS "
                          f"'{fk.comment.replace(chr(39), chr(39) * 2)}'")
     report.foreign_keys_readded = len(own_keys)
-    report.foreign_key_seconds = round(time.monotonic() - keys_started, 3)
+    report.foreign_key_seconds = round(time.monotonic() - started, 3)
+
+
+def _add_definitions(conn: psycopg.Connection, every: list[TableRef], shapes: dict[TableRef, Shape],
+                     names: ShadowNames) -> None:
+    """Triggers (after the data, as pg_restore adds them), policies, grants and comments, on the copies."""
     for relation in every:
         for statement in trigger_statements(shapes[relation], names) + settings_statements(shapes[relation], names):
             conn.execute(statement)
 
 
 def _verify(workers: Workers, conn: psycopg.Connection, plan: LoadPlan, report: LoadReport,
-            expected_unmasked: dict[TableRef, tuple[list[str], str]]) -> None:
-    """Every copy's rows and checksums against the manifest, tables spread over the connections; a
-    large plain table's checksum is summed from page ranges read at once, so it is not the last
-    connection's alone."""
+            expected_unmasked: dict[TableRef, tuple[list[str], str]] | None,
+            alongside: Callable[[psycopg.Connection], None]) -> None:
+    """Every copy's rows and checksums against the manifest (unless `expected_unmasked` is None:
+    verification is off), tables spread over the connections; a large plain table's checksum is
+    summed from page ranges read at once, so it is not the last connection's alone.
+
+    `alongside` runs first, on a connection of its own: the foreign keys, whose validation locks
+    the tables against writes only, so it and the checksums' reads go on at once.
+    """
     started = time.monotonic()
-    tasks: list[Callable[[psycopg.Connection], None]] = []
+    tasks: list[Callable[[psycopg.Connection], None]] = [alongside]
+    if expected_unmasked is None:
+        workers.run(tasks)
+        return
     ranged: dict[TableRef, list] = {}
     lock = threading.Lock()
 
