@@ -138,7 +138,7 @@ def _child_columns(conn: psycopg.Connection, oid: int) -> tuple[list[str], list[
     come from INHERITS), and ALTER clauses for what it changed on inherited ones."""
     rows = conn.execute(
         """
-        SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), a.attislocal, a.attinhcount,
+        SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), a.attislocal,
                CASE WHEN a.attcollation <> t.typcollation THEN
                     (SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.collname)
                      FROM pg_catalog.pg_collation c JOIN pg_catalog.pg_namespace n ON n.oid = c.collnamespace
@@ -159,7 +159,7 @@ def _child_columns(conn: psycopg.Connection, oid: int) -> tuple[list[str], list[
         """, (oid,)).fetchall()
     columns, fixes = [], []
     storage = {"p": "PLAIN", "e": "EXTERNAL", "m": "MAIN", "x": "EXTENDED"}
-    for (name, type_, local, inherited, collation, not_null, default, generated, identity, odd_storage, attstorage,
+    for (name, type_, local, collation, not_null, default, generated, identity, odd_storage, attstorage,
          parent_not_null, parent_default) in rows:
         column = quote_ident(name)
         if local:

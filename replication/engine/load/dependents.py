@@ -109,7 +109,7 @@ def _table_blockers(conn: psycopg.Connection, regclasses: list[str], found: Depe
         """
         SELECT c.oid::pg_catalog.regclass::text, pg_catalog.pg_get_userbyid(c.relowner),
                pg_catalog.pg_has_role(c.relowner, 'USAGE'), n.nspname,
-               pg_catalog.has_schema_privilege(n.oid, 'CREATE'), c.relkind = 'p',
+               pg_catalog.has_schema_privilege(n.oid, 'CREATE'),
                EXISTS (SELECT 1 FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class ch ON ch.oid = i.inhrelid
                        WHERE (i.inhrelid = c.oid OR i.inhparent = c.oid) AND NOT ch.relispartition
                          AND NOT (i.inhrelid = ANY(%(tables)s::pg_catalog.regclass[])
@@ -125,7 +125,7 @@ def _table_blockers(conn: psycopg.Connection, regclasses: list[str], found: Depe
         """, {"tables": regclasses}).fetchall()
     role = conn.execute("SELECT current_user").fetchone()[0]
     schemas_refused = set()
-    for table, owner, owned, schema, may_create, partitioned, inherits, typed, rules, unvalidated, stats, space in rows:
+    for table, owner, owned, schema, may_create, inherits, typed, rules, unvalidated, stats, space in rows:
         if not owned:
             found.blockers.append(f"{table} is owned by {owner}, and replacing it needs its owner: grant "
                                   f"{quote_ident(owner)} TO {quote_ident(role)}, or load it in place")
@@ -161,13 +161,13 @@ def _classify(conn: psycopg.Connection, catalog: str, objid: int, deptype: str, 
     if catalog == "pg_class":
         if objid in swapped:
             return "own"  # a partition of a swapped table, or the table's own partition key
-        relkind, owner_table = conn.execute(
-            "SELECT c.relkind, (SELECT i.indrelid FROM pg_catalog.pg_index i WHERE i.indexrelid = c.oid) "
-            "FROM pg_catalog.pg_class c WHERE c.oid = %s", (objid,)).fetchone()
+        (relkind,) = conn.execute("SELECT relkind FROM pg_catalog.pg_class WHERE oid = %s", (objid,)).fetchone()
         if relkind in ("i", "I") or relkind == "t":
             return "own"
         if relkind == "S":
             return "own" if deptype == "i" else "serial" if deptype == "a" else "a sequence"
+        if refobjid not in swapped:
+            return "uses the table's row type"  # a column of another table, of the table's type
         if relkind in ("r", "p"):
             return "an inheritance child or partition"
         return f"a relation of kind {relkind}"
