@@ -15,6 +15,7 @@ import psycopg
 from psycopg import sql
 
 from ..pg.catalog import TableRef, quote_ident
+from ..errors import ReplicationError
 from ..progress import Log
 
 NEW_PREFIX = "replication_new_"
@@ -71,17 +72,40 @@ def leftovers(conn: psycopg.Connection) -> list[str]:
 
 
 def remove_leftovers(conn: psycopg.Connection, who: str, log: Log | None) -> list[str]:
-    """Drop what a killed swap left. Autocommit; call holding the swap lock.
-
-    CASCADE is safe here: a half-built copy is referenced by nothing live, and the switch that
-    moved yesterday's tables out re-pointed everything that referenced them before it committed.
-    """
+    """Drop what a killed swap left. Autocommit; call holding the swap lock."""
     found = leftovers(conn)
     for schema in found:
-        conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+        try:
+            drop_private(conn, schema)
+        except psycopg.errors.DependentObjectsStillExist as exc:
+            detail = (exc.diag.message_detail or "").strip()
+            raise ReplicationError(
+                f"{who}: an interrupted load left yesterday's tables in schema {schema}, and something was made to "
+                f"depend on them since ({detail}). It was not dropped with them, and nothing was written. Drop or "
+                "move that object, then run the partition again.") from None
     if found and log is not None:
         log(f"{who}: removed what an interrupted load left behind: schema(s) {', '.join(found)}")
     return found
+
+
+def drop_private(conn: psycopg.Connection, schema: str) -> None:
+    """Drop one private schema and what it holds.
+
+    A copy that never switched is referenced by nothing live: CASCADE. Yesterday's tables were
+    re-pointed away from by the switch before it committed, so they are dropped without CASCADE:
+    were anything still bound to them, the drop fails and names it rather than taking it along.
+    """
+    if schema.startswith(NEW_PREFIX):
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+        return
+    tables = [row[0] for row in conn.execute(
+        "SELECT pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(c.relname) "
+        "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relkind IN ('r', 'p') AND NOT c.relispartition", (schema,)).fetchall()]
+    if tables:
+        # One statement: inheritance parents and children go together.
+        conn.execute(f"DROP TABLE {', '.join(tables)}")
+    conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {}").format(sql.Identifier(schema)))
 
 
 def create_private(conn: psycopg.Connection, schemas: list[str]) -> None:

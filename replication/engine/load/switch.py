@@ -19,7 +19,7 @@ from ..pg.locks import LockPolicy, LockWait, acquire, lock_statement
 from ..progress import Log
 from .clone import Shape, revoke_default_privileges
 from .dependents import Dependents
-from .shadow import ShadowNames
+from .shadow import ShadowNames, drop_private
 
 
 def switch(conn: psycopg.Connection, tables: list[TableRef], every: list[TableRef], names: ShadowNames,
@@ -103,7 +103,7 @@ def drop_outgoing(conn: psycopg.Connection, names: ShadowNames, who: str, warn: 
             if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                 conn.rollback()
             conn.autocommit = True
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+            drop_private(conn, schema)
         except psycopg.Error as exc:
             if warn is not None:
                 warn(f"{who}: could not drop {schema} after the switch ({exc.__class__.__name__}: "

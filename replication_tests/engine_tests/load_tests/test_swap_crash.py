@@ -13,6 +13,7 @@ import time
 import psycopg
 import pytest
 
+from replication.engine.errors import ReplicationError
 from replication.engine.load.swap import KILL_AT_VARIABLE, swap_snapshot
 from replication.engine.pg.session import libpq_options
 from replication.engine.snapshot.verify import verify_snapshot
@@ -145,3 +146,24 @@ def test_sigkill_at_random_moments_never_shows_a_mixture(cluster, tmp_path):
         swap_snapshot(dbs.loader, conn, snapshot, verify_snapshot(snapshot), environment="env")
     assert dbs.private_schemas() == [] and _state(dbs) == today
     assert seen, "at least one kill landed"
+
+
+def test_an_object_made_to_depend_on_yesterdays_leftover_tables_is_never_dropped_with_them(cluster, tmp_path):
+    dbs = create_swap_databases(cluster.source, cluster.targets, "kill_keep")
+    snapshot = tmp_path / "snap"
+    dbs.snapshot(snapshot)
+    process = _start_swap(dbs, snapshot, tmp_path, "dropping")
+    process.communicate(timeout=120)
+    _wait_for_backends_to_go(dbs)
+    old = next(s for s in dbs.private_schemas() if s.startswith("replication_old_"))
+    with dbs.admin() as conn:  # someone keeps a view on yesterday's rows
+        conn.execute(f'CREATE VIEW public.kept_yesterday AS SELECT * FROM "{old}".customers')
+    with pytest.raises(ReplicationError) as refused, dbs.loader() as conn:
+        swap_snapshot(dbs.loader, conn, snapshot, verify_snapshot(snapshot), environment="env")
+    assert old in str(refused.value) and "kept_yesterday" in str(refused.value)
+    with dbs.admin() as conn:
+        assert conn.execute("SELECT count(*) FROM public.kept_yesterday").fetchone()[0] == 2
+        conn.execute("DROP VIEW public.kept_yesterday")
+    with dbs.loader() as conn:
+        swap_snapshot(dbs.loader, conn, snapshot, verify_snapshot(snapshot), environment="env")
+    assert dbs.private_schemas() == []
