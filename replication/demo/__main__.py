@@ -119,7 +119,7 @@ for record in instance.all_logs(run.run_id):
 print(f"Asset checks: {len(evaluations) - len(failed)} of {len(evaluations)} passed" + (f"; FAILED: {failed}" if failed else ""))
 """
     result = subprocess.run([sys.executable, "-c", script], env=env, cwd=REPO, capture_output=True, text=True)
-    return result.stdout.strip()
+    return result.stdout.rstrip()
 
 
 def ui(setup: LocalSetup, host: str, port: int) -> int:
