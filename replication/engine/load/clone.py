@@ -6,9 +6,10 @@ options), generated columns, NOT NULL and CHECK constraints, storage and compres
 is added from the record. Definitions come from PostgreSQL's own deparsers (pg_get_indexdef,
 pg_get_constraintdef, pg_get_triggerdef, pg_get_expr) on a connection whose search_path is
 pg_catalog, so every name in them is schema-qualified and the live table's name appears in a
-known place to be pointed at the copy. After the data, `post_data_statements` gives what makes
-the copy the table it replaces: keys and indexes under their own names, foreign keys, triggers
-(which did not fire for the loaded rows), policies, grants, comments and settings.
+known place to be pointed at the copy. After the data, `index_statements`, `trigger_statements`
+and `settings_statements` give what makes the copy the table it replaces: keys and indexes under
+their own names, triggers (which did not fire for the loaded rows), policies, grants, comments
+and settings.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from dataclasses import dataclass, field, replace
 import psycopg
 from psycopg import sql
 
-from ..pg.catalog import TableRef, quote_ident
-from .rebuild import IndexNode, _index_trees
+from ..pg.catalog import TableRef, quote_ident, quote_literal
+from .rebuild import IndexNode, index_properties, index_trees
 from .shadow import ShadowNames
 
 
@@ -39,14 +40,14 @@ class Shape:
     row_security: bool
     force_row_security: bool
     comment: str | None
-    grants: list[str] = field(default_factory=list)  # GRANT statements with {table} for the copy's name
+    grants: list[str] = field(default_factory=list)  # GRANT statements with {target} for the copy's name
     revoke_from_owner: list[str] = field(default_factory=list)
     column_settings: list[str] = field(default_factory=list)  # ALTER COLUMN clauses
     triggers: list[tuple[str, str, str, str | None]] = field(default_factory=list)  # name, def, tgenabled, comment
-    policies: list[tuple[str, str | None]] = field(default_factory=list)  # CREATE POLICY with {table}, comment
+    policies: list[tuple[str, str, str | None]] = field(default_factory=list)  # name, CREATE POLICY with {target}, comment
     indexes: list[list[IndexNode]] = field(default_factory=list)
     identity_sequences: dict[str, str] = field(default_factory=dict)  # column -> the live sequence's own name
-    identity_grants: dict[str, list[str]] = field(default_factory=dict)  # column -> GRANTs with {sequence}
+    identity_grants: dict[str, list[str]] = field(default_factory=dict)  # column -> GRANTs with {target}
     partition_key: str | None = None  # pg_get_partkeydef of a partitioned table
     parent: TableRef | None = None  # a partition's parent, and its bound
     bound: str | None = None
@@ -109,7 +110,7 @@ def read_shapes(conn: psycopg.Connection, relations: list[tuple[TableRef, TableR
         shape.policies = _policies(conn, oid)
         shape.parent = parents.get(table)
         # A tree's indexes are read from its root, partitions' indexes included.
-        shape.indexes = _index_trees(conn, [shape.regclass]) if shape.parent is None else []
+        shape.indexes = index_trees(conn, [shape.regclass]) if shape.parent is None else []
         shape.identity_sequences, shape.identity_grants = _identity_sequences(conn, oid)
         shape.partition_key, shape.bound = conn.execute(
             "SELECT CASE WHEN c.relkind = 'p' THEN pg_catalog.pg_get_partkeydef(c.oid) END, "
@@ -189,35 +190,41 @@ def _grantee(name: str | None) -> str:
     return "PUBLIC" if name is None else quote_ident(name)
 
 
-def _grants(conn: psycopg.Connection, oid: int) -> tuple[list[str], list[str]]:
-    """Table and column privileges as GRANTs, and what the owner was refused."""
+def relation_grants(conn: psycopg.Connection, oid: int, on: str) -> tuple[list[str], set[str] | None]:
+    """A relation's ACL as GRANTs to the roles other than its owner, in the ACL's own order (which
+    pg_dump prints), each with "{target}" where its name goes; and the privileges the owner holds
+    (None: no ACL, the defaults). `on` is TABLE or SEQUENCE."""
     rows = conn.execute(
         """
-        SELECT pg_catalog.pg_get_userbyid(a.grantee) AS grantee_name, a.grantee = 0 AS public,
-               a.privilege_type, a.is_grantable, a.grantee = c.relowner
+        SELECT CASE WHEN a.grantee <> 0 THEN pg_catalog.pg_get_userbyid(a.grantee) END, a.privilege_type,
+               a.is_grantable, a.grantee = c.relowner
         FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) WITH ORDINALITY a WHERE c.oid = %s
         ORDER BY a.ordinality
         """, (oid,)).fetchall()
-    # In the ACL's own order, which pg_dump prints.
-    grants = [f"GRANT {privilege} ON TABLE {{table}} TO {'PUBLIC' if public else quote_ident(name)}"
-              + (" WITH GRANT OPTION" if grantable else "")
-              for name, public, privilege, grantable, is_owner in rows if not is_owner]
+    grants = [f"GRANT {privilege} ON {on} {{target}} TO {_grantee(name)}" + (" WITH GRANT OPTION" if grantable else "")
+              for name, privilege, grantable, is_owner in rows if not is_owner]
+    held = {privilege for _, privilege, _, is_owner in rows if is_owner} if rows else None
+    return grants, held
+
+
+def _grants(conn: psycopg.Connection, oid: int) -> tuple[list[str], list[str]]:
+    """Table and column privileges as GRANTs, and what the owner was refused."""
+    grants, held = relation_grants(conn, oid, "TABLE")
     revoke = []
-    if rows:
-        held = {privilege for _, _, privilege, _, is_owner in rows if is_owner}
+    if held is not None:
         every = ["INSERT", "SELECT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER", "MAINTAIN"]
         if conn.info.server_version < 170000:
             every.remove("MAINTAIN")
         revoke = [p for p in every if p not in held]
     columns = conn.execute(
         """
-        SELECT t.attname, pg_catalog.pg_get_userbyid(a.grantee), a.grantee = 0, a.privilege_type, a.is_grantable
+        SELECT t.attname, CASE WHEN a.grantee <> 0 THEN pg_catalog.pg_get_userbyid(a.grantee) END, a.privilege_type,
+               a.is_grantable
         FROM pg_catalog.pg_attribute t, pg_catalog.aclexplode(t.attacl) WITH ORDINALITY a
         WHERE t.attrelid = %s AND t.attacl IS NOT NULL ORDER BY t.attnum, a.ordinality
         """, (oid,)).fetchall()
-    grants += [f"GRANT {privilege} ({quote_ident(column)}) ON TABLE {{table}} TO "
-               f"{'PUBLIC' if public else quote_ident(name)}" + (" WITH GRANT OPTION" if grantable else "")
-               for column, name, public, privilege, grantable in columns]
+    grants += [f"GRANT {privilege} ({quote_ident(column)}) ON TABLE {{target}} TO {_grantee(name)}"
+               + (" WITH GRANT OPTION" if grantable else "") for column, name, privilege, grantable in columns]
     return grants, revoke
 
 
@@ -245,14 +252,14 @@ def _options(options: list[str]) -> str:
     items = []
     for option in options:
         key, _, value = option.partition("=")
-        items.append(f"{key} = {sql.Literal(value).as_string(None)}")
+        items.append(f"{key} = {quote_literal(value)}")
     return ", ".join(items)
 
 
 _POLICY_COMMANDS = {"r": "SELECT", "a": "INSERT", "w": "UPDATE", "d": "DELETE", "*": "ALL"}
 
 
-def _policies(conn: psycopg.Connection, oid: int) -> list[tuple[str, str | None]]:
+def _policies(conn: psycopg.Connection, oid: int) -> list[tuple[str, str, str | None]]:
     rows = conn.execute(
         """
         SELECT p.polname, p.polcmd, p.polpermissive,
@@ -264,13 +271,13 @@ def _policies(conn: psycopg.Connection, oid: int) -> list[tuple[str, str | None]
         """, (oid,)).fetchall()
     policies = []
     for name, command, permissive, roles, qual, check, comment in rows:
-        text = (f"CREATE POLICY {quote_ident(name)} ON {{table}} AS {'PERMISSIVE' if permissive else 'RESTRICTIVE'} "
+        text = (f"CREATE POLICY {quote_ident(name)} ON {{target}} AS {'PERMISSIVE' if permissive else 'RESTRICTIVE'} "
                 f"FOR {_POLICY_COMMANDS[command]} TO {', '.join(_grantee(r) for r in roles)}")
         if qual is not None:
             text += f" USING ({qual})"
         if check is not None:
             text += f" WITH CHECK ({check})"
-        policies.append((text, comment))
+        policies.append((name, text, comment))
     return policies
 
 
@@ -286,14 +293,7 @@ def _identity_sequences(conn: psycopg.Connection, oid: int) -> tuple[dict[str, s
     names, grants = {}, {}
     for column, name, sequence in rows:
         names[column] = name
-        acl = conn.execute(
-            """
-            SELECT pg_catalog.pg_get_userbyid(a.grantee), a.grantee = 0, a.privilege_type, a.is_grantable
-            FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) WITH ORDINALITY a
-            WHERE c.oid = %s AND a.grantee <> c.relowner ORDER BY a.ordinality
-            """, (sequence,)).fetchall()
-        grants[column] = [f"GRANT {p} ON SEQUENCE {{sequence}} TO {'PUBLIC' if public else quote_ident(n)}"
-                          + (" WITH GRANT OPTION" if g else "") for n, public, p, g in acl]
+        grants[column] = relation_grants(conn, sequence, "SEQUENCE")[0]
     return names, grants
 
 
@@ -330,7 +330,7 @@ def create_empty(conn: psycopg.Connection, shape: Shape, names: ShadowNames) -> 
         conn.execute(f"ALTER TABLE {copy} " + ", ".join([*shape.column_fixes, *shape.column_settings,
                                                           *shape.local_checks]))
     for column, comment in shape.column_comments:
-        conn.execute(f"COMMENT ON COLUMN {copy}.{quote_ident(column)} IS {sql.Literal(comment).as_string(None)}")
+        conn.execute(f"COMMENT ON COLUMN {copy}.{quote_ident(column)} IS {quote_literal(comment)}")
 
 
 def revoke_default_privileges(conn: psycopg.Connection, relation: str) -> None:
@@ -344,7 +344,7 @@ def revoke_default_privileges(conn: psycopg.Connection, relation: str) -> None:
         conn.execute(f"REVOKE ALL ON TABLE {relation} FROM {quote_ident(role)}")
 
 
-def index_statements(shape: Shape, names: ShadowNames, copies: dict[str, str]) -> list[list[str]]:
+def index_statements(shape: Shape, names: ShadowNames, copies: dict[str, str]) -> list[list[str | sql.Composed]]:
     """Each index tree of the table as statements for its copy, under the live index's own name.
 
     `copies` maps every live relation's regclass text to its copy's (a tree spans the partitions).
@@ -365,8 +365,7 @@ def index_statements(shape: Shape, names: ShadowNames, copies: dict[str, str]) -
             if moved.constraint and len(tree) == 1 and not shape.inherits and _by_index(moved.constraint_def):
                 # Built as an index first, then made the key: CREATE INDEX shares the table with
                 # other index builds, where ADD PRIMARY KEY would lock them out for the whole build.
-                statements.append(moved.definition if not moved.tablespace
-                                  else _in_tablespace(moved.definition, moved.tablespace))
+                statements.append(_create_index(moved))
                 kind = "PRIMARY KEY" if moved.constraint_def.startswith("PRIMARY KEY") else "UNIQUE"
                 statements.append(f"ALTER TABLE ONLY {copy} ADD CONSTRAINT {quote_ident(moved.constraint)} {kind} "
                                   f"USING INDEX {quote_ident(moved.short_name)}")
@@ -374,9 +373,8 @@ def index_statements(shape: Shape, names: ShadowNames, copies: dict[str, str]) -
                 statements.append(f"ALTER TABLE ONLY {copy} ADD CONSTRAINT {quote_ident(moved.constraint)} "
                                   f"{moved.constraint_def}")
             else:
-                statements.append(moved.definition if not moved.tablespace
-                                  else _in_tablespace(moved.definition, moved.tablespace))
-            properties += _index_properties(moved)
+                statements.append(_create_index(moved))
+            properties += index_properties(moved)
         for node in sorted(tree[1:], key=lambda n: -n.depth):
             attach.append(f"ALTER INDEX {moved_by_name[node.parent].name} ATTACH PARTITION {moved_by_name[node.name].name}")
         result.append(statements + attach + properties)
@@ -393,25 +391,13 @@ def _schema_of(names: ShadowNames, node: IndexNode) -> str:
     return names.new[node.table_key.split(".", 1)[0]]
 
 
-def _in_tablespace(definition: str, tablespace: str) -> str:
-    # pg_get_indexdef leaves the tablespace out; rebuild puts the index back in its own with
-    # default_tablespace, a copy names it (a WHERE clause comes last).
-    head, where, predicate = definition.partition(" WHERE ")
-    return f"{head} TABLESPACE {quote_ident(tablespace)}{where}{predicate}"
-
-
-def _index_properties(node: IndexNode) -> list[str]:
-    statements = []
-    if node.replica_identity:
-        statements.append(f"ALTER TABLE ONLY {node.table} REPLICA IDENTITY USING INDEX {quote_ident(node.short_name)}")
-    if node.clustered:
-        statements.append(f"ALTER TABLE ONLY {node.table} CLUSTER ON {quote_ident(node.short_name)}")
-    if node.comment is not None:
-        statements.append(f"COMMENT ON INDEX {node.name} IS {sql.Literal(node.comment).as_string(None)}")
-    if node.constraint and node.constraint_comment is not None:
-        statements.append(f"COMMENT ON CONSTRAINT {quote_ident(node.constraint)} ON {node.table} IS "
-                          f"{sql.Literal(node.constraint_comment).as_string(None)}")
-    return statements
+def _create_index(node: IndexNode) -> str:
+    """CREATE INDEX in the live index's tablespace: pg_get_indexdef leaves it out, and where rebuild
+    sets default_tablespace, a copy names it (a WHERE clause comes last)."""
+    if not node.tablespace:
+        return node.definition
+    head, where, predicate = node.definition.partition(" WHERE ")
+    return f"{head} TABLESPACE {quote_ident(node.tablespace)}{where}{predicate}"
 
 
 def _retarget(definition: str, live: str, copy: str, before: str, after: str) -> str:
@@ -432,7 +418,7 @@ def trigger_statements(shape: Shape, names: ShadowNames) -> list[str]:
         if mode:
             statements.append(f"ALTER TABLE {copy} {mode} TRIGGER {quote_ident(name)}")
         if comment is not None:
-            statements.append(f"COMMENT ON TRIGGER {quote_ident(name)} ON {copy} IS {sql.Literal(comment).as_string(None)}")
+            statements.append(f"COMMENT ON TRIGGER {quote_ident(name)} ON {copy} IS {quote_literal(comment)}")
     return statements
 
 
@@ -440,11 +426,10 @@ def settings_statements(shape: Shape, names: ShadowNames) -> list[str]:
     """Policies, row security, replica identity, grants and the table's comment, on the copy."""
     copy = names.new_regclass(shape.ref)
     statements = []
-    for policy, comment in shape.policies:
-        statements.append(policy.replace("{table}", copy, 1))  # the expression may hold braces
+    for name, policy, comment in shape.policies:
+        statements.append(policy.replace("{target}", copy, 1))  # the expression may hold braces
         if comment is not None:
-            name = policy.split(" ON ", 1)[0].removeprefix("CREATE POLICY ")
-            statements.append(f"COMMENT ON POLICY {name} ON {copy} IS {sql.Literal(comment).as_string(None)}")
+            statements.append(f"COMMENT ON POLICY {quote_ident(name)} ON {copy} IS {quote_literal(comment)}")
     if shape.row_security:
         statements.append(f"ALTER TABLE {copy} ENABLE ROW LEVEL SECURITY")
     if shape.force_row_security:
@@ -452,9 +437,9 @@ def settings_statements(shape: Shape, names: ShadowNames) -> list[str]:
     identity = {"n": "NOTHING", "f": "FULL"}.get(shape.replica_identity)
     if identity:
         statements.append(f"ALTER TABLE {copy} REPLICA IDENTITY {identity}")
-    statements += [grant.replace("{table}", copy, 1) for grant in shape.grants]
+    statements += [grant.replace("{target}", copy, 1) for grant in shape.grants]
     if shape.revoke_from_owner:
         statements.append(f"REVOKE {', '.join(shape.revoke_from_owner)} ON TABLE {copy} FROM {quote_ident(shape.owner)}")
     if shape.comment is not None:
-        statements.append(f"COMMENT ON TABLE {copy} IS {sql.Literal(shape.comment).as_string(None)}")
+        statements.append(f"COMMENT ON TABLE {copy} IS {quote_literal(shape.comment)}")
     return statements

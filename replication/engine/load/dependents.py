@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 
 import psycopg
 
-from ..pg.catalog import ForeignKeyEdge, TableRef, foreign_keys, quote_ident
-from .clone import _options
+from ..pg.catalog import ForeignKeyEdge, TableRef, foreign_keys, quote_ident, quote_literal
+from .postload import dependent_materialized_views
+from .clone import _options, relation_grants
 
 
 @dataclass
@@ -28,7 +29,7 @@ class View:
 class MaterializedView:
     regclass: str
     create: str  # CREATE MATERIALIZED VIEW ... WITH [NO] DATA
-    after: list[str] = field(default_factory=list)  # indexes, owner, grants, comments
+    after: list[str] = field(default_factory=list)  # indexes, owner, grants, comments, once default privileges are revoked
 
 
 @dataclass
@@ -41,7 +42,7 @@ class Publication:
 @dataclass
 class Dependents:
     views: list[View] = field(default_factory=list)
-    functions: list[str] = field(default_factory=list)  # CREATE OR REPLACE FUNCTION, whole
+    functions: list[tuple[str, str]] = field(default_factory=list)  # name, CREATE OR REPLACE FUNCTION whole
     materialized_views: list[MaterializedView] = field(default_factory=list)  # built on a swapped table
     refreshed: list[str] = field(default_factory=list)  # reading one through views: refreshed
     outside_foreign_keys: list[ForeignKeyEdge] = field(default_factory=list)  # from tables not swapped
@@ -93,10 +94,11 @@ def find_dependents(conn: psycopg.Connection, tables: list[TableRef]) -> Depende
         else:
             found.blockers.append(f"{what} depends on {of} ({kind})")
     found.views = [_view(conn, oid, found) for oid in sorted(views)]
-    found.functions = [conn.execute("SELECT pg_catalog.pg_get_functiondef(%s)", (oid,)).fetchone()[0]
+    found.functions = [conn.execute("SELECT p.oid::pg_catalog.regproc::text, pg_catalog.pg_get_functiondef(p.oid) "
+                                    "FROM pg_catalog.pg_proc p WHERE p.oid = %s", (oid,)).fetchone()
                        for oid in sorted(functions) if _owned(conn, "pg_proc", oid, found)]
     found.materialized_views = [_materialized_view(conn, oid, found) for oid in sorted(matviews)]
-    found.refreshed = _refreshed(conn, regclasses, {m.regclass for m in found.materialized_views}, found)
+    found.refreshed = _refreshed(conn, tables, {m.regclass for m in found.materialized_views}, found)
     found.outside_foreign_keys = _outside_foreign_keys(conn, tables, found)
     found.serial_sequences = _serial_sequences(conn, regclasses, found)
     found.publications = _publications(conn, regclasses, oids, found)
@@ -244,31 +246,17 @@ def _materialized_view(conn: psycopg.Connection, oid: int, found: Dependents) ->
     after = [row[0] for row in conn.execute(
         "SELECT pg_catalog.pg_get_indexdef(indexrelid) FROM pg_catalog.pg_index WHERE indrelid = %s ORDER BY indexrelid",
         (oid,)).fetchall()]
-    after += [f"ALTER MATERIALIZED VIEW {regclass} OWNER TO {quote_ident(owner)}", f"REVOKE_DEFAULTS {regclass}"]
-    after += [f"GRANT {privilege} ON TABLE {regclass} TO {'PUBLIC' if public else quote_ident(name)}"
-              for name, public, privilege in conn.execute(
-                  "SELECT pg_catalog.pg_get_userbyid(a.grantee), a.grantee = 0, a.privilege_type FROM pg_catalog.pg_class c, "
-                  "pg_catalog.aclexplode(c.relacl) WITH ORDINALITY a WHERE c.oid = %s AND a.grantee <> c.relowner "
-                  "ORDER BY a.ordinality",
-                  (oid,)).fetchall()]
+    after.append(f"ALTER MATERIALIZED VIEW {regclass} OWNER TO {quote_ident(owner)}")
+    after += [grant.replace("{target}", regclass, 1) for grant in relation_grants(conn, oid, "TABLE")[0]]
     if comment is not None:
-        after.append(f"COMMENT ON MATERIALIZED VIEW {regclass} IS {_literal(comment)}")
+        after.append(f"COMMENT ON MATERIALIZED VIEW {regclass} IS {quote_literal(comment)}")
     return MaterializedView(regclass, create, after)
 
 
-def _literal(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _refreshed(conn: psycopg.Connection, regclasses: list[str], rebuilt: set[str], found: Dependents) -> list[str]:
+def _refreshed(conn: psycopg.Connection, tables: list[TableRef], rebuilt: set[str], found: Dependents) -> list[str]:
     """Materialized views reading a swapped table through views: the same object, refreshed in the switch."""
-    from .postload import dependent_materialized_views
-
-    refs = [TableRef(*r) for r in conn.execute(
-        "SELECT n.nspname, c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE c.oid = ANY(%s::pg_catalog.regclass[])", (regclasses,)).fetchall()]
     names = []
-    for name, may_refresh, populated in dependent_materialized_views(conn, refs):
+    for name, may_refresh, populated in dependent_materialized_views(conn, tables):
         if name in rebuilt or not populated:
             continue
         if not may_refresh:

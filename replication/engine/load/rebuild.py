@@ -168,7 +168,7 @@ def record(conn: psycopg.Connection, tables: list[TableRef], keep_indexes: Colle
     kept_tables = set(kept)
     kept_key_indexes = _record_foreign_keys(conn, tables, kept_tables, result)
     in_place = {table.key for table in keep_indexes}
-    for tree in _index_trees(conn, regclasses):
+    for tree in index_trees(conn, regclasses):
         if tree[0].table_key in in_place:
             continue
         if not any(node.oid in kept_key_indexes or node.table in kept_tables for node in tree):
@@ -217,7 +217,7 @@ def _drop(conn: psycopg.Connection, taken: TakenOff) -> None:
         )
 
 
-def _index_trees(conn: psycopg.Connection, regclasses: list[str]) -> list[list[IndexNode]]:
+def index_trees(conn: psycopg.Connection, regclasses: list[str]) -> list[list[IndexNode]]:
     """Every valid top-level index of the loaded tables with its partitions' indexes, each tree parent-first."""
     rows = conn.execute(
         _LOADED
@@ -272,23 +272,13 @@ def put_back(conn: psycopg.Connection, taken: TakenOff) -> None:
                 sql.SQL("ALTER INDEX {} ATTACH PARTITION {}").format(sql.SQL(node.parent), sql.SQL(node.name))
             )
         for node in tree:
-            _restore_index_properties(conn, node)
+            for statement in index_properties(node):
+                conn.execute(statement)
         table = tree[0].table_key
         taken.rebuild_seconds[table] = round(taken.rebuild_seconds.get(table, 0.0) + time.monotonic() - started, 3)
     started = time.monotonic()
     for fk in taken.foreign_keys:
-        # Without ONLY: on a partitioned table the constraint is cloned onto every partition.
-        conn.execute(
-            sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
-                sql.SQL(fk.table), sql.Identifier(fk.name), sql.SQL(fk.definition)
-            )
-        )
-        if fk.comment is not None:
-            conn.execute(
-                sql.SQL("COMMENT ON CONSTRAINT {} ON {} IS {}").format(
-                    sql.Identifier(fk.name), sql.SQL(fk.table), sql.Literal(fk.comment)
-                )
-            )
+        add_foreign_key(conn, fk)
     if tablespace:
         conn.execute("SET LOCAL default_tablespace = ''")
     taken.foreign_key_seconds = round(time.monotonic() - started, 3)
@@ -314,27 +304,31 @@ def _create(conn: psycopg.Connection, node: IndexNode, tablespace: str) -> str:
     return tablespace
 
 
-def _restore_index_properties(conn: psycopg.Connection, node: IndexNode) -> None:
+def index_properties(node: IndexNode) -> list[sql.Composed]:
+    """What an index carries beyond its definition: replica identity, CLUSTER, its comments."""
+    statements = []
     if node.replica_identity:
-        conn.execute(
-            sql.SQL("ALTER TABLE ONLY {} REPLICA IDENTITY USING INDEX {}").format(
-                sql.SQL(node.table), sql.Identifier(node.short_name)
-            )
-        )
+        statements.append(sql.SQL("ALTER TABLE ONLY {} REPLICA IDENTITY USING INDEX {}").format(
+            sql.SQL(node.table), sql.Identifier(node.short_name)))
     if node.clustered:
-        conn.execute(
-            sql.SQL("ALTER TABLE ONLY {} CLUSTER ON {}").format(
-                sql.SQL(node.table), sql.Identifier(node.short_name)
-            )
-        )
+        statements.append(sql.SQL("ALTER TABLE ONLY {} CLUSTER ON {}").format(
+            sql.SQL(node.table), sql.Identifier(node.short_name)))
     if node.comment is not None:
-        conn.execute(sql.SQL("COMMENT ON INDEX {} IS {}").format(sql.SQL(node.name), sql.Literal(node.comment)))
+        statements.append(sql.SQL("COMMENT ON INDEX {} IS {}").format(sql.SQL(node.name), sql.Literal(node.comment)))
     if node.constraint and node.constraint_comment is not None:
-        conn.execute(
-            sql.SQL("COMMENT ON CONSTRAINT {} ON {} IS {}").format(
-                sql.Identifier(node.constraint), sql.SQL(node.table), sql.Literal(node.constraint_comment)
-            )
-        )
+        statements.append(sql.SQL("COMMENT ON CONSTRAINT {} ON {} IS {}").format(
+            sql.Identifier(node.constraint), sql.SQL(node.table), sql.Literal(node.constraint_comment)))
+    return statements
+
+
+def add_foreign_key(conn: psycopg.Connection, fk: ForeignKey) -> None:
+    """ADD CONSTRAINT (validated, unless its definition says NOT VALID), and its comment."""
+    # Without ONLY: on a partitioned table the constraint is cloned onto every partition.
+    conn.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
+        sql.SQL(fk.table), sql.Identifier(fk.name), sql.SQL(fk.definition)))
+    if fk.comment is not None:
+        conn.execute(sql.SQL("COMMENT ON CONSTRAINT {} ON {} IS {}").format(
+            sql.Identifier(fk.name), sql.SQL(fk.table), sql.Literal(fk.comment)))
 
 
 def _enable_trigger(trigger: ConstraintTrigger) -> sql.Composed:

@@ -4,13 +4,11 @@ hands it connections, the snapshot and the settings, and shows what comes back."
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 import psycopg
 
-from ..pg.connection import Address
+from ..pg.connection import Address, Connect
 from ..pg.locks import LockPolicy
 from ..privacy.mask import MaskRule
 from ..privacy.scrub import SensitiveColumns
@@ -22,11 +20,9 @@ from ..storage import SnapshotLocation
 from ..subset.plan import SubsetRule
 from .guard import refuse_production_address, refuse_same_database, server_identity
 from .report import LoadReport
-from .swap import DEFAULT_JOBS, refusal, swap_blockers, swap_snapshot
+from .dependents import Dependents
+from .swap import DEFAULT_JOBS, refusal, swap_dependents, swap_snapshot
 from .transaction import load_snapshot
-
-Connect = Callable[[], AbstractContextManager[psycopg.Connection]]
-
 
 @dataclass(frozen=True)
 class Target:
@@ -83,14 +79,16 @@ def refresh_environment(target: Target, snapshot: SnapshotLocation, policy: Poli
         with target.connect() as conn:
             refuse_same_database(target.environment, target.address, server_identity(conn),
                                  _production_identity(target, warn), target.variable)
-            mode, reason = choose_mode(conn, target.environment, policy.load, [e.ref for e in manifest.tables])
+            mode, reason, dependents = choose_mode(conn, target.environment, policy.load,
+                                                   [e.ref for e in manifest.tables])
             if reason:
                 log(f"{target.environment}: load: auto loads in place, not by swap: {reason}")
             common = dict(environment=target.environment, verify_checksums=policy.verify_checksums,
                           locks=policy.locks, masks=policy.masks, masking_key=policy.masking_key,
                           subset=policy.subset, personal_data=policy.personal_data, log=log, warn=warn)
             if mode == "swap":
-                report = swap_snapshot(target.connect, conn, snapshot, manifest, jobs=policy.jobs, **common)
+                report = swap_snapshot(target.connect, conn, snapshot, manifest, jobs=policy.jobs,
+                                       dependents=dependents, **common)
             else:
                 report = load_snapshot(conn, snapshot, manifest, **common)
                 report.mode_reason = reason
@@ -102,17 +100,18 @@ def refresh_environment(target: Target, snapshot: SnapshotLocation, policy: Poli
     return Refreshed(manifest, report, prune_after_load(snapshot, keep, log, warn))
 
 
-def choose_mode(conn: psycopg.Connection, environment: str, load: str, tables: list) -> tuple[str, str]:
-    """(swap or in_place, why in place when auto chose it). `swap` that cannot run refuses here,
-    before anything is written."""
+def choose_mode(conn: psycopg.Connection, environment: str, load: str, tables: list
+                ) -> tuple[str, str, Dependents | None]:
+    """(swap or in_place, why in place when auto chose it, what is bound to the tables as the choice
+    read it, for the swap to build on). `swap` that cannot run refuses here, before anything is written."""
     if load == "in_place":
-        return "in_place", ""
-    blockers = swap_blockers(conn, tables)
-    if not blockers:
-        return "swap", ""
+        return "in_place", "", None
+    found = swap_dependents(conn, tables)
+    if not found.blockers:
+        return "swap", "", found
     if load == "swap":
-        raise refusal(environment, blockers)
-    return "in_place", "; ".join(blockers)
+        raise refusal(environment, found.blockers)
+    return "in_place", "; ".join(found.blockers), None
 
 
 def _production_identity(target: Target, warn: Log):

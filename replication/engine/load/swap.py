@@ -21,33 +21,35 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
 
 from ..errors import SwapRefusedError
-from ..pg.catalog import ForeignKeyEdge, TableRef, foreign_keys, quote_ident
+from ..pg.catalog import ForeignKeyEdge, TableRef, foreign_keys
+from ..pg.connection import Connect
 from ..pg.locks import LockPolicy, acquire, lock_statement
 from ..privacy.mask import MaskRule, set_key
 from ..progress import Log, Ticker
-from ..snapshot.manifest import Manifest
+from ..snapshot.manifest import Manifest, PartEntry
 from ..storage import SnapshotLocation, as_location
 from ..subset.plan import SubsetRule
 from .clone import Shape, create_empty, index_statements, read_shapes, relations_of, settings_statements, \
     trigger_statements
 from ..capture.split import page_ranges
-from ..verify.checksum import HASH64, ChecksumRequest, checksum_algorithm, checksum_many
+from ..verify.checksum import HASH64, ChecksumRequest, checksum_algorithm, checksum_many, sum_of_parts
 from .copy import compare_checksum, copy_in, copy_tables
 from .dependents import Dependents, find_dependents
 from .plan import LoadPlan, plan_for_report
+from .rebuild import ForeignKey, add_foreign_key
 from .report import LoadReport, TableLoad
 from .shadow import ShadowNames, create_private, hold_swap_lock, release_swap_lock, remove_leftovers, \
     shadow_names
 from .switch import drop_outgoing, switch
 from .transaction import advance_owned_sequences, verify_tables
-from .workers import Connect, Workers
+from .workers import Task, Workers
 
 DEFAULT_JOBS = 2
 # A plain table this large is checksummed in page ranges by several connections at once.
@@ -57,16 +59,17 @@ RANGED_CHECKSUM_BYTES = 64 << 20
 KILL_AT_VARIABLE = "REPLICATION_KILL_AT"
 
 
-def swap_blockers(conn: psycopg.Connection, tables: list[TableRef]) -> list[str]:
-    """Why these tables cannot be swapped in this environment (empty when they can); reads only.
-
-    Tables the environment lacks are left to the load's plan, which names them.
-    """
-    present = [t for t in tables
-               if conn.execute("SELECT pg_catalog.to_regclass(%s)", (t.quoted,)).fetchone()[0] is not None]
+def swap_dependents(conn: psycopg.Connection, tables: list[TableRef]) -> Dependents:
+    """What is bound to these tables (with their partitions), and in `blockers` why they cannot be
+    swapped in this environment; reads only. Tables the environment lacks are left to the load's
+    plan, which names them."""
+    present = [TableRef(*row) for row in conn.execute(
+        "SELECT s, t FROM unnest(%s::pg_catalog.text[], %s::pg_catalog.text[]) u(s, t) "
+        "WHERE pg_catalog.to_regclass(pg_catalog.quote_ident(s) || '.' || pg_catalog.quote_ident(t)) IS NOT NULL",
+        ([t.schema for t in tables], [t.name for t in tables])).fetchall()]
     found = find_dependents(conn, [relation for relation, _ in relations_of(conn, present)])
     conn.rollback()
-    return found.blockers
+    return found
 
 
 def refusal(environment: str, blockers: list[str]) -> SwapRefusedError:
@@ -93,11 +96,13 @@ def swap_snapshot(
     personal_data: str = "allow",
     log: Log | None = None,
     warn: Log | None = None,
+    dependents: Dependents | None = None,
 ) -> LoadReport:
     """Replace the environment's replicated tables with the snapshot by building beside them and switching.
 
     `connect` opens further connections to the environment (the `jobs` workers); `conn` is the
-    step's own. Masks, subsets and personal data behave as in `load_snapshot`.
+    step's own. Masks, subsets and personal data behave as in `load_snapshot`. `dependents` is
+    what `swap_dependents` read just before, when the caller chose the swap by it.
     """
     started = time.monotonic()
     location = as_location(snapshot)
@@ -107,7 +112,7 @@ def swap_snapshot(
     tables = plan.order
     relations = relations_of(conn, tables)  # the tables and their partitions, parents first
     every = [relation for relation, _ in relations]
-    found = find_dependents(conn, every)
+    found = dependents if dependents is not None else find_dependents(conn, every)
     if found.blockers:
         raise refusal(environment, found.blockers)
     shapes = read_shapes(conn, relations)
@@ -146,7 +151,6 @@ def swap_snapshot(
             sequences.extend(advance_owned_sequences(c, manifest))
             _kill_point("switch")
 
-        report.lock_wait_seconds = waited.seconds
         switched, held = switch(conn, tables, every, names, shapes, found, locks, environment, log, inside=[inside],
                                 partitioned=plan.partitioned)
     except BaseException:
@@ -155,7 +159,7 @@ def swap_snapshot(
         drop_outgoing(conn, names, environment, warn)
         release_swap_lock(conn)
         raise
-    report.lock_wait_seconds = round(report.lock_wait_seconds + switched.seconds, 3)
+    report.lock_wait_seconds = round(waited.seconds + switched.seconds, 3)
     report.terminated_sessions = waited.terminated + switched.terminated
     report.switch_seconds = round(held, 3)
     report.sequences_reset = sequences
@@ -239,47 +243,40 @@ def _grant_identity_sequences(conn: psycopg.Connection, shape: Shape, names: Sha
     for column, grants in shape.identity_grants.items():
         (sequence,) = conn.execute("SELECT pg_catalog.pg_get_serial_sequence(%s, %s)", (copy, column)).fetchone()
         for grant in grants:
-            conn.execute(grant.replace("{sequence}", sequence, 1))
+            conn.execute(grant.replace("{target}", sequence, 1))
 
 
 def _fill(workers: Workers, location: SnapshotLocation, plan: LoadPlan, report: LoadReport, verify: bool,
           masking_key: str | None, log: Log | None) -> dict[TableRef, tuple[list[str], str]]:
-    """Every copy filled: plain tables one transaction each, masked and subset tables together in one."""
+    """Every copy filled: plain tables one transaction each (a split table one per part), masked and
+    subset tables together in one."""
     special = [t for t in plan.order if plan.subsetted(t) or plan.entries[t].key in plan.masks]
     plain = [t for t in _largest_first(plan, plan.order) if t not in special]
     expected_unmasked: dict[TableRef, tuple[list[str], str]] = {}
-    tasks: list[tuple[int, Callable[[psycopg.Connection], None]]] = []
+    tasks: list[tuple[int, Task]] = []
     lock = threading.Lock()
 
-    def fill_plain(table: TableRef, ticker: Ticker) -> Callable[[psycopg.Connection], None]:
-        def task(conn: psycopg.Connection) -> None:
-            with conn.transaction():
-                report.table_transactions[plan.entries[table].key] = _transaction_id(conn)
-                copy = plan.target(table)
-                # FREEZE needs the table emptied in the same transaction; it is empty, so this costs nothing.
-                # A partitioned table routes rows to its partitions, which FREEZE does not allow.
-                conn.execute(f"TRUNCATE {'' if table in plan.partitioned else 'ONLY '}{copy.quoted}")
-                report.tables.append(copy_in(conn, location, plan.entries[table], plan.environment, plan.header,
-                                             table not in plan.partitioned, ticker, into=copy))
-                _kill_point("filling")
-        return task
+    loaded: dict[TableRef, list[tuple[str, TableLoad]]] = {}
 
-    parts_loaded: dict[TableRef, list] = {}
-
-    def fill_part(table: TableRef, part, ticker: Ticker) -> Callable[[psycopg.Connection], None]:
+    def fill(table: TableRef, part: PartEntry | None, ticker: Ticker) -> Task:
         def task(conn: psycopg.Connection) -> None:
-            # Parts of one table fill it at once from several connections, so none can TRUNCATE
-            # it for FREEZE: they insert into the empty table side by side.
             with conn.transaction():
                 xid = _transaction_id(conn)
-                loaded = copy_in(conn, location, plan.entries[table], plan.environment, plan.header, False, ticker,
-                                 into=plan.target(table), part=part)
+                copy = plan.target(table)
+                # FREEZE needs the table emptied in the same transaction; it is empty, so this costs
+                # nothing. Not for a partitioned table, which routes rows to its partitions, nor for
+                # a split table's parts, which fill it side by side from several transactions.
+                freeze = table not in plan.partitioned and part is None
+                if freeze:
+                    conn.execute(f"TRUNCATE ONLY {copy.quoted}")
+                load = copy_in(conn, location, plan.entries[table], plan.environment, plan.header, freeze, ticker,
+                               into=copy, part=part)
                 _kill_point("filling")
             with lock:
-                parts_loaded.setdefault(table, []).append((xid, loaded))
+                loaded.setdefault(table, []).append((xid, load))
         return task
 
-    def fill_special(ticker: Ticker) -> Callable[[psycopg.Connection], None]:
+    def fill_special(ticker: Ticker) -> Task:
         def task(conn: psycopg.Connection) -> None:
             with conn.transaction():
                 xid = _transaction_id(conn)
@@ -295,14 +292,11 @@ def _fill(workers: Workers, location: SnapshotLocation, plan: LoadPlan, report: 
         if special:
             tasks.append((sum(plan.entries[t].bytes for t in special), fill_special(ticker)))
         for table in plain:
-            entry = plan.entries[table]
-            if entry.parts:
-                tasks += [(part.bytes, fill_part(table, part, ticker)) for part in entry.parts]
-            else:
-                tasks.append((entry.bytes, fill_plain(table, ticker)))
+            parts = plan.entries[table].parts or [None]
+            tasks += [((part or plan.entries[table]).bytes, fill(table, part, ticker)) for part in parts]
         tasks.sort(key=lambda pair: -pair[0])
         workers.run([task for _, task in tasks])
-    for table, loads in parts_loaded.items():
+    for table, loads in loaded.items():
         entry = plan.entries[table]
         report.table_transactions[entry.key] = ",".join(xid for xid, _ in loads)
         report.tables.append(TableLoad(entry.key, sum(t.rows for _, t in loads), entry.bytes,
@@ -324,7 +318,7 @@ def _build_indexes(workers: Workers, plan: LoadPlan, every: list[TableRef], shap
     for table in _largest_first(plan, plan.order):
         trees += index_statements(shapes[table], names, copies)
 
-    def build(statements: list[str]) -> Callable[[psycopg.Connection], None]:
+    def build(statements: list[str]) -> Task:
         def task(c: psycopg.Connection) -> None:
             _kill_point("indexing")
             for statement in statements:
@@ -350,11 +344,7 @@ def _add_foreign_keys(conn: psycopg.Connection, every: list[TableRef], names: Sh
         if fk.parent in swapped:
             definition = definition.replace(f" REFERENCES {fk.parent_relation}(",
                                             f" REFERENCES {names.new_regclass(fk.parent)}(", 1)
-        copy = names.new_regclass(fk.child)
-        conn.execute(f"ALTER TABLE {copy} ADD CONSTRAINT {quote_ident(fk.name)} {definition}")
-        if fk.comment is not None:
-            conn.execute(f"COMMENT ON CONSTRAINT {quote_ident(fk.name)} ON {copy} IS "
-                         f"'{fk.comment.replace(chr(39), chr(39) * 2)}'")
+        add_foreign_key(conn, ForeignKey(fk.name, names.new_regclass(fk.child), definition, fk.comment))
     report.foreign_keys_readded = len(own_keys)
     report.foreign_key_seconds = round(time.monotonic() - started, 3)
 
@@ -369,7 +359,7 @@ def _add_definitions(conn: psycopg.Connection, every: list[TableRef], shapes: di
 
 def _verify(workers: Workers, conn: psycopg.Connection, plan: LoadPlan, report: LoadReport,
             expected_unmasked: dict[TableRef, tuple[list[str], str]] | None,
-            alongside: Callable[[psycopg.Connection], None]) -> None:
+            alongside: Task) -> None:
     """Every copy's rows and checksums against the manifest (unless `expected_unmasked` is None:
     verification is off), tables spread over the connections; a large plain table's checksum is
     summed from page ranges read at once, so it is not the last connection's alone.
@@ -378,25 +368,25 @@ def _verify(workers: Workers, conn: psycopg.Connection, plan: LoadPlan, report: 
     the tables against writes only, so it and the checksums' reads go on at once.
     """
     started = time.monotonic()
-    tasks: list[Callable[[psycopg.Connection], None]] = [alongside]
+    tasks: list[Task] = [alongside]
     if expected_unmasked is None:
         workers.run(tasks)
         return
     ranged: dict[TableRef, list] = {}
     lock = threading.Lock()
 
-    def check(table: TableRef) -> Callable[[psycopg.Connection], None]:
+    def check(table: TableRef) -> Task:
         return lambda c: verify_tables(c, plan, report, expected_unmasked, tables=[table])
 
-    def check_range(table: TableRef, where: str) -> Callable[[psycopg.Connection], None]:
+    def check_range(table: TableRef, where: str) -> Task:
         entry = plan.entries[table]
 
         def task(c: psycopg.Connection) -> None:
             request = ChecksumRequest.of(plan.target(table), entry.column_names,
                                          algorithm=checksum_algorithm(entry.content_checksum), where=where)
-            ((rows, checksum),) = checksum_many(c, [request])[0]
+            ((_, checksum),) = checksum_many(c, [request])[0]
             with lock:
-                ranged[table].append(int(checksum.rsplit(":", 1)[1]))
+                ranged[table].append(checksum)
         return task
 
     for table in _largest_first(plan, plan.order):
@@ -412,21 +402,21 @@ def _verify(workers: Workers, conn: psycopg.Connection, plan: LoadPlan, report: 
             tasks.append(check(table))
     workers.run(tasks)
     loads = {loaded.key: loaded for loaded in report.tables}
-    for table, sums in ranged.items():
+    for table, parts in ranged.items():
         entry = plan.entries[table]
-        # Each row is in exactly one range; row counts were checked by COPY.
-        compare_checksum(entry, plan.environment, f"{HASH64}:{entry.rows}:{sum(sums)}")
+        # Row counts were checked by COPY.
+        compare_checksum(entry, plan.environment, sum_of_parts(parts, entry.rows))
         loads[entry.key].checksum_verified = True
     report.verify_seconds = round(time.monotonic() - started, 3)
 
 
-def _analyze(table: TableRef) -> Callable[[psycopg.Connection], None]:
+def _analyze(table: TableRef) -> Task:
     return lambda c: c.execute(f"ANALYZE {table.quoted}")
 
 
 def _repointed(found: Dependents) -> list[str]:
     return ([f"view {v.regclass}" for v in found.views]
-            + [f"function {f.split('(', 1)[0].split()[-1]}" for f in found.functions]
+            + [f"function {name}" for name, _ in found.functions]
             + [f"materialized view {m.regclass} (rebuilt)" for m in found.materialized_views]
             + [f"materialized view {name} (refreshed)" for name in found.refreshed]
             + [f"foreign key {fk.name} of {fk.child_relation}" for fk in found.outside_foreign_keys]

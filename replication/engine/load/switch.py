@@ -19,6 +19,7 @@ from ..pg.locks import LockPolicy, LockWait, acquire, lock_statement
 from ..progress import Log
 from .clone import Shape, revoke_default_privileges
 from .dependents import Dependents
+from .rebuild import ForeignKey, add_foreign_key
 from .shadow import ShadowNames, drop_private
 
 
@@ -58,22 +59,17 @@ def switch(conn: psycopg.Connection, tables: list[TableRef], every: list[TableRe
             conn.execute(f"ALTER SEQUENCE {sequence} OWNED BY {table.quoted}.{quote_ident(column)}")
         for view in found.views:
             conn.execute(view.statement)
-        for function in found.functions:
+        for _, function in found.functions:
             conn.execute(function)
         for view in found.materialized_views:
             conn.execute(view.create)
+            revoke_default_privileges(conn, view.regclass)
             for statement in view.after:
-                if statement.startswith("REVOKE_DEFAULTS "):
-                    revoke_default_privileges(conn, view.regclass)
-                else:
-                    conn.execute(statement)
+                conn.execute(statement)
         for name in found.refreshed:
             conn.execute(f"REFRESH MATERIALIZED VIEW {name}")
         for fk in found.outside_foreign_keys:
-            conn.execute(f"ALTER TABLE {fk.child_relation} ADD CONSTRAINT {quote_ident(fk.name)} {fk.definition}")
-            if fk.comment is not None:
-                conn.execute(sql.SQL("COMMENT ON CONSTRAINT {} ON {} IS {}").format(
-                    sql.Identifier(fk.name), sql.SQL(fk.child_relation), sql.Literal(fk.comment)))
+            add_foreign_key(conn, ForeignKey(fk.name, fk.child_relation, fk.definition, fk.comment))
         for publication in found.publications:
             conn.execute(publication.statement)
         for step in inside or []:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, ExitStack
+from contextlib import ExitStack
 
 import psycopg
 
-Connect = Callable[[], AbstractContextManager[psycopg.Connection]]
+from ..pg.connection import Connect
+
 Task = Callable[[psycopg.Connection], None]
 
 
@@ -89,9 +90,3 @@ class Workers:
             # The first failure is the cause; the others are cancellations it caused.
             raise failed[0]
         self._idle.extend(connections)
-
-
-def run_tasks(connect: Connect, jobs: int, tasks: Sequence[Task]) -> None:
-    """Run the tasks on `jobs` connections opened for them and closed after."""
-    with Workers(connect, jobs) as workers:
-        workers.run(tasks)

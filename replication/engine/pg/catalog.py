@@ -41,6 +41,11 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def quote_literal(value: str) -> str:
+    """A string constant as SQL text, for statements built as strings (standard_conforming_strings is pinned on)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
 @dataclass(frozen=True)
 class Column:
     """A live column of a table, with what the snapshot, the loader and masking need to know of it."""

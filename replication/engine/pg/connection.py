@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 import psycopg
@@ -10,6 +12,9 @@ from psycopg.conninfo import conninfo_to_dict
 
 from ..errors import ConfigurationError
 from .session import libpq_options, pin_versioned_settings
+
+# Opens a connection to one database for the length of a `with` block (a resource's get_connection).
+Connect = Callable[[], AbstractContextManager[psycopg.Connection]]
 
 _HOST_PORT_DB = re.compile(r"^(?P<host>\[[^\]]+\]|[^:/\s]+)(?::(?P<port>\d+))?/(?P<dbname>[^/?\s]+)$")
 _CREDENTIAL_KEYS = {"user", "password", "passfile"}

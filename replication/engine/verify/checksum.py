@@ -91,6 +91,12 @@ class ChecksumRequest:
         return cls(table, tuple(tuple(columns) for columns in column_sets), algorithm or HASH64, where)
 
 
+def sum_of_parts(checksums: list[str], rows: int) -> str:
+    """The HASH64 checksum of a table from those of disjoint parts of it (ranges of its pages, read
+    at once): each row is in one part, and the per-row hashes add up."""
+    return f"{HASH64}:{rows}:{sum(int(checksum.rsplit(':', 1)[1]) for checksum in checksums)}"
+
+
 def checksum_algorithm(checksum: str) -> str:
     """The algorithm a stored checksum was made with, to compute a comparable one.
 

@@ -39,7 +39,7 @@ def test_swap_replaces_the_tables_and_pg_dump_prints_the_same_schema(dbs, tmp_pa
     manifest = dbs.snapshot(tmp_path / "snap")
     with dbs.loader() as conn:
         # Partitions, inheritance children and every dependent below: auto swaps this environment.
-        assert choose_mode(conn, "env", "auto", [e.ref for e in manifest.tables]) == ("swap", "")
+        assert choose_mode(conn, "env", "auto", [e.ref for e in manifest.tables])[:2] == ("swap", "")
     before = dbs.schema_dump()
     report = _swap(dbs, tmp_path / "snap", jobs=2)
 
@@ -132,11 +132,11 @@ def test_a_swap_that_cannot_carry_an_object_refuses_before_writing_and_auto_load
     assert dbs.private_schemas() == []
     manifest = verify_snapshot(tmp_path / "snap")
     with dbs.loader() as conn:
-        mode, reason = choose_mode(conn, "env", "auto", [e.ref for e in manifest.tables])
+        mode, reason, _ = choose_mode(conn, "env", "auto", [e.ref for e in manifest.tables])
         assert mode == "in_place" and "function app.recent()" in reason and "row type" in reason
         with pytest.raises(SwapRefusedError):
             choose_mode(conn, "env", "swap", [e.ref for e in manifest.tables])
-        assert choose_mode(conn, "env", "in_place", [e.ref for e in manifest.tables]) == ("in_place", "")
+        assert choose_mode(conn, "env", "in_place", [e.ref for e in manifest.tables]) == ("in_place", "", None)
 
 
 def test_a_table_owned_by_another_role_is_named_with_what_to_grant(dbs, tmp_path):
