@@ -101,12 +101,29 @@ def test_env_vars_for_names_the_three_variables():
          "shop.customers: {'pct': 5} is not a subset rule; write {percent: N} (above 0, at most 100) or {where:"),
         ({"environments": {"dev": {"subset": {"shop.orders": {"where": " "}}}}}, "shop.orders: where needs a condition"),
         ({"environments": {"dev": {"subset": ["shop.customers"]}}}, "subset is a mapping of schema.table to a rule"),
+        ({"environments": {"dev": {"load": "swop"}}}, "environments.dev.load: Input should be 'auto', 'swap' or 'in_place'"),
+        ({"environments": {"dev": {"jobs": 0}}}, "environments.dev.jobs: Input should be greater than or equal to 1"),
+        ({"environments": {"dev": {"jobs": 64}}}, "environments.dev.jobs: Input should be less than or equal to 16"),
+        ({"snapshot": {"split_larger_than": "1 parsec"}},
+         "snapshot.split_larger_than: '1 parsec' is not a size; write bytes or a number with MB or GB"),
+        ({"snapshot": {"split_larger_than": "64kB"}}, "snapshot.split_larger_than: '64kB' is below 1MB"),
     ],
 )
 def test_invalid_configuration_names_the_key_and_the_fix(data, expected):
     message = error_for(data)
     assert message.startswith("replication.yaml")
     assert expected in message
+
+
+def test_load_settings_default_to_auto_with_two_connections_and_read_sizes():
+    config = parse_config({"snapshot": {"split_larger_than": "256MB"},
+                           "environments": {"dev": {}, "staging": {"load": "swap", "jobs": 4}, "qa": {"load": "in_place"}}})
+    assert (config.environments["dev"].load, config.environments["dev"].jobs) == ("auto", 2)
+    assert (config.environments["staging"].load, config.environments["staging"].jobs) == ("swap", 4)
+    assert config.environments["qa"].load == "in_place"
+    assert config.snapshot.split_larger_than == 256 << 20
+    assert parse_config({}).snapshot.split_larger_than == 1 << 30
+    assert parse_config({"snapshot": {"split_larger_than": None}}).snapshot.split_larger_than is None
 
 
 def test_lock_settings_read_durations_and_default_per_policy():
