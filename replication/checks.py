@@ -23,6 +23,10 @@ from .engine.verify.audit import MaskAudit, compare_with_manifest, masked_value_
     subset_closure, unchanged_since_load
 from .engine.pg.catalog import list_tables, select_tables
 from .engine.errors import ReplicationError
+from .engine.load.keep import KEEP_ALL
+from .engine.schema.definitions import read_definitions
+from .engine.schema.drift import compare
+from .engine.schema.reconcile import definitions_of, loaded_view
 from .engine.snapshot.manifest import Manifest
 from .engine.privacy.mask import mask_problems
 from .engine.privacy.scrub import SensitiveColumns
@@ -52,6 +56,10 @@ MASK_RULES_CHECK = ("mask_rules_match_snapshot",
 SUBSET_CHECK = ("subset_closed_under_foreign_keys",
                 "Every key a kept row references is held by a kept row of the referenced table: the subset's "
                 "closure derived again from the environment's rows, one anti-join per foreign key.")
+# Not blocking: drift is what a mode other than production lets lag on purpose; shown, never a stop.
+DRIFT_CHECK = ("schema_matches_production",
+               "Every replicated table has production's tables, columns, types, indexes, constraints, partitions and "
+               "enum values, as the snapshot recorded them (pg_dump and the catalog, at capture).")
 MASKED_CHECK = ("masked_values_differ_from_production",
                 "No value of a masked column equals a production value of that column (counted by the load "
                 "beside production's staged values; read again from the snapshot if the table changed since).")
@@ -158,10 +166,11 @@ class LastLoad:
     loaded_checksums: dict = field(default_factory=dict)
     mask_overlaps: dict = field(default_factory=dict)
     subset_rows: dict = field(default_factory=dict)  # schema.table -> [kept, in the snapshot]
+    rows_after_load: dict = field(default_factory=dict)  # tables with rows of their own kept (keep:)
 
     @property
     def expected_rows(self) -> dict[str, int]:
-        return {table: kept for table, (kept, _) in self.subset_rows.items()}
+        return {**{table: kept for table, (kept, _) in self.subset_rows.items()}, **self.rows_after_load}
 
 
 def _last_load(context: dg.AssetCheckExecutionContext, asset: str) -> LastLoad:
@@ -180,7 +189,7 @@ def _last_load(context: dg.AssetCheckExecutionContext, asset: str) -> LastLoad:
     checksums = value("loaded_checksums", None) or value("masked_table_checksums", {})
     return LastLoad(str(value("load_transaction_id", "")), bool(value("checksums_verified", False)),
                     dict(value("load_transaction_ids", {})), dict(checksums), dict(value("mask_overlaps", {})),
-                    dict(value("subset_rows", {})))
+                    dict(value("subset_rows", {})), dict(value("rows_after_load", {})))
 
 
 def build_environment_checks(environment: str, settings: EnvironmentSettings,
@@ -195,7 +204,9 @@ def build_environment_checks(environment: str, settings: EnvironmentSettings,
         checks[SUBSET_CHECK[0]] = SUBSET_CHECK[1]
     masked = {table: list(columns) for table, columns in settings.rules().items()}
 
-    @dg.multi_asset_check(specs=_specs(asset, checks), name=names.checks,
+    specs = _specs(asset, checks) + _specs(asset, dict([DRIFT_CHECK]), blocking=False)
+
+    @dg.multi_asset_check(specs=specs, name=names.checks,
                           required_resource_keys={resource_key, SNAPSHOT_STORE}, op_tags=STEP_TAGS)
     def environment_checks(context: dg.AssetCheckExecutionContext):
         store: SnapshotStore = getattr(context.resources, SNAPSHOT_STORE)
@@ -217,8 +228,13 @@ def build_environment_checks(environment: str, settings: EnvironmentSettings,
 def _environment_results(context, asset: str, settings: EnvironmentSettings, target: PostgresResource,
                          manifest: Manifest, masked: dict[str, list[str]], decoding):
     """Every check of one environment against the snapshot it was loaded from."""
-    tables = [t.ref for t in manifest.tables]
     last = _last_load(context, asset)
+    with target.get_connection() as conn:
+        yield drift_result(asset, conn, manifest)
+        if settings.schema_mode != "strict" or settings.keep:
+            # Compared as the load compared: the tables and columns it wrote.
+            manifest = loaded_view(conn, manifest, {t for t, rule in settings.keep.items() if rule == KEEP_ALL})
+    tables = [t.ref for t in manifest.tables]
     # The load compared every checksum before COMMIT; if no row has been written since, that holds
     # now, and reading xmin proves it without hashing every value again.
     written_by = last.transaction_ids or last.transaction_id
@@ -277,6 +293,26 @@ def _environment_results(context, asset: str, settings: EnvironmentSettings, tar
                 ["column", "rule", "production_values", "still_present"],
                 [{"column": f.column, "rule": settings.mask[f.column].describe(), "production_values": f.compared,
                   "still_present": f.equal} for f in found])
+
+
+def drift_result(asset: str, conn, manifest: Manifest) -> dg.AssetCheckResult:
+    """Production's recorded definitions against the environment's, one row per difference."""
+    production = definitions_of(manifest)
+    if production is None:
+        return dg.AssetCheckResult(
+            asset_key=asset, check_name=DRIFT_CHECK[0], passed=False,
+            description="The snapshot records no definitions (taken by an older version): materialize prod_snapshot "
+                        "with refresh: true.")
+    present = read_definitions(conn, [t.ref for t in production.tables])
+    try:
+        selected = select_tables(list_tables(conn), manifest.include, manifest.exclude)
+    except ReplicationError:
+        selected = []
+    extra = sorted(set(selected) - {t.ref for t in production.tables})
+    found = compare(production, present, extra)
+    return _verdict(asset, DRIFT_CHECK[0], [d.describe() for d in found], "Differs from production",
+                    "Run the migrations, or set schema: add or production for this environment.", "differences",
+                    ["difference", "table", "name", "production", "environment"], [d.as_row() for d in found])
 
 
 def _mask_audits(conn, decoding, manifest: Manifest, masked: dict[str, list[str]], last: LastLoad, unchanged: set

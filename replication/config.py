@@ -275,6 +275,32 @@ class EnvironmentSettings(_Strict):
     load: Literal["auto", "swap", "in_place"] = "auto"
     # Connections that fill the environment at once (a swap's; a load in place uses one).
     jobs: int = Field(default=2, ge=1, le=16)
+    # What happens when production's definitions and the environment's differ: strict fails
+    # naming the difference; shared loads what both have; add creates what production added;
+    # production makes the replicated tables production's exactly.
+    # (`schema` in replication.yaml; named otherwise here, as pydantic models have a .schema().)
+    schema_mode: Literal["strict", "shared", "add", "production"] = Field(default="strict", alias="schema")
+    # Rows the environment owns, carried across each refresh: schema.table -> all (the table is
+    # never replaced) or a condition on its rows (an SQL boolean expression).
+    keep: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("keep", mode="before")
+    @classmethod
+    def _keep_rules(cls, value):
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ValueError("keep is a mapping of schema.table to all or a condition, e.g. "
+                             "public.users: \"email LIKE '%@example.test'\"")
+        rules = {}
+        for key, rule in value.items():
+            if "." not in str(key):
+                raise ValueError(f"{key!r} must name a table as schema.table, e.g. public.feature_flags")
+            if not isinstance(rule, str) or not rule.strip():
+                raise ValueError(f"{key}: keep takes all, or a condition on the table's rows as a string "
+                                 "(an SQL boolean expression)")
+            rules[str(key)] = rule.strip()
+        return rules
 
     @field_validator("lock_wait", mode="before")
     @classmethod

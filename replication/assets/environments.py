@@ -65,7 +65,7 @@ def build_environment_asset(
                        names.variables.connection),
                 snapshot,
                 Policy(masks, settings.subset, settings.lock_policy, settings.personal_data_policy, masking_key,
-                       config.verify_checksums, settings.load, settings.jobs),
+                       config.verify_checksums, settings.load, settings.jobs, settings.schema_mode, settings.keep),
                 keep=store.keep, sensitive=sensitive, masked_columns=masked_columns,
                 log=context.log.info, warn=context.log.warning)
             metadata = load_metadata(refreshed.report, refreshed.manifest, snapshot, target.label, refreshed.pruned)
@@ -97,6 +97,16 @@ def _policy_metadata(report: LoadReport, settings: EnvironmentSettings) -> dict:
         "mask_overlaps": dg.MetadataValue.json(report.mask_overlaps),
         # What the rows check expects of each subset table: [kept, in the snapshot].
         "subset_rows": dg.MetadataValue.json(report.subset_rows),
+        "schema_mode": report.schema_mode,
+        "schema_differences_before_load": dg.MetadataValue.json(report.schema_differences),
+        "schema_changes": dg.MetadataValue.json(report.schema_changes),
+        "skipped_tables": dg.MetadataValue.json(report.skipped_tables),
+        "skipped_columns": dg.MetadataValue.json(report.skipped_columns),
+        "skipped_grants": dg.MetadataValue.json(report.skipped_grants),
+        # keep: [rows kept, production rows with the same key they replaced], per table.
+        "kept_rows": dg.MetadataValue.json(report.kept_rows),
+        "kept_tables": dg.MetadataValue.json(report.kept_tables),
+        "rows_after_load": dg.MetadataValue.json(report.rows_after_load),
     }
 
 

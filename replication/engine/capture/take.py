@@ -20,8 +20,10 @@ from ..verify.checksum import ChecksumRequest, checksum_many, content_checksum
 from .copyout import copy_out
 from ..errors import HiddenRowsError, is_disk_full, snapshot_space_error
 from ..pg.locks import LockPolicy, acquire, lock_statement, lock_table_full, try_lock
-from ..snapshot.manifest import ColumnEntry, Manifest, PartEntry, SequenceEntry, TableEntry, remove_manifest, \
-    write_manifest
+from ..schema.definitions import Definitions, read_definitions
+from ..schema.dump import SchemaDump, SchemaDumpError
+from ..snapshot.manifest import SCHEMA_DUMP_NAME, ColumnEntry, DumpObject, Manifest, PartEntry, SequenceEntry, \
+    TableEntry, remove_manifest, write_manifest
 from .split import PageRange, page_ranges, part_stem
 from ..progress import Log, Ticker
 from ..pg.sequences import owned_sequences, sequence_states
@@ -111,11 +113,12 @@ def take_snapshot(
     prepare_transaction(conn, IsolationLevel.REPEATABLE_READ, read_only=True)
     selected: list[TableRef] = []
     try:
-        plans, entries, server_version = _capture(conn, location, include, exclude, checksums, log, before_writing,
-                                                  connect, jobs, locks, selected, split_bytes)
+        plans, entries, server_version, definitions, dump = _capture(
+            conn, location, include, exclude, checksums, log, before_writing, connect, jobs, locks, selected,
+            split_bytes)
     except psycopg.errors.OutOfMemory as exc:
         raise lock_table_full(conn, exc, selected, SNAPSHOT_ASSET, exclusive=False) from None
-    _remove_stale_files(location, {part.file for e in entries for part in e.objects})
+    _remove_stale_files(location, {part.file for e in entries for part in e.objects} | ({dump.file} if dump else set()))
     manifest = Manifest(
         partition=partition,
         captured_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -125,13 +128,16 @@ def take_snapshot(
         exclude=list(exclude),
         tables=entries,
         selected=[p.table.key for p in plans],
+        definitions=definitions.to_plain(),
+        schema_dump=dump,
     )
     write_manifest(location, manifest)
     return manifest
 
 
 def _capture(conn, location, include, exclude, checksums, log, before_writing, connect, jobs, locks,
-             selected: list[TableRef], split_bytes: int | None) -> tuple[list[TablePlan], list[TableEntry], str]:
+             selected: list[TableRef], split_bytes: int | None
+             ) -> tuple[list[TablePlan], list[TableEntry], str, Definitions, DumpObject | None]:
     """The snapshot's one transaction; `selected` receives the tables as soon as they are known."""
     with conn.transaction():
         # As pg_dump does: with row security off, a table whose policies would hide rows from
@@ -140,6 +146,12 @@ def _capture(conn, location, include, exclude, checksums, log, before_writing, c
         selected.extend(select_tables(list_tables(conn), list(include), list(exclude)))
         plans = _plan(conn, selected)
         _lock(conn, plans, locks, log)
+        # Production's definitions from the same point in time as the rows: the catalog's, and
+        # pg_dump's, which runs beside the capture in this transaction's exported snapshot.
+        definitions = read_definitions(conn, [p.table for p in plans])
+        snapshot_id = conn.execute("SELECT pg_catalog.pg_export_snapshot()").fetchone()[0]
+        schemas = sorted({p.table.schema for p in plans} | {r.tag for r in definitions.requires if r.kind == "SCHEMA"})
+        schema_dump = SchemaDump(conn, snapshot_id, schemas)
         if before_writing is not None:
             before_writing([p.size for p in plans if p.size is not None])
         remove_manifest(location)
@@ -159,7 +171,26 @@ def _capture(conn, location, include, exclude, checksums, log, before_writing, c
             _checksum_small_tables(conn, plans, entries)
         _record_sequences(conn, entries)
         server_version = conn.execute("SELECT pg_catalog.current_setting('server_version')").fetchone()[0]
-    return plans, entries, server_version
+        dump = _store_dump(location, schema_dump, log)
+    return plans, entries, server_version, definitions, dump
+
+
+def _store_dump(location: SnapshotLocation, schema_dump: SchemaDump, log: Log | None) -> DumpObject | None:
+    """pg_dump's output as one more object of the snapshot; without it the snapshot still loads
+    under schema: strict and shared, so a failed dump is logged, not fatal."""
+    try:
+        data = schema_dump.result()
+    except SchemaDumpError as exc:
+        if log is not None:
+            log(f"snapshot: {exc} Environments under schema: add or production cannot create tables from it.")
+        return None
+    name = f"{SCHEMA_DUMP_NAME}{location.encoding.suffix()}"
+    with location.writer(name) as writer:
+        writer.write(data)
+        stored = writer.commit()
+    location.store.sync(location.name, [name])
+    return DumpObject(name, writer.plain_bytes, stored.sha256, stored.size, writer.encoding.compression,
+                      writer.encoding.encryption)
 
 
 def _plan(conn: psycopg.Connection, tables: list[TableRef]) -> list[TablePlan]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import psycopg
 from psycopg import sql
 
-from ..errors import LoadVerificationError
+from ..errors import LoadVerificationError, SchemaMismatchError
 from ..pg.catalog import Column, TableRef
 from ..pg.staging import staging_table
 from ..privacy.mask import MaskRule, mask_expression
@@ -31,30 +33,60 @@ def copy_tables(conn: psycopg.Connection, location: SnapshotLocation, plan: Load
     for number, ref in enumerate(plan.order):
         if tables is not None and ref not in tables:
             continue
-        entry = plan.entries[ref]
-        if plan.subsetted(ref):
-            where = prefilter(conn, plan.subset, ref, chooser.staged, chooser.bitmaps) if chooser.incremental else None
-            staging, staged[ref] = _stage_subset_table(conn, location, entry, plan, number, verify, ticker, where)
-            report.subset_staged[entry.key] = staged[ref].rows
-            chooser.add(ref, staging, filtered=where is not None)
-            report.tables.append(staged[ref])
-            continue
-        if entry.key in plan.masks:
-            loaded, expected, overlaps = _copy_masked(conn, location, entry, plan, number, verify, ticker)
-            report.tables.append(loaded)
-            report.mask_overlaps.update(overlaps)
-            expected_unmasked[ref] = expected
-            continue
-        # FREEZE writes rows already frozen, sparing a later VACUUM; PostgreSQL allows it on plain
-        # tables truncated in this transaction.
-        freeze = rebuild_indexes and ref not in plan.partitioned
-        report.tables.append(copy_in(conn, location, entry, plan.environment, plan.header, freeze, ticker,
-                                      into=plan.target(ref)))
+        try:
+            _copy_one(conn, location, plan, report, verify, rebuild_indexes, ticker, number, ref,
+                      expected_unmasked, staged, chooser)
+        except psycopg.errors.DataError as exc:
+            raise type_mismatch(plan, ref, exc) or exc
     if staged:
         chooser.finish()
         for ref, loaded in staged.items():
             _insert_subset(conn, plan, plan.entries[ref], chooser.staged, loaded, report)
     return expected_unmasked
+
+
+def type_mismatch(plan: LoadPlan, ref: TableRef, exc: psycopg.errors.DataError) -> SchemaMismatchError | None:
+    """A production value the environment's column type cannot hold, said with both types; None
+    when the column's types agree (then PostgreSQL's own message says it best)."""
+    match = re.search(r"column (\S+?)(?::|$)", exc.diag.context or "", re.MULTILINE)
+    if match is None:
+        return None
+    column = match[1].strip('"')
+    production = next((c.type for c in plan.entries[ref].columns if c.name == column), None)
+    here = next((c.type for c in plan.target_columns.get(ref, []) if c.name == column), None)
+    if production is None or here is None or production == here:
+        return None
+    return SchemaMismatchError(
+        f"{plan.environment}: a value of column {column!r} of table {ref.key} does not fit: the column is {production} "
+        f"in production and {here} here ({exc.diag.message_primary}). The load was rolled back. Change the column's "
+        "type with the migrations, or set schema: production, which takes production's types.")
+
+
+def _copy_one(conn, location, plan, report, verify, rebuild_indexes, ticker, number, ref,
+              expected_unmasked, staged, chooser) -> None:
+    """One table of copy_tables, as its rules say."""
+    entry = plan.entries[ref]
+    if plan.subsetted(ref):
+        where = prefilter(conn, plan.subset, ref, chooser.staged, chooser.bitmaps) if chooser.incremental else None
+        staging, staged[ref] = _stage_subset_table(conn, location, entry, plan, number, verify, ticker, where)
+        report.subset_staged[entry.key] = staged[ref].rows
+        chooser.add(ref, staging, filtered=where is not None)
+        report.tables.append(staged[ref])
+        return
+    if entry.key in plan.masks:
+        loaded, expected, overlaps = _copy_masked(conn, location, entry, plan, number, verify, ticker)
+        report.tables.append(loaded)
+        report.mask_overlaps.update(overlaps)
+        expected_unmasked[ref] = expected
+        return
+    if ref in plan.sources:
+        report.tables.append(_copy_skipping(conn, location, entry, plan, number, verify, ticker))
+        return
+    # FREEZE writes rows already frozen, sparing a later VACUUM; PostgreSQL allows it on plain
+    # tables truncated in this transaction.
+    freeze = rebuild_indexes and ref not in plan.partitioned
+    report.tables.append(copy_in(conn, location, entry, plan.environment, plan.header, freeze, ticker,
+                                  into=plan.target(ref)))
 
 
 def _stage_subset_table(conn: psycopg.Connection, location: SnapshotLocation, entry: TableEntry, plan: LoadPlan,
@@ -103,17 +135,17 @@ def _copy_masked(
     environment, header = plan.environment, plan.header
     rules, columns = plan.masks[entry.key], plan.mask_columns[entry.key]
     names = entry.column_names
-    staging = staging_table(conn, f"replication_masked_{number}", entry.ref,
-                            sql.SQL(", ").join(sql.Identifier(n) for n in names))
-    loaded = copy_in(conn, location, entry, environment, header, False, ticker, into=staging)
+    source = plan.sources.get(entry.ref, entry)
+    staging = staging_table(conn, f"replication_masked_{number}", entry.ref, staged_columns(source, names))
+    loaded = copy_in(conn, location, source, environment, header, False, ticker, into=staging)
     unmasked = [n for n in names if n not in rules]
     expected = ""
     if verify:
         # The staged rows are production's exactly; then the unmasked columns must survive as they
         # are. One read of the staging table gives both checksums.
         algorithm = checksum_algorithm(entry.content_checksum)
-        full, kept = content_checksums(conn, staging, [names, unmasked], algorithm=algorithm)
-        compare_checksum(entry, environment, full[1])
+        full, kept = content_checksums(conn, staging, [source.column_names, unmasked], algorithm=algorithm)
+        compare_checksum(source, environment, full[1])
         expected = kept[1] if unmasked else ""
     inserted = _insert_masked(conn, plan.target(entry.ref), entry, rules, columns, sql.Identifier(staging.name))
     if inserted != entry.rows:
@@ -124,6 +156,34 @@ def _copy_masked(
     overlaps = {f"{entry.key}.{name}": mask_overlap(conn, staging, plan.rows(entry.ref), name) for name in rules}
     conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(staging.name)))
     return loaded, (unmasked, expected), overlaps
+
+
+def staged_columns(source: TableEntry, present: list[str]) -> sql.Composable:
+    """A staging table's select list for every CSV column: the environment's column where it has
+    one, text for a production column it lacks (read, verified, and not loaded)."""
+    return sql.SQL(", ").join(
+        sql.Identifier(n) if n in present else sql.SQL("NULL::pg_catalog.text AS {}").format(sql.Identifier(n))
+        for n in source.column_names)
+
+
+def _copy_skipping(conn: psycopg.Connection, location: SnapshotLocation, entry: TableEntry, plan: LoadPlan,
+                   number: int, verify: bool, ticker: Ticker) -> TableLoad:
+    """A table whose production columns the environment partly lacks (schema: shared): the whole CSV
+    into a private staging table, checked against production's checksum there, then the columns
+    the environment has into the table."""
+    source = plan.sources[entry.ref]
+    names = entry.column_names
+    staging = staging_table(conn, f"replication_shared_{number}", entry.ref, staged_columns(source, names))
+    loaded = copy_in(conn, location, source, plan.environment, plan.header, False, ticker, into=staging)
+    if verify:
+        (full,) = content_checksums(conn, staging, [source.column_names],
+                                    algorithm=checksum_algorithm(source.content_checksum))
+        compare_checksum(source, plan.environment, full[1])
+    listed = sql.SQL(", ").join(sql.Identifier(n) for n in names)
+    conn.execute(sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM {}").format(
+        plan.target(entry.ref).ident, listed, listed, sql.Identifier(staging.name)))
+    conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(staging.name)))
+    return loaded
 
 
 def _insert_masked(conn: psycopg.Connection, table: TableRef, entry: TableEntry, rules: dict[str, MaskRule],

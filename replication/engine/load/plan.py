@@ -80,6 +80,11 @@ class LoadPlan:
     uncovered: dict[str, str] = field(default_factory=dict)
     # Where each table's rows are written when that is not the live table: a swap's new copy.
     into: dict[TableRef, TableRef] = field(default_factory=dict)
+    # Production's entries of tables whose columns the environment partly lacks (schema: shared):
+    # the CSV holds these columns, `entries` the ones loaded.
+    sources: dict[TableRef, TableEntry] = field(default_factory=dict)
+    # The environment's columns of every table, as the plan read them (types for messages).
+    target_columns: dict[TableRef, list[Column]] = field(default_factory=dict)
 
     def target(self, ref: TableRef) -> TableRef:
         return self.into.get(ref, ref)
@@ -111,15 +116,18 @@ def plan_load(conn: psycopg.Connection, manifest: Manifest, environment: str,
     mask_columns = _check_masks(conn, environment, manifest, masks, masking_key)
     return LoadPlan(environment, entries, order, cyclic, partitioned_tables(conn, order), masks, mask_columns,
                     "MATCH" if conn.info.server_version >= 150000 else "true",
-                    plan_subset(conn, environment, manifest, subset or {}, edges, columns), uncovered)
+                    plan_subset(conn, environment, manifest, subset or {}, edges, columns), uncovered,
+                    target_columns=columns)
 
 
 def plan_for_report(conn: psycopg.Connection, manifest: Manifest, report, masks: dict[str, dict[str, MaskRule]],
                     masking_key: str | None, subset: dict[str, SubsetRule] | None, personal_data: str,
-                    warn: Log | None) -> LoadPlan:
-    """What both ways to load do first: the plan, read in a read-only catalog transaction, and what
-    the report says of privacy (the masked columns, the personal ones loaded unmasked)."""
-    prepare_transaction(conn, IsolationLevel.READ_COMMITTED, read_only=False)
+                    warn: Log | None, begin: bool = True) -> LoadPlan:
+    """What both ways to load do first: the plan, read in a read-only catalog transaction (or, not
+    `begin`, in the transaction already open), and what the report says of privacy (the masked
+    columns, the personal ones loaded unmasked)."""
+    if begin:
+        prepare_transaction(conn, IsolationLevel.READ_COMMITTED, read_only=False)
     plan = plan_load(conn, manifest, report.environment, masks or {}, masking_key, subset, personal_data, warn)
     report.unmasked_personal_columns = plan.uncovered
     report.masked_columns = {f"{table}.{col}": rule.describe()

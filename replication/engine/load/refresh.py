@@ -4,12 +4,16 @@ hands it connections, the snapshot and the settings, and shows what comes back."
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import psycopg
+from psycopg import IsolationLevel
 
 from ..pg.connection import Address, Connect
+from ..errors import SchemaMismatchError, SwapRefusedError
 from ..pg.locks import LockPolicy
+from ..pg.session import prepare_transaction
 from ..privacy.mask import MaskRule
 from ..privacy.scrub import SensitiveColumns
 from ..progress import Log
@@ -19,7 +23,10 @@ from ..snapshot.verify import verify_snapshot
 from ..storage import SnapshotLocation
 from ..subset.plan import SubsetRule
 from .guard import refuse_production_address, refuse_same_database, server_identity
+from .keep import KeepPlan, plan_keep
+from .plan import check_personal_data
 from .report import LoadReport
+from ..schema.reconcile import SchemaPlan, plan_schema
 from .dependents import Dependents
 from .swap import DEFAULT_JOBS, refusal, swap_dependents, swap_snapshot
 from .transaction import load_snapshot
@@ -48,6 +55,8 @@ class Policy:
     verify_checksums: bool = True
     load: str = "auto"  # auto | swap | in_place
     jobs: int = DEFAULT_JOBS
+    schema: str = "strict"  # strict | shared | add | production
+    keep: dict[str, str] = field(default_factory=dict)  # schema.table -> all | condition
 
 
 @dataclass
@@ -79,33 +88,87 @@ def refresh_environment(target: Target, snapshot: SnapshotLocation, policy: Poli
         with target.connect() as conn:
             refuse_same_database(target.environment, target.address, server_identity(conn),
                                  _production_identity(target, warn), target.variable)
+            schema, kept, loading = _plan_definitions(conn, target.environment, snapshot, manifest, policy, log)
             mode, reason, dependents = choose_mode(conn, target.environment, policy.load,
-                                                   [e.ref for e in manifest.tables])
+                                                   [e.ref for e in loading.tables],
+                                                   schema.in_transaction_only or _keeps_rows(kept))
             if reason:
                 log(f"{target.environment}: load: auto loads in place, not by swap: {reason}")
             common = dict(environment=target.environment, verify_checksums=policy.verify_checksums,
                           locks=policy.locks, masks=policy.masks, masking_key=policy.masking_key,
                           subset=policy.subset, personal_data=policy.personal_data, log=log, warn=warn)
             if mode == "swap":
-                report = swap_snapshot(target.connect, conn, snapshot, manifest, jobs=policy.jobs,
+                report = swap_snapshot(target.connect, conn, snapshot, loading, jobs=policy.jobs,
                                        dependents=dependents, **common)
             else:
-                report = load_snapshot(conn, snapshot, manifest, **common)
+                report = load_snapshot(conn, snapshot, loading, schema=schema, keep=kept, **common)
                 report.mode_reason = reason
+            _report_definitions(report, schema, kept)
     how = (f"switched in {report.switch_seconds:.3f} s after building with {report.jobs} connection(s)"
            if report.mode == "swap" else "in one transaction")
     log(f"{target.environment}: {len(report.tables)} tables, {report.total_rows:,} rows loaded {how} in "
         f"{report.seconds:.1f} s ({report.indexes_rebuilt} indexes rebuilt, {report.foreign_keys_readded} "
         "foreign keys re-validated)")
+    if report.schema_changes:
+        log(f"{target.environment}: schema: {schema.mode} changed {len(report.schema_changes)} definitions: "
+            f"{'; '.join(report.schema_changes)}")
     return Refreshed(manifest, report, prune_after_load(snapshot, keep, log, warn))
 
 
-def choose_mode(conn: psycopg.Connection, environment: str, load: str, tables: list
+def _plan_definitions(conn: psycopg.Connection, environment: str, snapshot: SnapshotLocation, manifest: Manifest,
+                      policy: Policy, log: Log) -> tuple[SchemaPlan, KeepPlan, Manifest]:
+    """What `schema:` and `keep:` decide, read from the catalog before anything is written; and the
+    manifest the load writes (less what shared skips and what keep: all never replaces)."""
+    prepare_transaction(conn, IsolationLevel.READ_COMMITTED, read_only=True)
+    with conn.transaction():
+        schema = plan_schema(conn, snapshot, manifest, environment, policy.schema)
+        keep = plan_keep(conn, environment, policy.keep, [e.ref for e in schema.manifest.tables])
+    prepare_transaction(conn, IsolationLevel.READ_COMMITTED, read_only=False)
+    loading = dataclasses.replace(schema.manifest,
+                                  tables=[e for e in schema.manifest.tables if e.key not in keep.whole])
+    subset_skipping = sorted(key for key in schema.skipped_columns if key in policy.subset)
+    if subset_skipping:
+        raise SchemaMismatchError(
+            f"{environment}: the subset tables {', '.join(subset_skipping)} lack production columns "
+            f"({'; '.join(f'{k}: ' + ', '.join(schema.skipped_columns[k]) for k in subset_skipping)}), which schema: "
+            "shared cannot skip in a subset. Add the columns with the migrations, or use schema: add. Nothing was written.")
+    # Privacy by default before any write, whatever the schema mode will create.
+    check_personal_data(environment, loading, policy.masks, policy.personal_data, None)
+    for text in (d.describe() for d in schema.differences):
+        log(f"{environment}: differs from production: {text}")
+    if schema.skipped_tables or schema.skipped_columns:
+        log(f"{environment}: schema: shared skips {', '.join(schema.skipped_tables) or 'no table'} and the columns "
+            f"{', '.join(f'{t}.{c}' for t, cs in schema.skipped_columns.items() for c in cs) or '(none)'}, "
+            "which this environment lacks")
+    return schema, keep, loading
+
+
+def _keeps_rows(keep: KeepPlan) -> str:
+    return "keep: rows are carried over inside the load transaction" if keep.tables else ""
+
+
+def _report_definitions(report: LoadReport, schema: SchemaPlan, keep: KeepPlan) -> None:
+    report.schema_mode = schema.mode
+    report.schema_differences = [d.describe() for d in schema.differences]
+    report.skipped_tables = list(schema.skipped_tables)
+    report.skipped_columns = dict(schema.skipped_columns)
+    report.skipped_grants = list(schema.changes.skipped_grants)
+    report.kept_tables = list(keep.whole)
+
+
+def choose_mode(conn: psycopg.Connection, environment: str, load: str, tables: list, in_transaction: str = ""
                 ) -> tuple[str, str, Dependents | None]:
     """(swap or in_place, why in place when auto chose it, what is bound to the tables as the choice
-    read it, for the swap to build on). `swap` that cannot run refuses here, before anything is written."""
+    read it, for the swap to build on). `swap` that cannot run refuses here, before anything is written.
+    `in_transaction` says why this load must run in one transaction (schema changes, kept rows)."""
     if load == "in_place":
         return "in_place", "", None
+    if in_transaction:
+        if load == "swap":
+            raise SwapRefusedError(
+                f"{environment}: load: swap cannot run this time: {in_transaction}, which a swap does not carry yet. "
+                "Set load: auto (it loads in place when it must) or in_place. Nothing was written.")
+        return "in_place", in_transaction, None
     found = swap_dependents(conn, tables)
     if not found.blockers:
         return "swap", "", found

@@ -61,3 +61,15 @@ class LoadReport(TableTotals):
     table_transactions: dict[str, str] = field(default_factory=dict)
     leftovers_removed: list[str] = field(default_factory=list)  # private schemas of an interrupted swap
     phase_seconds: dict[str, float] = field(default_factory=dict)  # a swap's: plan, create, fill, ... drop
+    # schema: what differed from production before the load, what was skipped, what was changed.
+    schema_mode: str = "strict"
+    schema_differences: list[str] = field(default_factory=list)
+    skipped_tables: list[str] = field(default_factory=list)
+    skipped_columns: dict[str, list[str]] = field(default_factory=dict)
+    schema_changes: list[str] = field(default_factory=list)
+    skipped_grants: list[str] = field(default_factory=list)
+    # keep: schema.table -> [rows kept, production rows they replaced]; the tables never replaced;
+    # and the rows a table with kept rows held after the load (what the checks expect).
+    kept_rows: dict[str, list[int]] = field(default_factory=dict)
+    kept_tables: list[str] = field(default_factory=list)
+    rows_after_load: dict[str, int] = field(default_factory=dict)

@@ -19,7 +19,11 @@ from .plan import REBUILD_MIN_ROWS, LoadPlan, plan_for_report
 from .report import LoadReport
 from .postload import analyze, refresh_materialized_views
 from ..progress import Log, Ticker
+from .keep import KeepPlan, read_kept_rows, write_kept_rows
 from .rebuild import TakenOff, outside_referencing_tables, put_back, take_off
+from ..schema.apply import apply_statements, lock_existing
+from ..schema.changes import SchemaChanges, Statement
+from ..schema.reconcile import SchemaPlan
 from ..pg.sequences import advance_sequences, loaded_maxima, owned_sequences
 from ..storage import SnapshotLocation, as_location
 from ..subset.plan import SubsetRule
@@ -42,6 +46,8 @@ def load_snapshot(
     personal_data: str = "allow",
     log: Log | None = None,
     warn: Log | None = None,
+    schema: SchemaPlan | None = None,
+    keep: KeepPlan | None = None,
 ) -> LoadReport:
     """Replace the replicated tables of `conn` with the snapshot, all or nothing, in pg_restore's order.
 
@@ -61,21 +67,48 @@ def load_snapshot(
     (see engine.subset.plan); those tables' staged copies are verified against production, and the
     checksums of what was kept are recorded for the checks.
     `personal_data` (unmasked_pii: error, warn or allow) decides what happens to snapshot columns
-    that look personal and have no rule: refused before anything is written, `warn`ed about, or loaded.
+    `schema` (engine.schema.reconcile) is what the environment's `schema:` mode decided: the tables
+    and columns to load, and the definitions to change, before the rows (in this transaction, after
+    taking the locks) and after them. `keep` (engine.load.keep) holds the rows the environment owns:
+    read before anything is emptied, written back once production's rows are verified.
     """
     started = time.monotonic()
     location = as_location(snapshot)
     location.require_identity(manifest.tables)
     report = LoadReport(environment)
-    plan = plan_for_report(conn, manifest, report, masks or {}, masking_key, subset, personal_data, warn)
-    conn.rollback()  # end the read-only catalog transaction before the write transaction
-    try:
+    changes = schema.changes if schema is not None else SchemaChanges()
+    if changes.enum_values:
+        # PostgreSQL cannot use an enum value before the transaction that added it commits.
+        conn.rollback()
         with conn.transaction():
-            _write(conn, location, plan, report, locks=locks, verify=verify_checksums,
-                   rebuild_indexes=rebuild_indexes, rebuild_min_rows=rebuild_min_rows, masking_key=masking_key,
-                   log=log)
+            apply_statements(conn, changes.enum_values, log, environment)
+    ordered = dict(locks=locks, verify=verify_checksums, rebuild_indexes=rebuild_indexes,
+                   rebuild_min_rows=rebuild_min_rows, masking_key=masking_key, log=log, keep=keep,
+                   after_data=changes.after_data, sources=schema.sources if schema is not None else {})
+    plan = None
+    try:
+        if not changes.structure:
+            plan = plan_for_report(conn, manifest, report, masks or {}, masking_key, subset, personal_data, warn)
+            conn.rollback()  # end the read-only catalog transaction before the write transaction
+            with conn.transaction():
+                _write(conn, location, plan, report, **ordered)
+        else:
+            conn.rollback()
+            with conn.transaction():
+                # The tables that exist are locked first, under the lock policy; then the new
+                # definitions, and the plan is read from them, in the same transaction.
+                waited = lock_existing(conn, manifest, locks, environment, log)
+                report.lock_wait_seconds, report.terminated_sessions = waited.seconds, waited.terminated
+                if keep:
+                    read_kept_rows(conn, keep)
+                apply_statements(conn, changes.structure, log, environment)
+                plan = plan_for_report(conn, manifest, report, masks or {}, masking_key, subset, personal_data, warn,
+                                       begin=False)
+                _write(conn, location, plan, report, **ordered)
     except psycopg.errors.OutOfMemory as exc:
-        raise lock_table_full(conn, exc, plan.order, environment, exclusive=True) from None
+        raise lock_table_full(conn, exc, plan.order if plan else [e.ref for e in manifest.tables], environment,
+                              exclusive=True) from None
+    report.schema_changes = changes.described
     report.sequences_reset = reset_sequences(conn, manifest)
     report.seconds = round(time.monotonic() - started, 3)
     return report
@@ -83,10 +116,15 @@ def load_snapshot(
 
 def _write(conn: psycopg.Connection, location: SnapshotLocation, plan: LoadPlan, report: LoadReport, *, locks: LockPolicy,
            verify: bool, rebuild_indexes: bool, rebuild_min_rows: int, masking_key: str | None,
-           log: Log | None) -> None:
+           log: Log | None, keep: KeepPlan | None = None, after_data: list[Statement] = (),
+           sources: dict | None = None) -> None:
     """The write transaction's body, in pg_restore's order."""
     waited = _take_locks(conn, plan, locks, log)
-    report.lock_wait_seconds, report.terminated_sessions = waited.seconds, waited.terminated
+    report.lock_wait_seconds += waited.seconds
+    report.terminated_sessions += waited.terminated
+    plan.sources = dict(sources or {})
+    if keep and any(kept.staged is None for kept in keep.tables):
+        read_kept_rows(conn, keep)
     report.transaction_id = str(conn.execute("SELECT pg_catalog.txid_current() % 4294967296").fetchone()[0])
     if masking_key:
         set_key(conn, masking_key)
@@ -106,8 +144,23 @@ def _write(conn: psycopg.Connection, location: SnapshotLocation, plan: LoadPlan,
     record_rebuild(report, taken)
     if verify:
         verify_tables(conn, plan, report, expected_unmasked)
+    if keep:
+        write_kept_rows(conn, plan.environment, keep, plan.order)
+        record_kept(conn, plan, report, keep)
+    apply_statements(conn, list(after_data), log, plan.environment)
     report.materialized_views_refreshed, report.materialized_views_skipped = refresh_materialized_views(conn, plan.order)
     analyze(conn, plan.order)
+
+
+def record_kept(conn: psycopg.Connection, plan: LoadPlan, report: LoadReport, keep: KeepPlan) -> None:
+    """What the checks hold a table with kept rows to: its rows and checksum once they are back."""
+    tables = [kept.table for kept in keep.tables]
+    requests = [ChecksumRequest.of(ref, plan.entries[ref].column_names,
+                                   algorithm=checksum_algorithm(plan.entries[ref].content_checksum)) for ref in tables]
+    for kept, [(rows, checksum)] in zip(keep.tables, checksum_many(conn, requests)):
+        report.loaded_checksums[kept.table.key] = checksum
+        report.rows_after_load[kept.table.key] = rows
+        report.kept_rows[kept.table.key] = [kept.rows, kept.collisions]
 
 
 def _take_locks(conn: psycopg.Connection, plan: LoadPlan, policy: LockPolicy, log: Log | None) -> LockWait:
@@ -139,8 +192,9 @@ def verify_tables(conn: psycopg.Connection, plan: LoadPlan, report: LoadReport,
         entry = plan.entries[ref]
         loaded = loads[entry.key]
         loaded.checksum_verified = True
-        if plan.subsetted(ref):
-            # Verified whole in staging; what was kept is recorded for the checks.
+        if plan.subsetted(ref) or (ref in plan.sources and ref not in expected_unmasked):
+            # Verified whole in staging (a subset, or columns this environment lacks); what was
+            # loaded is recorded for the checks.
             requests.append(ChecksumRequest.of(plan.target(ref), entry.column_names,
                                                algorithm=checksum_algorithm(entry.content_checksum)))
         elif ref in expected_unmasked:
@@ -155,7 +209,7 @@ def verify_tables(conn: psycopg.Connection, plan: LoadPlan, report: LoadReport,
         compared.append(ref)
     for ref, found in zip(compared, checksum_many(conn, requests)):
         entry = plan.entries[ref]
-        if plan.subsetted(ref):
+        if plan.subsetted(ref) or (ref in plan.sources and ref not in expected_unmasked):
             report.loaded_checksums[entry.key] = found[0][1]
         elif ref in expected_unmasked:
             unmasked, expected = expected_unmasked[ref]

@@ -11,7 +11,10 @@ from ..storage import MANIFEST_NAME, SnapshotLocation, as_location
 
 # 2: objects may be compressed and encrypted; `bytes` counts the CSV, `stored_bytes` the object.
 # 3: a large table may be split into parts (`parts`), one object each.
-FORMAT_VERSION = 3
+# 4: production's definitions travel with the rows: `definitions` (read from the catalog) and
+#    `schema_dump` (pg_dump --schema-only, an object of its own).
+FORMAT_VERSION = 4
+SCHEMA_DUMP_NAME = "schema.sql"
 
 
 @dataclass
@@ -48,6 +51,23 @@ class PartEntry:
     @property
     def key(self) -> str:
         return self.table
+
+
+@dataclass
+class DumpObject:
+    """pg_dump --schema-only of production, taken in the snapshot's own point in time."""
+
+    file: str
+    bytes: int
+    sha256: str
+    stored_bytes: int
+    compression: str = "none"
+    encryption: str = "none"
+    header: bool = False
+
+    @property
+    def key(self) -> str:
+        return "production's definitions (pg_dump --schema-only)"
 
 
 @dataclass
@@ -119,6 +139,15 @@ class Manifest(TableTotals):
     format_version: int = FORMAT_VERSION
     # schema.table of every table the selection matched when the capture began.
     selected: list[str] = field(default_factory=list)
+    # engine.schema.definitions.Definitions.to_plain() of the captured tables; None before format 4.
+    definitions: dict | None = None
+    schema_dump: DumpObject | None = None
+
+    @property
+    def objects(self) -> list:
+        """Every stored object: the tables' and the schema dump."""
+        found = [part for table in self.tables for part in table.objects]
+        return found + ([self.schema_dump] if self.schema_dump is not None else [])
 
     @property
     def stored_bytes(self) -> int:
@@ -143,6 +172,8 @@ class Manifest(TableTotals):
     @classmethod
     def from_json(cls, text: str) -> "Manifest":
         raw = json.loads(text)
+        if raw.get("schema_dump") is not None:
+            raw["schema_dump"] = DumpObject(**raw["schema_dump"])
         tables = [
             TableEntry(
                 **{

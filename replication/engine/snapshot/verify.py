@@ -33,7 +33,7 @@ def verify_snapshot(snapshot: SnapshotLocation | Path, *, deep: bool = True) -> 
             f"The snapshot at {location.url} has no {MANIFEST_NAME}: it was never finished. "
             "Re-materialize prod_snapshot for this partition."
         )
-    for entry in (part for table in manifest.tables for part in table.objects):
+    for entry in manifest.objects:
         if entry.file not in files:
             raise SnapshotCorruptError(
                 f"Snapshot object {location.url}/{entry.file} for table {entry.key} is missing. {REFRESH}"
@@ -45,7 +45,7 @@ def verify_snapshot(snapshot: SnapshotLocation | Path, *, deep: bool = True) -> 
                 f"it. {REFRESH}"
             )
     if deep:
-        for entry in (part for table in manifest.tables for part in table.objects):
+        for entry in manifest.objects:
             for _ in location.stored_chunks(entry):
                 pass
         location.verified = True
