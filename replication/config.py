@@ -425,6 +425,10 @@ class ReplicationConfig(_Strict):
                     **({"lock_wait": env.lock_wait} if env.lock_wait is not None else {}),
                     **({"subset": {k: ({"percent": v.percent} if v.percent is not None else {"where": v.where})
                                    for k, v in env.subset.items()}} if env.subset else {}),
+                    **({"load": env.load} if env.load != "auto" else {}),
+                    **({"jobs": env.jobs} if env.jobs != 2 else {}),
+                    **({"schema": env.schema_mode} if env.schema_mode != "strict" else {}),
+                    **({"keep": dict(env.keep)} if env.keep else {}),
                 }
                 for name, env in self.environments.items()
             },
@@ -452,7 +456,7 @@ def _known_keys(loc: tuple) -> str:
         elif model is EnvironmentSettings:
             continue  # the environment's own name, or a mask key
 
-    keys = ", ".join(model.model_fields)
+    keys = ", ".join(field.alias or name for name, field in model.model_fields.items())
     return f"the keys allowed here are: {keys}" if keys else "no keys are allowed here yet (write {})"
 
 

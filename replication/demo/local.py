@@ -79,8 +79,13 @@ class LocalSetup:
         provision_storage(server, accounts["dagster"])
         if provision_source(server, accounts[SOURCE], scale=scale):
             print(f"Seeded demo production data into {server.address(SOURCE)}")
+        config = load_config()
         for env in self.environments:
-            provision_target(server, accounts[env])
+            # An environment under schema: production starts as an empty database: its first
+            # load creates every table from production's definitions.
+            settings = config.environments.get(env)
+            provision_target(server, accounts[env],
+                             with_schema=settings is None or settings.schema_mode != "production")
         self._write_dagster_home()
         return server
 

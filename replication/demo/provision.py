@@ -59,13 +59,15 @@ def provision_source(server: EmbeddedPostgres, account: Account, *, scale: float
         return empty
 
 
-def provision_target(server: EmbeddedPostgres, account: Account) -> None:
-    """Create an environment database owned by its loader role, with the schema created as that role."""
+def provision_target(server: EmbeddedPostgres, account: Account, *, with_schema: bool = True) -> None:
+    """Create an environment database owned by its loader role, with the schema created as that role
+    (or left empty, `with_schema=False`, for an environment that takes production's definitions)."""
     with server.connect() as admin:
         ensure_role(admin, account.user, account.password)
         ensure_database(admin, account.database, account.user)
-    with server.connect(account.database, user=account.user, password=account.password) as conn:
-        conn.execute(SCHEMA_SQL)
+    if with_schema:
+        with server.connect(account.database, user=account.user, password=account.password) as conn:
+            conn.execute(SCHEMA_SQL)
 
 
 def provision_storage(server: EmbeddedPostgres, account: Account) -> None:

@@ -108,7 +108,8 @@ def test_every_check_passes_on_a_good_load_and_fails_on_damage(cluster, replicat
     result = run(definitions(), instance, "2026-11-05")
     assert result.success
     checks = check_results(result)
-    assert len(checks) == 2 + 3 * len(ENVIRONMENTS) and all(checks.values()), checks
+    # Three blocking checks per environment and the non-blocking drift check.
+    assert len(checks) == 2 + 4 * len(ENVIRONMENTS) and all(checks.values()), checks
     job = checks_only({"snapshot": {"include": ["*"]}})
     damage = {
         "dev_db:rows_and_checksums_match_snapshot": ("DELETE FROM shop.order_items WHERE id = (SELECT min(id) FROM shop.order_items)", None),
@@ -127,14 +128,19 @@ def test_every_check_passes_on_a_good_load_and_fails_on_damage(cluster, replicat
     damaged = job.execute_in_process(partition_key="2026-11-05", instance=instance, raise_on_error=False)
     results = check_results(damaged)
     failed = {name for name, passed in results.items() if not passed}
-    assert failed == set(damage), results
+    # Re-adding the key NOT VALID is drift from production too, and the drift check says so.
+    assert failed == set(damage) | {"dev_db:schema_matches_production"}, results
     evaluation = {f"{e.asset_key.to_user_string()}:{e.check_name}": e for e in damaged.get_asset_check_evaluations()}
     assert "987654321" not in (evaluation["dev_db:no_orphaned_foreign_keys"].description or "")
     assert "1 in shop.orders (orders_customer_id_fkey" in evaluation["dev_db:no_orphaned_foreign_keys"].description
     assert "shop.products_id_seq would give" in evaluation["qa_db:sequences_at_or_above_loaded_max"].description
     # The next run repairs all of it (the orphan's foreign key comes back NOT VALID, as it was).
     repaired = run(definitions(), instance, "2026-11-05")
-    assert all(check_results(repaired).values()), check_results(repaired)
+    drift = {name for name, passed in check_results(repaired).items() if not passed}
+    assert drift == {"dev_db:schema_matches_production"}, check_results(repaired)
+    evaluation = {f"{e.asset_key.to_user_string()}:{e.check_name}": e for e in repaired.get_asset_check_evaluations()}
+    assert "constraint orders_customer_id_fkey on shop.orders differs" in \
+        evaluation["dev_db:schema_matches_production"].description
     with cluster.connect("dev") as conn:
         conn.execute("ALTER TABLE shop.orders VALIDATE CONSTRAINT orders_customer_id_fkey")
 

@@ -14,8 +14,8 @@ import psycopg
 from psycopg import IsolationLevel, sql
 
 from .bigrows import copy_large_rows, large_row_filter
-from ..pg.catalog import Column, TableRef, TableSize, columns_of, list_tables, own_rows, partitioned_tables, select_tables, \
-    table_sizes
+from ..pg.catalog import Column, TableRef, TableSize, columns_of, list_tables, own_rows, partitioned_tables, quote_ident, \
+    select_tables, table_sizes
 from ..verify.checksum import ChecksumRequest, checksum_many, content_checksum
 from .copyout import copy_out
 from ..errors import HiddenRowsError, is_disk_full, snapshot_space_error
@@ -149,9 +149,6 @@ def _capture(conn, location, include, exclude, checksums, log, before_writing, c
         # Production's definitions from the same point in time as the rows: the catalog's, and
         # pg_dump's, which runs beside the capture in this transaction's exported snapshot.
         definitions = read_definitions(conn, [p.table for p in plans])
-        snapshot_id = conn.execute("SELECT pg_catalog.pg_export_snapshot()").fetchone()[0]
-        schemas = sorted({p.table.schema for p in plans} | {r.tag for r in definitions.requires if r.kind == "SCHEMA"})
-        schema_dump = SchemaDump(conn, snapshot_id, schemas)
         if before_writing is not None:
             before_writing([p.size for p in plans if p.size is not None])
         remove_manifest(location)
@@ -171,8 +168,18 @@ def _capture(conn, location, include, exclude, checksums, log, before_writing, c
             _checksum_small_tables(conn, plans, entries)
         _record_sequences(conn, entries)
         server_version = conn.execute("SELECT pg_catalog.current_setting('server_version')").fetchone()[0]
-        dump = _store_dump(location, schema_dump, log)
+        dump = _store_dump(location, _schema_dump(conn, plans, definitions), log)
     return plans, entries, server_version, definitions, dump
+
+
+def _schema_dump(conn: psycopg.Connection, plans: list[TablePlan], definitions: Definitions) -> SchemaDump:
+    """pg_dump of the captured tables, their partitions and the objects they need, in this transaction's snapshot."""
+    snapshot_id = conn.execute("SELECT pg_catalog.pg_export_snapshot()").fetchone()[0]
+    relations = [p.table.quoted for p in plans]
+    relations += [p.ref.quoted for t in definitions.tables for p in t.partitions]
+    relations += [f"{quote_ident(r.schema)}.{quote_ident(r.tag)}" for r in definitions.requires if r.kind == "SEQUENCE"]
+    schemas = sorted({r.tag for r in definitions.requires if r.kind == "SCHEMA"})
+    return SchemaDump(conn, snapshot_id, relations, schemas)
 
 
 def _store_dump(location: SnapshotLocation, schema_dump: SchemaDump, log: Log | None) -> DumpObject | None:

@@ -46,16 +46,23 @@ def copy_tables(conn: psycopg.Connection, location: SnapshotLocation, plan: Load
 
 
 def type_mismatch(plan: LoadPlan, ref: TableRef, exc: psycopg.errors.DataError) -> SchemaMismatchError | None:
-    """A production value the environment's column type cannot hold, said with both types; None
-    when the column's types agree (then PostgreSQL's own message says it best)."""
+    """A production value the environment's column cannot hold, said with both types (or, where
+    they are named alike, with the type's definition as the likely cause); None when the error
+    names no column of the table."""
     match = re.search(r"column (\S+?)(?::|$)", exc.diag.context or "", re.MULTILINE)
     if match is None:
         return None
     column = match[1].strip('"')
     production = next((c.type for c in plan.entries[ref].columns if c.name == column), None)
     here = next((c.type for c in plan.target_columns.get(ref, []) if c.name == column), None)
-    if production is None or here is None or production == here:
+    if production is None or here is None:
         return None
+    if production == here:
+        return SchemaMismatchError(
+            f"{plan.environment}: a value of column {column!r} of table {ref.key} ({here}) was refused here: "
+            f"{exc.diag.message_primary}. The load was rolled back. The type's definition differs from production's "
+            "(an enum value or a domain's check production has changed): bring it level with the migrations, or set "
+            "schema: add or production.")
     return SchemaMismatchError(
         f"{plan.environment}: a value of column {column!r} of table {ref.key} does not fit: the column is {production} "
         f"in production and {here} here ({exc.diag.message_primary}). The load was rolled back. Change the column's "

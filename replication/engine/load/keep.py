@@ -8,6 +8,7 @@ stops the load before anything changes, naming the table, the key and the constr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import psycopg
@@ -88,25 +89,28 @@ def read_kept_rows(conn: psycopg.Connection, plan: KeepPlan) -> None:
             kept.rows = cur.rowcount
 
 
-def write_kept_rows(conn: psycopg.Connection, environment: str, plan: KeepPlan, order: list[TableRef]) -> None:
-    """Every kept row back, parents first; a production row with a kept row's key gives way."""
+def write_kept_rows(conn: psycopg.Connection, environment: str, plan: KeepPlan, order: list[TableRef],
+                    target: Callable[[TableRef], TableRef] = lambda ref: ref) -> None:
+    """Every kept row back, parents first, into `target(table)` (a swap's new copy, or the table
+    itself); a production row with a kept row's key gives way."""
     rank = {ref: n for n, ref in enumerate(order)}
     for kept in sorted(plan.tables, key=lambda k: rank.get(k.table, len(rank))):
-        _require_parents(conn, environment, kept)
-        columns = _shared_columns(conn, kept)
+        _require_parents(conn, environment, kept, target)
+        table = target(kept.table)
+        columns = _shared_columns(conn, kept, table)
         if kept.primary_key and all(c in columns for c in kept.primary_key):
             with conn.cursor() as cur:
                 cur.execute(sql.SQL("DELETE FROM ONLY {} t USING {} k WHERE ({}) = ({})").format(
-                    kept.table.ident, sql.Identifier(kept.staged.name),
+                    table.ident, sql.Identifier(kept.staged.name),
                     sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in kept.primary_key),
                     sql.SQL(", ").join(sql.SQL("k.{}").format(sql.Identifier(c)) for c in kept.primary_key)))
                 kept.collisions = cur.rowcount
         names = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
         conn.execute(sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM {}").format(
-            kept.table.ident, names, names, sql.Identifier(kept.staged.name)))
+            table.ident, names, names, sql.Identifier(kept.staged.name)))
 
 
-def _shared_columns(conn: psycopg.Connection, kept: KeptTable) -> list[str]:
+def _shared_columns(conn: psycopg.Connection, kept: KeptTable, table: TableRef) -> list[str]:
     """The kept rows' columns the table still has (schema: production may have dropped some), less
     generated ones, which the table computes."""
     rows = conn.execute(
@@ -116,11 +120,12 @@ def _shared_columns(conn: psycopg.Connection, kept: KeptTable) -> list[str]:
              AND a.attname IN (SELECT b.attname FROM pg_catalog.pg_attribute b
                                WHERE b.attrelid = %s::pg_catalog.regclass AND b.attnum > 0 AND NOT b.attisdropped)
            ORDER BY a.attnum""",
-        [kept.table.ident.as_string(conn), kept.staged.ident.as_string(conn)]).fetchall()
+        [table.ident.as_string(conn), kept.staged.ident.as_string(conn)]).fetchall()
     return [name for (name,) in rows]
 
 
-def _require_parents(conn: psycopg.Connection, environment: str, kept: KeptTable) -> None:
+def _require_parents(conn: psycopg.Connection, environment: str, kept: KeptTable,
+                     target: Callable[[TableRef], TableRef]) -> None:
     """Each foreign key of a kept row must find its parent among the new rows (or, for a key into its
     own table, among the kept rows too)."""
     for edge in kept.foreign_keys:
@@ -129,7 +134,7 @@ def _require_parents(conn: psycopg.Connection, environment: str, kept: KeptTable
         not_null = sql.SQL(" AND ").join(sql.SQL("k.{} IS NOT NULL").format(sql.Identifier(c))
                                          for c in edge.child_columns)
         sources = [sql.SQL("SELECT {} FROM {} p WHERE ({}) = ({})").format(
-            parent, edge.parent.ident, parent, child)]
+            parent, target(edge.parent).ident, parent, child)]
         if edge.parent == kept.table:
             sources.append(sql.SQL("SELECT {} FROM {} p WHERE ({}) = ({})").format(
                 parent, sql.Identifier(kept.staged.name), parent, child))

@@ -91,7 +91,7 @@ def refresh_environment(target: Target, snapshot: SnapshotLocation, policy: Poli
             schema, kept, loading = _plan_definitions(conn, target.environment, snapshot, manifest, policy, log)
             mode, reason, dependents = choose_mode(conn, target.environment, policy.load,
                                                    [e.ref for e in loading.tables],
-                                                   schema.in_transaction_only or _keeps_rows(kept))
+                                                   schema.in_transaction_only)
             if reason:
                 log(f"{target.environment}: load: auto loads in place, not by swap: {reason}")
             common = dict(environment=target.environment, verify_checksums=policy.verify_checksums,
@@ -99,7 +99,7 @@ def refresh_environment(target: Target, snapshot: SnapshotLocation, policy: Poli
                           subset=policy.subset, personal_data=policy.personal_data, log=log, warn=warn)
             if mode == "swap":
                 report = swap_snapshot(target.connect, conn, snapshot, loading, jobs=policy.jobs,
-                                       dependents=dependents, **common)
+                                       dependents=dependents, keep=kept, sources=schema.sources, **common)
             else:
                 report = load_snapshot(conn, snapshot, loading, schema=schema, keep=kept, **common)
                 report.mode_reason = reason
@@ -143,10 +143,6 @@ def _plan_definitions(conn: psycopg.Connection, environment: str, snapshot: Snap
     return schema, keep, loading
 
 
-def _keeps_rows(keep: KeepPlan) -> str:
-    return "keep: rows are carried over inside the load transaction" if keep.tables else ""
-
-
 def _report_definitions(report: LoadReport, schema: SchemaPlan, keep: KeepPlan) -> None:
     report.schema_mode = schema.mode
     report.schema_differences = [d.describe() for d in schema.differences]
@@ -160,7 +156,7 @@ def choose_mode(conn: psycopg.Connection, environment: str, load: str, tables: l
                 ) -> tuple[str, str, Dependents | None]:
     """(swap or in_place, why in place when auto chose it, what is bound to the tables as the choice
     read it, for the swap to build on). `swap` that cannot run refuses here, before anything is written.
-    `in_transaction` says why this load must run in one transaction (schema changes, kept rows)."""
+    `in_transaction` says why this load must run in one transaction (schema changes)."""
     if load == "in_place":
         return "in_place", "", None
     if in_transaction:

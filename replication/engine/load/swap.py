@@ -40,7 +40,7 @@ from .clone import Shape, create_empty, index_statements, read_shapes, relations
     trigger_statements
 from ..capture.split import page_ranges
 from ..verify.checksum import HASH64, ChecksumRequest, checksum_algorithm, checksum_many, sum_of_parts
-from .copy import compare_checksum, copy_in, copy_tables
+from .copy import compare_checksum, copy_in, copy_tables, type_mismatch
 from .dependents import Dependents, find_dependents
 from .plan import LoadPlan, plan_for_report
 from .rebuild import ForeignKey, add_foreign_key
@@ -48,7 +48,8 @@ from .report import LoadReport, TableLoad
 from .shadow import ShadowNames, create_private, hold_swap_lock, release_swap_lock, remove_leftovers, \
     shadow_names
 from .switch import drop_outgoing, switch
-from .transaction import advance_owned_sequences, verify_tables
+from .keep import KeepPlan, read_kept_rows, write_kept_rows
+from .transaction import advance_owned_sequences, record_kept, verify_tables
 from .workers import Task, Workers
 
 DEFAULT_JOBS = 2
@@ -97,18 +98,24 @@ def swap_snapshot(
     log: Log | None = None,
     warn: Log | None = None,
     dependents: Dependents | None = None,
+    keep: KeepPlan | None = None,
+    sources: dict | None = None,
 ) -> LoadReport:
     """Replace the environment's replicated tables with the snapshot by building beside them and switching.
 
     `connect` opens further connections to the environment (the `jobs` workers); `conn` is the
     step's own. Masks, subsets and personal data behave as in `load_snapshot`. `dependents` is
-    what `swap_dependents` read just before, when the caller chose the swap by it.
+    what `swap_dependents` read just before, when the caller chose the swap by it. `keep` holds the
+    rows the environment owns: read from the live tables once the new copy is verified, and added
+    to it before the switch. `sources` are production's entries of tables whose columns the
+    environment partly lacks (schema: shared), filled through staging.
     """
     started = time.monotonic()
     location = as_location(snapshot)
     location.require_identity(manifest.tables)
     report = LoadReport(environment, mode="swap", jobs=jobs)
     plan = plan_for_report(conn, manifest, report, masks or {}, masking_key, subset, personal_data, warn)
+    plan.sources = dict(sources or {})
     tables = plan.order
     relations = relations_of(conn, tables)  # the tables and their partitions, parents first
     every = [relation for relation, _ in relations]
@@ -142,6 +149,9 @@ def swap_snapshot(
             _verify(workers, conn, plan, report, expected_unmasked if verify_checksums else None,
                     lambda c: _add_foreign_keys(c, every, names, own_keys, report))
         workers.close()
+        if keep:
+            with _timed(phases, "keep"):
+                _carry_kept_rows(conn, plan, report, keep)
         with _timed(phases, "definitions"):
             _add_definitions(conn, every, shapes, names)
         _kill_point("switching")
@@ -174,6 +184,20 @@ def swap_snapshot(
     conn.autocommit = False
     report.seconds = round(time.monotonic() - started, 3)
     return report
+
+
+def _carry_kept_rows(conn: psycopg.Connection, plan: LoadPlan, report: LoadReport, keep: KeepPlan) -> None:
+    """The rows the environment owns, read from the live tables (as they are now: rows written
+    after this and before the switch are not carried) into the verified new copy, in one transaction."""
+    with conn.transaction():
+        xid = _transaction_id(conn)
+        read_kept_rows(conn, keep)
+        write_kept_rows(conn, plan.environment, keep, plan.order, plan.target)
+        record_kept(conn, plan, report, keep)
+    for kept in keep.tables:
+        key = kept.table.key
+        # The kept rows carry this transaction's id: the checks hold the table to it as well.
+        report.table_transactions[key] = ",".join(filter(None, [report.table_transactions.get(key, ""), xid]))
 
 
 def _create(conn: psycopg.Connection, plan: LoadPlan, every: list[TableRef], shapes: dict[TableRef, Shape],
@@ -250,7 +274,7 @@ def _fill(workers: Workers, location: SnapshotLocation, plan: LoadPlan, report: 
           masking_key: str | None, log: Log | None) -> dict[TableRef, tuple[list[str], str]]:
     """Every copy filled: plain tables one transaction each (a split table one per part), masked and
     subset tables together in one."""
-    special = [t for t in plan.order if plan.subsetted(t) or plan.entries[t].key in plan.masks]
+    special = [t for t in plan.order if plan.subsetted(t) or plan.entries[t].key in plan.masks or t in plan.sources]
     plain = [t for t in _largest_first(plan, plan.order) if t not in special]
     expected_unmasked: dict[TableRef, tuple[list[str], str]] = {}
     tasks: list[tuple[int, Task]] = []
@@ -269,8 +293,11 @@ def _fill(workers: Workers, location: SnapshotLocation, plan: LoadPlan, report: 
                 freeze = table not in plan.partitioned and part is None
                 if freeze:
                     conn.execute(f"TRUNCATE ONLY {copy.quoted}")
-                load = copy_in(conn, location, plan.entries[table], plan.environment, plan.header, freeze, ticker,
-                               into=copy, part=part)
+                try:
+                    load = copy_in(conn, location, plan.entries[table], plan.environment, plan.header, freeze,
+                                   ticker, into=copy, part=part)
+                except psycopg.errors.DataError as exc:
+                    raise type_mismatch(plan, table, exc) or exc
                 _kill_point("filling")
             with lock:
                 loaded.setdefault(table, []).append((xid, load))

@@ -155,7 +155,7 @@ def _write(conn: psycopg.Connection, location: SnapshotLocation, plan: LoadPlan,
 def record_kept(conn: psycopg.Connection, plan: LoadPlan, report: LoadReport, keep: KeepPlan) -> None:
     """What the checks hold a table with kept rows to: its rows and checksum once they are back."""
     tables = [kept.table for kept in keep.tables]
-    requests = [ChecksumRequest.of(ref, plan.entries[ref].column_names,
+    requests = [ChecksumRequest.of(plan.target(ref), plan.entries[ref].column_names,
                                    algorithm=checksum_algorithm(plan.entries[ref].content_checksum)) for ref in tables]
     for kept, [(rows, checksum)] in zip(keep.tables, checksum_many(conn, requests)):
         report.loaded_checksums[kept.table.key] = checksum

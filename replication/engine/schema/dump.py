@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import subprocess
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,57 +53,52 @@ def pg_dump_path() -> str | None:
 
 
 class SchemaDump:
-    """pg_dump --schema-only running beside the capture, in the capture's exported snapshot.
+    """pg_dump --schema-only in the capture's exported snapshot, taken at the end of the capture.
 
-    Started once the capture holds its locks; `result()` waits for it. The output is DDL, not
-    table data: it is held in memory whole. The password reaches pg_dump through PGPASSWORD,
-    never its command line, and never appears in an error.
+    Two runs, so that pg_dump locks no table beyond those the capture holds: one with `--table`
+    for each captured table (with its partitions) and each sequence the tables need, which gives
+    the tables and what hangs on them; one for the schemas with every relation excluded, which
+    gives the schemas, types, domains and functions. It runs after the rows are captured because
+    its locks share the server's lock table with the capture's: once the capture holds all it
+    needs, pg_dump running short costs only the dump. The output is DDL, not table data: held in
+    memory whole. The password reaches pg_dump through PGPASSWORD, never its command line, and
+    never appears in an error.
     """
 
-    def __init__(self, conn: psycopg.Connection, snapshot_id: str, schemas: list[str]):
+    def __init__(self, conn: psycopg.Connection, snapshot_id: str, relations: list[str], schemas: list[str]):
         self.binary = pg_dump_path()
-        self._output = b""
-        self._error: SchemaDumpError | None = None
-        self._thread: threading.Thread | None = None
-        if self.binary is None:
-            self._error = SchemaDumpError(
-                "pg_dump was not found (set PG_DUMP to its path), so production's definitions were not recorded.")
-            return
         info = conn.info
-        env = {**os.environ, "PGPASSWORD": info.password or "", "PGAPPNAME": "replication schema dump"}
-        dsn = " ".join(f"{k}='{_escaped(v)}'" for k, v in info.get_parameters().items() if k != "options")
-        self._command = [self.binary, "--schema-only", "--no-owner", "--no-tablespaces", "--no-security-labels",
-                         "--no-publications", "--no-subscriptions", f"--snapshot={snapshot_id}",
-                         "--lock-wait-timeout=60s", *(f"--schema={_pattern(s)}" for s in schemas),
-                         f"--dbname={dsn}"]
-        self._env = env
         self._password = info.password or ""
-        self._thread = threading.Thread(target=self._run, name="schema dump", daemon=True)
-        self._thread.start()
+        self._env = {**os.environ, "PGPASSWORD": self._password, "PGAPPNAME": "replication schema dump"}
+        dsn = " ".join(f"{k}='{_escaped(v)}'" for k, v in info.get_parameters().items() if k != "options")
+        common = ["--schema-only", "--no-owner", "--no-tablespaces", "--no-security-labels", "--no-publications",
+                  "--no-subscriptions", f"--snapshot={snapshot_id}", "--lock-wait-timeout=10s", f"--dbname={dsn}"]
+        self._commands = [
+            [*common, *(f"--schema={_pattern(s)}" for s in schemas),
+             *(f"--exclude-table={_pattern(s)}.*" for s in schemas)],
+            [*common, *(f"--table={relation}" for relation in relations)],
+        ]
 
-    def _run(self) -> None:
+    def result(self) -> bytes:
+        """The dump; raises SchemaDumpError when pg_dump is missing or fails."""
+        if self.binary is None:
+            raise SchemaDumpError(
+                "pg_dump was not found (set PG_DUMP to its path), so production's definitions were not recorded.")
+        return b"\n".join(self._run(command) for command in self._commands)
+
+    def _run(self, command: list[str]) -> bytes:
         try:
-            done = subprocess.run(self._command, env=self._env, capture_output=True, timeout=3600)
+            done = subprocess.run([self.binary, *command], env=self._env, capture_output=True, timeout=3600)
         except (OSError, subprocess.TimeoutExpired) as exc:
-            self._error = SchemaDumpError(f"pg_dump ({self.binary}) could not run: {exc.__class__.__name__}.")
-            return
+            raise SchemaDumpError(f"pg_dump ({self.binary}) could not run: {exc.__class__.__name__}.") from None
         if done.returncode != 0:
             message = done.stderr.decode("utf-8", "replace").strip()
             if self._password:
                 message = message.replace(self._password, "***")
-            self._error = SchemaDumpError(
+            raise SchemaDumpError(
                 f"pg_dump ({self.binary}) failed, so production's definitions were not recorded: {message} "
                 "If production runs a newer PostgreSQL than this pg_dump, set PG_DUMP to a pg_dump of that version.")
-            return
-        self._output = done.stdout
-
-    def result(self) -> bytes:
-        """The dump, once pg_dump has finished; raises SchemaDumpError when it could not run."""
-        if self._thread is not None:
-            self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._output
+        return done.stdout
 
 
 def _escaped(value: str) -> str:

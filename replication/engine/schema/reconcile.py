@@ -46,8 +46,6 @@ class SchemaPlan:
         """Why this load must run in one transaction (a swap cannot yet carry it), or ''."""
         if self.changes:
             return f"schema: {self.mode} changes definitions ({len(self.changes.described)} statements)"
-        if self.skipped_columns:
-            return "schema: shared skips production columns this environment lacks"
         return ""
 
 

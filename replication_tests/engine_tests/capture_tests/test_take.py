@@ -15,7 +15,9 @@ def test_files_are_private_and_manifest_describes_them(cluster, tmp_path):
     manifest = snapshot(cluster, directory)
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
     files = sorted(p.name for p in directory.iterdir())
-    assert files == sorted([t.file for t in manifest.tables] + ["manifest.json"])
+    # Every table's object, production's definitions (pg_dump --schema-only) and the manifest.
+    assert files == sorted([t.file for t in manifest.tables] + ["schema.sql", "manifest.json"])
+    assert (manifest.schema_dump.sha256, manifest.schema_dump.bytes) == sha256_of(directory / "schema.sql")
     for path in directory.iterdir():
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     on_disk = read_manifest(directory)
@@ -88,7 +90,7 @@ def test_rerun_removes_files_of_tables_no_longer_selected(cluster, tmp_path):
     snapshot(cluster, directory)
     (directory / ".shop.orders.csv.partial").write_text("left by a crash")
     manifest = snapshot(cluster, directory, include=["shop.products"])
-    assert sorted(p.name for p in directory.iterdir()) == ["manifest.json", "shop.products.csv"]
+    assert sorted(p.name for p in directory.iterdir()) == ["manifest.json", "schema.sql", "shop.products.csv"]
     assert [t.key for t in manifest.tables] == ["shop.products"]
 
 

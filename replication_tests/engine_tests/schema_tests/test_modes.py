@@ -155,3 +155,20 @@ def test_shared_loads_an_environment_whose_migrations_run_ahead(dbs, tmp_path):
     assert report.loaded_checksums["app.users"]
     assert {"table app.audit is missing", "column app.users.email (text) is missing",
             "column app.users.legacy_name is not in production"} <= set(report.schema_differences)
+
+
+def test_shared_fails_clearly_where_production_rows_have_nowhere_to_go(dbs, tmp_path):
+    dbs.on_prod("ALTER TYPE app.mood ADD VALUE 'happy'")
+    dbs.on_prod("UPDATE app.users SET mood = 'happy' WHERE id = 3")
+    dbs.snapshot(tmp_path / "enum")
+    before = dbs.fingerprints(dbs.targets, dbs.env)
+    expect_error(lambda: dbs.refresh(tmp_path / "enum", "shared"), "column 'mood' of table app.users (app.mood)",
+                 "happy", "schema: add")
+    dbs.on_prod("CREATE TABLE app.events_2026 PARTITION OF app.events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')")
+    dbs.snapshot(tmp_path / "partition")
+    expect_error(lambda: dbs.refresh(tmp_path / "partition", "shared"), "app.events_2026", "nowhere to go",
+                 "Nothing was written")
+    assert dbs.fingerprints(dbs.targets, dbs.env) == before
+    # schema: add brings both level, and the enum value is committed before the load.
+    dbs.refresh(tmp_path / "partition", "add")
+    assert dbs.same_data()
