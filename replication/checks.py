@@ -189,7 +189,7 @@ def _last_load(context: dg.AssetCheckExecutionContext, asset: str) -> LastLoad:
     checksums = value("loaded_checksums", None) or value("masked_table_checksums", {})
     return LastLoad(str(value("load_transaction_id", "")), bool(value("checksums_verified", False)),
                     dict(value("load_transaction_ids", {})), dict(checksums), dict(value("mask_overlaps", {})),
-                    dict(value("subset_rows", {})), dict(value("rows_after_load", {})))
+                    dict(value("subset_rows", {})), dict(value("kept_rows", {}).get("rows_after_load", {})))
 
 
 def build_environment_checks(environment: str, settings: EnvironmentSettings,

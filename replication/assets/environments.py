@@ -97,16 +97,15 @@ def _policy_metadata(report: LoadReport, settings: EnvironmentSettings) -> dict:
         "mask_overlaps": dg.MetadataValue.json(report.mask_overlaps),
         # What the rows check expects of each subset table: [kept, in the snapshot].
         "subset_rows": dg.MetadataValue.json(report.subset_rows),
-        "schema_mode": report.schema_mode,
-        "schema_differences_before_load": dg.MetadataValue.json(report.schema_differences),
-        "schema_changes": dg.MetadataValue.json(report.schema_changes),
-        "skipped_tables": dg.MetadataValue.json(report.skipped_tables),
-        "skipped_columns": dg.MetadataValue.json(report.skipped_columns),
-        "skipped_grants": dg.MetadataValue.json(report.skipped_grants),
-        # keep: [rows kept, production rows with the same key they replaced], per table.
-        "kept_rows": dg.MetadataValue.json(report.kept_rows),
-        "kept_tables": dg.MetadataValue.json(report.kept_tables),
-        "rows_after_load": dg.MetadataValue.json(report.rows_after_load),
+        # schema: how the environment's definitions met production's (docs/schema.md).
+        "schema": dg.MetadataValue.json({
+            "mode": report.schema_mode, "differences_before_load": report.schema_differences,
+            "changes": report.schema_changes, "skipped_tables": report.skipped_tables,
+            "skipped_columns": report.skipped_columns, "skipped_grants": report.skipped_grants}),
+        # keep: per table [rows kept, production rows they replaced], the tables never replaced, and
+        # the rows a table with kept rows held after the load (what the rows check expects).
+        "kept_rows": dg.MetadataValue.json({
+            "tables": report.kept_rows, "never_replaced": report.kept_tables, "rows_after_load": report.rows_after_load}),
     }
 
 

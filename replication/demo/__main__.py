@@ -116,13 +116,14 @@ for record in instance.all_logs(run.run_id):
         how = "in_place: one transaction; readers waited for it" + (
             f" (why not swap: {metadata['load_mode_reason']})" if metadata.get("load_mode_reason") else "")
     print(f"  {name} loaded by {how}")
-    changes = metadata.get("schema_changes") or []
+    schema = metadata.get("schema") or {}
+    changes = schema.get("changes") or []
     if changes:
         tables = [c.split(" ", 1)[1] for c in changes if c.startswith("table ")]
-        print(f"    schema: {metadata.get('schema_mode')}: {len(changes)} definitions taken from production's pg_dump "
-              f"first ({len(tables)} tables created: {', '.join(tables[:4])}{', ...' if len(tables) > 4 else ''})")
-    elif metadata.get("schema_mode") not in (None, "strict"):
-        print(f"    schema: {metadata.get('schema_mode')}: already production's definitions, nothing to change")
+        print(f"    schema: {schema.get('mode')}: bootstrapped with {len(changes)} definitions from production's pg_dump "
+              f"({len(tables)} tables created: {', '.join(tables[:4])}{', ...' if len(tables) > 4 else ''})")
+    elif schema.get("mode") not in (None, "strict"):
+        print(f"    schema: {schema.get('mode')}: already production's definitions, nothing to change")
 print(f"Asset checks: {len(evaluations) - len(failed)} of {len(evaluations)} passed" + (f"; FAILED: {failed}" if failed else ""))
 """
     result = subprocess.run([sys.executable, "-c", script], env=env, cwd=REPO, capture_output=True, text=True)

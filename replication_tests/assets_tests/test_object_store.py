@@ -58,7 +58,7 @@ def test_a_daily_run_through_the_store_equals_prod_with_every_check_green(cluste
     assert ratio < 0.5
     assert list(replication_env.iterdir()) == []  # nothing on the local disk
     keys_in_bucket = [o["Key"] for o in s3_server.client().list_objects_v2(Bucket=bucket)["Contents"]]
-    assert all(k.endswith((".csv.zst.age", "manifest.json")) for k in keys_in_bucket), keys_in_bucket
+    assert all(k.endswith((".csv.zst.age", "schema.sql.zst.age", "manifest.json")) for k in keys_in_bucket), keys_in_bucket
 
     # The next day, then a restore of the first: its stored snapshot is reused, production not read.
     assert run(config, instance, "2026-11-25").success

@@ -184,7 +184,7 @@ def test_steps_in_containers_read_and_write_an_encrypted_snapshot_in_an_s3_store
         with capsys.disabled():
             print(f"\nobjects written by the step containers: {sorted(keys)}")
         assert "snapshots/prod_snapshot_20261121/manifest.json" in keys
-        assert all(k.endswith((".csv.zst.age", "manifest.json")) for k in keys), keys
+        assert all(k.endswith((".csv.zst.age", "schema.sql.zst.age", "manifest.json")) for k in keys), keys
         prod = server_fingerprints(setup["server"], "prod")
         for name in ENVIRONMENTS:
             assert server_fingerprints(setup["server"], name) == prod

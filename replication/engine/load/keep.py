@@ -1,8 +1,8 @@
 """Rows an environment owns (`keep:`), carried across each refresh inside the load's transaction.
 
 Read into private temporary tables before anything is truncated; written back once production's
-rows are in and verified: a kept row replaces a production row with the same primary key (the
-collisions are counted), and a kept row whose foreign key points at a parent the new data lacks
+rows are in and verified: a kept row's values replace those of a production row with the same
+primary key (the collisions are counted; rows referencing that key still find it), and a kept row whose foreign key points at a parent the new data lacks
 stops the load before anything changes, naming the table, the key and the constraint.
 """
 
@@ -98,16 +98,21 @@ def write_kept_rows(conn: psycopg.Connection, environment: str, plan: KeepPlan, 
         _require_parents(conn, environment, kept, target)
         table = target(kept.table)
         columns = _shared_columns(conn, kept, table)
-        if kept.primary_key and all(c in columns for c in kept.primary_key):
-            with conn.cursor() as cur:
-                cur.execute(sql.SQL("DELETE FROM ONLY {} t USING {} k WHERE ({}) = ({})").format(
-                    table.ident, sql.Identifier(kept.staged.name),
-                    sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in kept.primary_key),
-                    sql.SQL(", ").join(sql.SQL("k.{}").format(sql.Identifier(c)) for c in kept.primary_key)))
-                kept.collisions = cur.rowcount
         names = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
-        conn.execute(sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM {}").format(
-            table.ident, names, names, sql.Identifier(kept.staged.name)))
+        insert = sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM {}").format(
+            table.ident, names, names, sql.Identifier(kept.staged.name))
+        if kept.primary_key and all(c in columns for c in kept.primary_key):
+            # A production row with the key takes the kept row's values in place (an UPDATE, not a
+            # DELETE): rows that reference it keep pointing at the same key.
+            others = [c for c in columns if c not in kept.primary_key]
+            action = sql.SQL("DO UPDATE SET {}").format(sql.SQL(", ").join(
+                sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in others)) if others \
+                else sql.SQL("DO NOTHING")
+            updated = conn.execute(sql.SQL("{} ON CONFLICT ({}) {} RETURNING xmax::text <> '0'").format(
+                insert, sql.SQL(", ").join(sql.Identifier(c) for c in kept.primary_key), action)).fetchall()
+            kept.collisions = sum(1 for (was_there,) in updated if was_there) + (kept.rows - len(updated))
+        else:
+            conn.execute(insert)
 
 
 def _shared_columns(conn: psycopg.Connection, kept: KeptTable, table: TableRef) -> list[str]:

@@ -14,7 +14,7 @@ from ..pg.connection import Address, Connect
 from ..errors import SchemaMismatchError, SwapRefusedError
 from ..pg.locks import LockPolicy
 from ..pg.session import prepare_transaction
-from ..privacy.mask import MaskRule
+from ..privacy.mask import MaskRule, mask_problems, stale_mask_error
 from ..privacy.scrub import SensitiveColumns
 from ..progress import Log
 from ..snapshot.manifest import Manifest
@@ -132,7 +132,11 @@ def _plan_definitions(conn: psycopg.Connection, environment: str, snapshot: Snap
             f"{environment}: the subset tables {', '.join(subset_skipping)} lack production columns "
             f"({'; '.join(f'{k}: ' + ', '.join(schema.skipped_columns[k]) for k in subset_skipping)}), which schema: "
             "shared cannot skip in a subset. Add the columns with the migrations, or use schema: add. Nothing was written.")
-    # Privacy by default before any write, whatever the schema mode will create.
+    # The masks against the snapshot first (a mistyped key would otherwise show as an uncovered
+    # column), then privacy by default: both before any write, whatever the schema mode creates.
+    problems = mask_problems(environment, policy.masks, loading)
+    if problems:
+        raise stale_mask_error(environment, problems, loading)
     check_personal_data(environment, loading, policy.masks, policy.personal_data, None)
     for text in (d.describe() for d in schema.differences):
         log(f"{environment}: differs from production: {text}")

@@ -172,3 +172,19 @@ def test_shared_fails_clearly_where_production_rows_have_nowhere_to_go(dbs, tmp_
     # schema: add brings both level, and the enum value is committed before the load.
     dbs.refresh(tmp_path / "partition", "add")
     assert dbs.same_data()
+
+
+def test_a_snapshot_from_before_definitions_loads_under_strict_and_shared_only(dbs, tmp_path):
+    import json
+
+    dbs.snapshot(tmp_path / "snap")
+    path = tmp_path / "snap" / "manifest.json"
+    raw = json.loads(path.read_text())
+    (tmp_path / "snap" / raw["schema_dump"]["file"]).unlink()
+    raw.update(format_version=3, definitions=None, schema_dump=None)
+    path.write_text(json.dumps(raw))
+    assert dbs.refresh(tmp_path / "snap", "strict").report.schema_differences == []
+    assert dbs.refresh(tmp_path / "snap", "shared").report.skipped_columns == {}
+    assert dbs.same_data()
+    expect_error(lambda: dbs.refresh(tmp_path / "snap", "add"), "schema: add needs production's definitions",
+                 "refresh: true", "Nothing was written")
