@@ -119,7 +119,7 @@ for record in instance.all_logs(run.run_id):
     schema = metadata.get("schema") or {}
     changes = schema.get("changes") or []
     if changes:
-        tables = [c.split(" ", 1)[1] for c in changes if c.startswith("table ")]
+        tables = [c.split(" ", 1)[1] for c in changes if c.startswith("table ") and not c.startswith("table attach")]
         print(f"    schema: {schema.get('mode')}: bootstrapped with {len(changes)} definitions from production's pg_dump "
               f"({len(tables)} tables created: {', '.join(tables[:4])}{', ...' if len(tables) > 4 else ''})")
     elif schema.get("mode") not in (None, "strict"):

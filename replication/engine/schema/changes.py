@@ -122,9 +122,16 @@ def _from_dump(changes: SchemaChanges, dump: list[DumpEntry], needed: list[Requi
     sequences = {(t.schema, s) for t in missing for s in t.sequences}
     indexes = {(t.schema, i.name) for t in missing for i in t.indexes} | \
         {(p.schema, i) for t in missing for p in t.partitions for i in p.indexes}
+    by_schema: dict[str, list[str]] = {}
+    for schema, name in tables:
+        by_schema.setdefault(schema, []).append(name)
+
+    def of_table(tag: str, schema: str, separator: str = " ") -> bool:
+        # pg_dump tags an entry of a table "<table> <name>" unquoted; a table's name may hold spaces.
+        return any(tag.startswith(name + separator) for name in by_schema.get(schema, ()))
+
     for entry in dump:
         key = (entry.schema, entry.tag)
-        first = (entry.schema, entry.tag.split(" ", 1)[0])
         if (entry.kind, entry.schema, entry.tag) in wanted_requirements:
             changes.structure.append(Statement(f"create {entry.kind.lower()} {_name(entry)}", entry.statement))
         elif entry.kind in ("TABLE", "TABLE ATTACH") and key in tables:
@@ -133,11 +140,11 @@ def _from_dump(changes: SchemaChanges, dump: list[DumpEntry], needed: list[Requi
             changes.structure.append(Statement(f"{entry.kind.lower()} {_name(entry)}", entry.statement))
         elif entry.kind in ("SEQUENCE", "SEQUENCE OWNED BY") and key in sequences:
             changes.structure.append(Statement(f"{entry.kind.lower()} {_name(entry)}", entry.statement))
-        elif entry.kind == "DEFAULT" and first in tables:
+        elif entry.kind == "DEFAULT" and of_table(entry.tag, entry.schema):
             changes.structure.append(Statement(f"default {_name(entry)}", entry.statement))
         elif entry.kind in ("INDEX", "INDEX ATTACH") and key in indexes:
             changes.after_data.append(Statement(f"{entry.kind.lower()} {_name(entry)}", entry.statement))
-        elif entry.kind in ("CONSTRAINT", "FK CONSTRAINT", "TRIGGER") and first in tables:
+        elif entry.kind in ("CONSTRAINT", "FK CONSTRAINT", "TRIGGER") and of_table(entry.tag, entry.schema):
             changes.after_data.append(Statement(f"{entry.kind.lower()} {_name(entry)}", entry.statement))
         elif entry.kind in ("COMMENT", "ACL") and _about(entry, tables, sequences, indexes):
             statement = entry.statement if entry.kind == "COMMENT" else _grants(entry, roles, changes)
@@ -148,20 +155,32 @@ def _from_dump(changes: SchemaChanges, dump: list[DumpEntry], needed: list[Requi
 
 
 def _name(entry: DumpEntry) -> str:
+    """How the log names an entry: schema.table for a table, `table constraint` as pg_dump tags it,
+    `table shop.customers` for a comment or a grant on one."""
+    if entry.kind in ("COMMENT", "ACL"):
+        kind, _, rest = entry.tag.partition(" ")
+        return f"{kind.lower()} {entry.schema + '.' if entry.schema else ''}{rest}"
     return f"{entry.schema}.{entry.tag}" if entry.schema else entry.tag
 
 
 def _about(entry: DumpEntry, tables: set, sequences: set, indexes: set) -> bool:
     """Whether a COMMENT or ACL entry is on one of the tables (or a column, sequence, index,
-    constraint or trigger of theirs)."""
+    constraint or trigger of theirs). These tags quote names as SQL does where they need it."""
     kind, _, rest = entry.tag.partition(" ")
+    quoted = lambda names: {(schema, _dump_ident(name)) for schema, name in names}  # noqa: E731
     if kind in ("TABLE", "SEQUENCE", "INDEX"):
-        return (entry.schema, rest) in tables | sequences | indexes
+        return (entry.schema, rest) in quoted(tables | sequences | indexes)
     if kind == "COLUMN":
-        return (entry.schema, rest.split(".", 1)[0]) in tables
+        return any(rest.startswith(name + ".") for schema, name in quoted(tables) if schema == entry.schema)
     if kind in ("CONSTRAINT", "TRIGGER"):
-        return (entry.schema, rest.rsplit(" ON ", 1)[-1]) in tables
+        return (entry.schema, rest.rsplit(" ON ", 1)[-1]) in quoted(tables)
     return False
+
+
+def _dump_ident(name: str) -> str:
+    """A name as pg_dump writes it in a tag: quoted unless it is a plain lower-case identifier."""
+    return name if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) else '"' + name.replace('"', '""') + '"'
+
 
 
 def _grants(entry: DumpEntry, roles: set[str], changes: SchemaChanges) -> str:

@@ -39,12 +39,15 @@ CREATE TABLE app.events (id int, at date NOT NULL, user_id int) PARTITION BY RAN
 CREATE TABLE app.events_2025 PARTITION OF app.events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
 CREATE INDEX events_at ON app.events (at);
 COMMENT ON TABLE app.users IS 'people';
+CREATE TABLE app."Audit Log" ("Event ID" int PRIMARY KEY, "Org" int REFERENCES app.orgs (id), note text);
+COMMENT ON COLUMN app."Audit Log".note IS 'free text';
 """
 DAY_ONE_ROWS = """
 INSERT INTO app.orgs (name) SELECT 'org ' || g FROM generate_series(1, 5) g;
 INSERT INTO app.users SELECT g, 1 + g % 5, 'u' || g || '@prod.example', 'ok', 'old ' || g FROM generate_series(1, 40) g;
 INSERT INTO app.flags VALUES ('checkout_v2', true), ('dark_mode', false);
 INSERT INTO app.events SELECT g, date '2025-01-01' + g, 1 + g % 40 FROM generate_series(1, 60) g;
+INSERT INTO app."Audit Log" SELECT g, 1 + g % 5, 'event ' || g FROM generate_series(1, 15) g;
 """
 # Production's migrations between two daily runs, one of each kind the issue lists.
 MIGRATION = """

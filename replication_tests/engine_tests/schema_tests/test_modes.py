@@ -91,7 +91,7 @@ def test_production_turns_an_empty_database_into_production(cluster, tmp_path):
         owners = {r[0] for r in conn.execute(
             "SELECT DISTINCT pg_get_userbyid(relowner) FROM pg_class WHERE relnamespace = 'app'::regnamespace")}
         assert owners == {"schema_loader"}
-    assert len(manifest.tables) == 5
+    assert len(manifest.tables) == 6
 
 
 def test_add_creates_what_production_added_and_keeps_what_the_environment_has(dbs, tmp_path):
