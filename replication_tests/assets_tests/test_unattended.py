@@ -1,10 +1,9 @@
 """Months on a schedule: retention, truthful backfills and restores, checks that fail, guards that refuse."""
 
-import json
 import os
 import subprocess
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import dagster as dg
 import pytest

@@ -31,6 +31,10 @@ from .dependents import Dependents
 from .swap import DEFAULT_JOBS, refusal, swap_dependents, swap_snapshot
 from .transaction import load_snapshot
 
+# A schema that drifted a long way logs its first differences; the drift check lists them all.
+DIFFERENCES_LOGGED = 10
+
+
 @dataclass(frozen=True)
 class Target:
     """The environment's database, and production's, which it must never be."""
@@ -138,8 +142,11 @@ def _plan_definitions(conn: psycopg.Connection, environment: str, snapshot: Snap
     if problems:
         raise stale_mask_error(environment, problems, loading)
     check_personal_data(environment, loading, policy.masks, policy.personal_data, None)
-    for text in (d.describe() for d in schema.differences):
-        log(f"{environment}: differs from production: {text}")
+    shown = [d.describe() for d in schema.differences[:DIFFERENCES_LOGGED]]
+    if shown:
+        more = len(schema.differences) - len(shown)
+        log(f"{environment}: differs from production (schema: {schema.mode}): {'; '.join(shown)}"
+            + (f"; and {more} more (the schema_matches_production check lists them all)" if more else ""))
     if schema.skipped_tables or schema.skipped_columns:
         log(f"{environment}: schema: shared skips {', '.join(schema.skipped_tables) or 'no table'} and the columns "
             f"{', '.join(f'{t}.{c}' for t, cs in schema.skipped_columns.items() for c in cs) or '(none)'}, "

@@ -67,6 +67,7 @@ def load_snapshot(
     (see engine.subset.plan); those tables' staged copies are verified against production, and the
     checksums of what was kept are recorded for the checks.
     `personal_data` (unmasked_pii: error, warn or allow) decides what happens to snapshot columns
+    that look personal and have no rule: refused before anything is written, `warn`ed about, or loaded.
     `schema` (engine.schema.reconcile) is what the environment's `schema:` mode decided: the tables
     and columns to load, and the definitions to change, before the rows (in this transaction, after
     taking the locks) and after them. `keep` (engine.load.keep) holds the rows the environment owns:

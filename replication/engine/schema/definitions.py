@@ -67,7 +67,7 @@ class TableDefinition:
         return self.ref.key
 
     def column(self, name: str) -> ColumnDefinition | None:
-        return next((c for c in self.columns if c.name == name), None)
+        return {c.name: c for c in self.columns}.get(name)
 
 
 @dataclass(frozen=True, order=True)
@@ -86,7 +86,10 @@ class Definitions:
     requires: list[Requirement] = field(default_factory=list)
 
     def table(self, ref: TableRef) -> TableDefinition | None:
-        return next((t for t in self.tables if t.ref == ref), None)
+        # An index, built on first use: a thousand tables compared one by one must not cost n².
+        if getattr(self, "_by_ref", None) is None or len(self._by_ref) != len(self.tables):
+            self._by_ref = {t.ref: t for t in self.tables}
+        return self._by_ref.get(ref)
 
     def to_plain(self) -> dict:
         return {

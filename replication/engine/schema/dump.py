@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,7 +85,9 @@ class SchemaDump:
         if self.binary is None:
             raise SchemaDumpError(
                 "pg_dump was not found (set PG_DUMP to its path), so production's definitions were not recorded.")
-        return b"\n".join(self._run(command) for command in self._commands)
+        # Side by side: the second run locks only what the capture already holds, the first none.
+        with ThreadPoolExecutor(len(self._commands)) as pool:
+            return b"\n".join(pool.map(self._run, self._commands))
 
     def _run(self, command: list[str]) -> bytes:
         try:

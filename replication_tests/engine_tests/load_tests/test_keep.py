@@ -99,3 +99,20 @@ def test_a_new_personal_column_meets_privacy_by_default_before_any_write(dbs, tm
     assert dbs.fingerprints(dbs.targets, dbs.env) == before
     assert dbs.columns("app.orgs") == [("id", "integer"), ("name", "text")]
 
+
+
+@pytest.mark.parametrize("load", ["swap", "in_place"])
+def test_keep_works_with_a_subset(dbs, tmp_path, load):
+    from replication.engine.subset.plan import SubsetRule
+
+    dbs.snapshot(tmp_path / "snap")
+    report = dbs.refresh(tmp_path / "snap", "strict", keep=KEEP, load=load,
+                         subset={"app.orgs": SubsetRule(where="id <= 2")}).report
+    with dbs.targets.connect(dbs.env) as conn:
+        # Production's users of the two kept orgs (user 7 is not one of them), plus the environment's own two.
+        orgs = conn.execute("SELECT array_agg(DISTINCT org_id ORDER BY org_id) FROM app.users").fetchone()[0]
+        assert orgs == [1, 2]
+        assert conn.execute("SELECT email FROM app.users WHERE id IN (7, 900) ORDER BY id").fetchall() == \
+            [("tester@example.test",), ("qa@example.test",)]
+    assert report.mode == load and report.kept_rows == {"app.users": [2, 0]}
+    assert report.subset_rows["app.orgs"] == [2, 5]
