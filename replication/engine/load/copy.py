@@ -59,14 +59,19 @@ def type_mismatch(plan: LoadPlan, ref: TableRef, exc: psycopg.errors.DataError) 
         return None
     if production == here:
         return SchemaMismatchError(
-            f"{plan.environment}: a value of column {column!r} of table {ref.key} ({here}) was refused here: "
-            f"{exc.diag.message_primary}. The load was rolled back. The type's definition differs from production's "
+            f"{plan.environment}: a value of column {column!r} of table {ref.key} ({here}) was refused here "
+            f"({_condition(exc)}). The load was rolled back. The type's definition differs from production's "
             "(an enum value or a domain's check production has changed): bring it level with the migrations, or set "
             "schema: add or production.")
     return SchemaMismatchError(
         f"{plan.environment}: a value of column {column!r} of table {ref.key} does not fit: the column is {production} "
-        f"in production and {here} here ({exc.diag.message_primary}). The load was rolled back. Change the column's "
+        f"in production and {here} here ({_condition(exc)}). The load was rolled back. Change the column's "
         "type with the migrations, or set schema: production, which takes production's types.")
+
+
+def _condition(exc: psycopg.Error) -> str:
+    """PostgreSQL's condition without its message, which quotes the value (production's data)."""
+    return f"{type(exc).__name__}, SQLSTATE {exc.sqlstate}"
 
 
 def _copy_one(conn, location, plan, report, verify, rebuild_indexes, ticker, number, ref,

@@ -36,9 +36,10 @@ def apply_statements(conn: psycopg.Connection, statements: list[Statement], log:
         try:
             conn.execute(statement.sql)  # type: ignore[arg-type]  # pg_dump's text, no parameters
         except psycopg.errors.DataError as exc:
+            # Its message quotes the value that did not convert: named by its condition only.
             raise SchemaMismatchError(
-                f"{environment}: could not {statement.what}: {exc.diag.message_primary}. The load was rolled back; "
-                "the environment's schema and data are as they were.") from None
+                f"{environment}: could not {statement.what}: a value did not convert ({type(exc).__name__}, SQLSTATE "
+                f"{exc.sqlstate}). The load was rolled back; the environment's schema and data are as they were.") from None
         except (psycopg.ProgrammingError, psycopg.IntegrityError, psycopg.NotSupportedError) as exc:
             hint = f" ({exc.diag.message_hint})" if exc.diag.message_hint else ""
             raise SchemaMismatchError(

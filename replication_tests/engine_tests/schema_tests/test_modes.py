@@ -123,8 +123,9 @@ def test_a_value_that_does_not_fit_fails_naming_the_column_and_both_types(dbs, t
     dbs.on_prod(MIGRATED_ROWS + "INSERT INTO app.users (id, org_id) VALUES (3000000000, 1);")
     dbs.snapshot(tmp_path / "snap")
     before = dbs.fingerprints(dbs.targets, dbs.env)
-    expect_error(lambda: dbs.refresh(tmp_path / "snap", "add"), "app.users", "id", "bigint", "integer",
-                 "rolled back")
+    message = expect_error(lambda: dbs.refresh(tmp_path / "snap", "add"), "app.users", "'id'", "bigint", "integer",
+                           "NumericValueOutOfRange", "rolled back")
+    assert "3000000000" not in message
     assert dbs.fingerprints(dbs.targets, dbs.env) == before
     assert [c for c, _ in dbs.columns("app.users")] == ["id", "org_id", "email", "mood", "old_name"]
 
@@ -162,8 +163,9 @@ def test_shared_fails_clearly_where_production_rows_have_nowhere_to_go(dbs, tmp_
     dbs.on_prod("UPDATE app.users SET mood = 'happy' WHERE id = 3")
     dbs.snapshot(tmp_path / "enum")
     before = dbs.fingerprints(dbs.targets, dbs.env)
-    expect_error(lambda: dbs.refresh(tmp_path / "enum", "shared"), "column 'mood' of table app.users (app.mood)",
-                 "happy", "schema: add")
+    message = expect_error(lambda: dbs.refresh(tmp_path / "enum", "shared"),
+                           "column 'mood' of table app.users (app.mood)", "InvalidTextRepresentation", "schema: add")
+    assert "happy" not in message  # production's values stay out of messages
     dbs.on_prod("CREATE TABLE app.events_2026 PARTITION OF app.events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')")
     dbs.snapshot(tmp_path / "partition")
     expect_error(lambda: dbs.refresh(tmp_path / "partition", "shared"), "app.events_2026", "nowhere to go",
