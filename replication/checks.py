@@ -229,18 +229,17 @@ def _environment_results(context, asset: str, settings: EnvironmentSettings, tar
                          manifest: Manifest, masked: dict[str, list[str]], decoding):
     """Every check of one environment against the snapshot it was loaded from."""
     last = _last_load(context, asset)
-    with target.get_connection() as conn:
-        yield drift_result(asset, conn, manifest)
-        if settings.schema_mode != "strict" or settings.keep:
-            # Compared as the load compared: the tables and columns it wrote.
-            manifest = loaded_view(conn, manifest, {t for t, rule in settings.keep.items() if rule == KEEP_ALL})
-    tables = [t.ref for t in manifest.tables]
     # The load compared every checksum before COMMIT; if no row has been written since, that holds
     # now, and reading xmin proves it without hashing every value again.
     written_by = last.transaction_ids or last.transaction_id
     proven_since_load = bool(written_by) and last.checksums_verified
     unchanged: set = set()
     with target.get_connection() as conn:
+        yield drift_result(asset, conn, manifest)
+        if settings.schema_mode != "strict" or settings.keep:
+            # Compared as the load compared: the tables and columns it wrote.
+            manifest = loaded_view(conn, manifest, {t for t, rule in settings.keep.items() if rule == KEEP_ALL})
+        tables = [t.ref for t in manifest.tables]
         if proven_since_load:
             found = unchanged_since_load(conn, manifest, written_by, last.expected_rows)
             unchanged = {manifest.table(f.table).ref for f in found if f.ok}

@@ -21,7 +21,7 @@ from .copyout import copy_out
 from ..errors import HiddenRowsError, is_disk_full, snapshot_space_error
 from ..pg.locks import LockPolicy, acquire, lock_statement, lock_table_full, try_lock
 from ..schema.definitions import Definitions, read_definitions
-from ..schema.dump import SchemaDump, SchemaDumpError
+from ..schema.dump import SchemaDumpError, dump_schema
 from ..snapshot.manifest import SCHEMA_DUMP_NAME, ColumnEntry, DumpObject, Manifest, PartEntry, SequenceEntry, \
     TableEntry, remove_manifest, write_manifest
 from .split import PageRange, page_ranges, part_stem
@@ -168,25 +168,22 @@ def _capture(conn, location, include, exclude, checksums, log, before_writing, c
             _checksum_small_tables(conn, plans, entries)
         _record_sequences(conn, entries)
         server_version = conn.execute("SELECT pg_catalog.current_setting('server_version')").fetchone()[0]
-        dump = _store_dump(location, _schema_dump(conn, plans, definitions), log)
+        dump = _store_dump(conn, location, plans, definitions, log)
     return plans, entries, server_version, definitions, dump
 
 
-def _schema_dump(conn: psycopg.Connection, plans: list[TablePlan], definitions: Definitions) -> SchemaDump:
-    """pg_dump of the captured tables, their partitions and the objects they need, in this transaction's snapshot."""
+def _store_dump(conn: psycopg.Connection, location: SnapshotLocation, plans: list[TablePlan], definitions: Definitions,
+                log: Log | None) -> DumpObject | None:
+    """pg_dump of the captured tables, their partitions and the objects they need, in this
+    transaction's snapshot, as one more object of the snapshot. Without it the snapshot still loads
+    under schema: strict and shared, so a failed dump is logged, not fatal."""
     snapshot_id = conn.execute("SELECT pg_catalog.pg_export_snapshot()").fetchone()[0]
     relations = [p.table.quoted for p in plans]
     relations += [p.ref.quoted for t in definitions.tables for p in t.partitions]
     relations += [f"{quote_ident(r.schema)}.{quote_ident(r.tag)}" for r in definitions.requires if r.kind == "SEQUENCE"]
     schemas = sorted({r.tag for r in definitions.requires if r.kind == "SCHEMA"})
-    return SchemaDump(conn, snapshot_id, relations, schemas)
-
-
-def _store_dump(location: SnapshotLocation, schema_dump: SchemaDump, log: Log | None) -> DumpObject | None:
-    """pg_dump's output as one more object of the snapshot; without it the snapshot still loads
-    under schema: strict and shared, so a failed dump is logged, not fatal."""
     try:
-        data = schema_dump.result()
+        data = dump_schema(conn, snapshot_id, relations, schemas)
     except SchemaDumpError as exc:
         if log is not None:
             log(f"snapshot: {exc} Environments under schema: add or production cannot create tables from it.")

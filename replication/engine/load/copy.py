@@ -85,14 +85,11 @@ def _copy_one(conn, location, plan, report, verify, rebuild_indexes, ticker, num
         chooser.add(ref, staging, filtered=where is not None)
         report.tables.append(staged[ref])
         return
-    if entry.key in plan.masks:
-        loaded, expected, overlaps = _copy_masked(conn, location, entry, plan, number, verify, ticker)
+    if entry.key in plan.masks or ref in plan.sources:
+        loaded, expected, overlaps = _copy_staged(conn, location, entry, plan, number, verify, ticker)
         report.tables.append(loaded)
         report.mask_overlaps.update(overlaps)
         expected_unmasked[ref] = expected
-        return
-    if ref in plan.sources:
-        report.tables.append(_copy_skipping(conn, location, entry, plan, number, verify, ticker))
         return
     # FREEZE writes rows already frozen, sparing a later VACUUM; PostgreSQL allows it on plain
     # tables truncated in this transaction.
@@ -133,7 +130,7 @@ def _insert_subset(conn: psycopg.Connection, plan: LoadPlan, entry: TableEntry, 
                                      for name in rules})
 
 
-def _copy_masked(
+def _copy_staged(
     conn: psycopg.Connection,
     location: SnapshotLocation,
     entry: TableEntry,
@@ -142,13 +139,15 @@ def _copy_masked(
     verify: bool,
     ticker: Ticker,
 ) -> tuple[TableLoad, tuple[list[str], str], dict[str, list[int]]]:
-    """COPY into a private temporary table, then INSERT the masked rows into the real one, and count
-    how many production values each masked column still holds (a weak rule shows here)."""
+    """COPY the whole CSV into a private temporary table, checked against production's checksum there,
+    then INSERT its rows into the real one: masked where the environment masks the table (counting
+    how many production values each masked column still holds: a weak rule shows here), and only
+    the columns the environment has where it lacks some of production's (schema: shared)."""
     environment, header = plan.environment, plan.header
-    rules, columns = plan.masks[entry.key], plan.mask_columns[entry.key]
+    rules, columns = plan.masks.get(entry.key, {}), plan.mask_columns.get(entry.key, {})
     names = entry.column_names
     source = plan.sources.get(entry.ref, entry)
-    staging = staging_table(conn, f"replication_masked_{number}", entry.ref, staged_columns(source, names))
+    staging = staging_table(conn, f"replication_staged_{number}", entry.ref, staged_columns(source, names))
     loaded = copy_in(conn, location, source, environment, header, False, ticker, into=staging)
     unmasked = [n for n in names if n not in rules]
     expected = ""
@@ -162,7 +161,7 @@ def _copy_masked(
     inserted = _insert_masked(conn, plan.target(entry.ref), entry, rules, columns, sql.Identifier(staging.name))
     if inserted != entry.rows:
         raise LoadVerificationError(
-            f"{environment}: table {entry.key} received {inserted} masked rows but the snapshot holds {entry.rows}. "
+            f"{environment}: table {entry.key} received {inserted} rows from staging but the snapshot holds {entry.rows}. "
             "The load was rolled back; check the target's triggers and rules on this table."
         )
     overlaps = {f"{entry.key}.{name}": mask_overlap(conn, staging, plan.rows(entry.ref), name) for name in rules}
@@ -176,26 +175,6 @@ def staged_columns(source: TableEntry, present: list[str]) -> sql.Composable:
     return sql.SQL(", ").join(
         sql.Identifier(n) if n in present else sql.SQL("NULL::pg_catalog.text AS {}").format(sql.Identifier(n))
         for n in source.column_names)
-
-
-def _copy_skipping(conn: psycopg.Connection, location: SnapshotLocation, entry: TableEntry, plan: LoadPlan,
-                   number: int, verify: bool, ticker: Ticker) -> TableLoad:
-    """A table whose production columns the environment partly lacks (schema: shared): the whole CSV
-    into a private staging table, checked against production's checksum there, then the columns
-    the environment has into the table."""
-    source = plan.sources[entry.ref]
-    names = entry.column_names
-    staging = staging_table(conn, f"replication_shared_{number}", entry.ref, staged_columns(source, names))
-    loaded = copy_in(conn, location, source, plan.environment, plan.header, False, ticker, into=staging)
-    if verify:
-        (full,) = content_checksums(conn, staging, [source.column_names],
-                                    algorithm=checksum_algorithm(source.content_checksum))
-        compare_checksum(source, plan.environment, full[1])
-    listed = sql.SQL(", ").join(sql.Identifier(n) for n in names)
-    conn.execute(sql.SQL("INSERT INTO {} ({}) OVERRIDING SYSTEM VALUE SELECT {} FROM {}").format(
-        plan.target(entry.ref).ident, listed, listed, sql.Identifier(staging.name)))
-    conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(staging.name)))
-    return loaded
 
 
 def _insert_masked(conn: psycopg.Connection, table: TableRef, entry: TableEntry, rules: dict[str, MaskRule],

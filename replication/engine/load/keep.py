@@ -16,6 +16,7 @@ from psycopg import sql
 
 from ..errors import ConfigurationError, ReplicationError
 from ..pg.catalog import ForeignKeyEdge, TableRef, foreign_keys
+from ..subset.plan import primary_keys
 
 KEEP_ALL = "all"
 
@@ -68,14 +69,14 @@ def plan_keep(conn: psycopg.Connection, environment: str, rules: dict[str, str],
                 f"{environment}: the keep condition for {key} is not a valid condition on its rows "
                 f"({exc.diag.message_primary}). Fix environments.{environment}.keep in replication.yaml. "
                 "Nothing was written.") from None
-        pk = conn.execute(
-            """SELECT ARRAY(SELECT a.attname FROM unnest(k.conkey) WITH ORDINALITY u(n, i)
-                            JOIN pg_catalog.pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.n
-                            ORDER BY u.i)
-               FROM pg_catalog.pg_constraint k WHERE k.conrelid = %s::pg_catalog.regclass AND k.contype = 'p'""",
-            [ref.ident.as_string(conn)]).fetchone()
-        edges = [e for e in foreign_keys(conn, [ref]) if e.child == ref]
-        plan.tables.append(KeptTable(ref, rule, list(pk[0]) if pk else [], edges))
+        plan.tables.append(KeptTable(ref, rule, [], []))
+    if plan.tables:
+        refs = [kept.table for kept in plan.tables]
+        keys = primary_keys(conn, refs)
+        edges = foreign_keys(conn, refs)
+        for kept in plan.tables:
+            kept.primary_key = keys.get(kept.table, [])
+            kept.foreign_keys = [e for e in edges if e.child == kept.table]
     return plan
 
 

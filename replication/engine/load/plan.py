@@ -122,13 +122,15 @@ def plan_load(conn: psycopg.Connection, manifest: Manifest, environment: str,
 
 def plan_for_report(conn: psycopg.Connection, manifest: Manifest, report, masks: dict[str, dict[str, MaskRule]],
                     masking_key: str | None, subset: dict[str, SubsetRule] | None, personal_data: str,
-                    warn: Log | None, begin: bool = True) -> LoadPlan:
+                    warn: Log | None, begin: bool = True, sources: dict[TableRef, TableEntry] | None = None) -> LoadPlan:
     """What both ways to load do first: the plan, read in a read-only catalog transaction (or, not
     `begin`, in the transaction already open), and what the report says of privacy (the masked
-    columns, the personal ones loaded unmasked)."""
+    columns, the personal ones loaded unmasked). `sources` are production's entries of the tables
+    whose columns the environment partly lacks (LoadPlan.sources)."""
     if begin:
         prepare_transaction(conn, IsolationLevel.READ_COMMITTED, read_only=False)
     plan = plan_load(conn, manifest, report.environment, masks or {}, masking_key, subset, personal_data, warn)
+    plan.sources = dict(sources or {})
     report.unmasked_personal_columns = plan.uncovered
     report.masked_columns = {f"{table}.{col}": rule.describe()
                              for table, rules in plan.masks.items() for col, rule in rules.items()}

@@ -114,8 +114,8 @@ def swap_snapshot(
     location = as_location(snapshot)
     location.require_identity(manifest.tables)
     report = LoadReport(environment, mode="swap", jobs=jobs)
-    plan = plan_for_report(conn, manifest, report, masks or {}, masking_key, subset, personal_data, warn)
-    plan.sources = dict(sources or {})
+    plan = plan_for_report(conn, manifest, report, masks or {}, masking_key, subset, personal_data, warn,
+                           sources=sources)
     tables = plan.order
     relations = relations_of(conn, tables)  # the tables and their partitions, parents first
     every = [relation for relation, _ in relations]

@@ -83,16 +83,18 @@ def load_snapshot(
         conn.rollback()
         with conn.transaction():
             apply_statements(conn, changes.enum_values, log, environment)
-    ordered = dict(locks=locks, verify=verify_checksums, rebuild_indexes=rebuild_indexes,
+    sources = schema.sources if schema is not None else {}
+    options = dict(locks=locks, verify=verify_checksums, rebuild_indexes=rebuild_indexes,
                    rebuild_min_rows=rebuild_min_rows, masking_key=masking_key, log=log, keep=keep,
-                   after_data=changes.after_data, sources=schema.sources if schema is not None else {})
+                   after_data=changes.after_data)
     plan = None
     try:
         if not changes.structure:
-            plan = plan_for_report(conn, manifest, report, masks or {}, masking_key, subset, personal_data, warn)
+            plan = plan_for_report(conn, manifest, report, masks or {}, masking_key, subset, personal_data, warn,
+                                   sources=sources)
             conn.rollback()  # end the read-only catalog transaction before the write transaction
             with conn.transaction():
-                _write(conn, location, plan, report, **ordered)
+                _write(conn, location, plan, report, **options)
         else:
             conn.rollback()
             with conn.transaction():
@@ -104,8 +106,8 @@ def load_snapshot(
                     read_kept_rows(conn, keep)
                 apply_statements(conn, changes.structure, log, environment)
                 plan = plan_for_report(conn, manifest, report, masks or {}, masking_key, subset, personal_data, warn,
-                                       begin=False)
-                _write(conn, location, plan, report, **ordered)
+                                       begin=False, sources=sources)
+                _write(conn, location, plan, report, **options)
     except psycopg.errors.OutOfMemory as exc:
         raise lock_table_full(conn, exc, plan.order if plan else [e.ref for e in manifest.tables], environment,
                               exclusive=True) from None
@@ -117,13 +119,11 @@ def load_snapshot(
 
 def _write(conn: psycopg.Connection, location: SnapshotLocation, plan: LoadPlan, report: LoadReport, *, locks: LockPolicy,
            verify: bool, rebuild_indexes: bool, rebuild_min_rows: int, masking_key: str | None,
-           log: Log | None, keep: KeepPlan | None = None, after_data: list[Statement] = (),
-           sources: dict | None = None) -> None:
+           log: Log | None, keep: KeepPlan | None = None, after_data: list[Statement] = ()) -> None:
     """The write transaction's body, in pg_restore's order."""
     waited = _take_locks(conn, plan, locks, log)
     report.lock_wait_seconds += waited.seconds
     report.terminated_sessions += waited.terminated
-    plan.sources = dict(sources or {})
     if keep and any(kept.staged is None for kept in keep.tables):
         read_kept_rows(conn, keep)
     report.transaction_id = str(conn.execute("SELECT pg_catalog.txid_current() % 4294967296").fetchone()[0])
@@ -193,9 +193,8 @@ def verify_tables(conn: psycopg.Connection, plan: LoadPlan, report: LoadReport,
         entry = plan.entries[ref]
         loaded = loads[entry.key]
         loaded.checksum_verified = True
-        if plan.subsetted(ref) or (ref in plan.sources and ref not in expected_unmasked):
-            # Verified whole in staging (a subset, or columns this environment lacks); what was
-            # loaded is recorded for the checks.
+        if plan.subsetted(ref):
+            # Verified whole in staging; what was kept is recorded for the checks.
             requests.append(ChecksumRequest.of(plan.target(ref), entry.column_names,
                                                algorithm=checksum_algorithm(entry.content_checksum)))
         elif ref in expected_unmasked:
@@ -210,7 +209,7 @@ def verify_tables(conn: psycopg.Connection, plan: LoadPlan, report: LoadReport,
         compared.append(ref)
     for ref, found in zip(compared, checksum_many(conn, requests)):
         entry = plan.entries[ref]
-        if plan.subsetted(ref) or (ref in plan.sources and ref not in expected_unmasked):
+        if plan.subsetted(ref):
             report.loaded_checksums[entry.key] = found[0][1]
         elif ref in expected_unmasked:
             unmasked, expected = expected_unmasked[ref]

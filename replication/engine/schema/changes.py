@@ -26,10 +26,6 @@ from ..pg.catalog import TableRef, quote_ident, quote_literal
 from .definitions import ColumnDefinition, Definitions, Requirement, TableDefinition
 from .dump import DumpEntry
 
-# pg_dump entries that make a table: run before its rows.
-_STRUCTURE_KINDS = {"TABLE", "TABLE ATTACH", "SEQUENCE", "SEQUENCE OWNED BY", "DEFAULT", "COMMENT", "ACL"}
-# ... and after them. Row security is refused by the load, so POLICY and ROW SECURITY are not made.
-_AFTER_DATA_KINDS = {"CONSTRAINT", "INDEX", "INDEX ATTACH", "FK CONSTRAINT", "TRIGGER"}
 _GRANTEE = re.compile(r"\b(?:TO|FROM)\s+(.+?)(?:\s+WITH GRANT OPTION|\s+GRANTED BY .*)?;\s*$", re.IGNORECASE)
 
 
@@ -44,7 +40,6 @@ class SchemaChanges:
     enum_values: list[Statement] = field(default_factory=list)
     structure: list[Statement] = field(default_factory=list)
     after_data: list[Statement] = field(default_factory=list)
-    created_tables: list[str] = field(default_factory=list)
     skipped_grants: list[str] = field(default_factory=list)  # to roles this environment does not have
 
     def __bool__(self) -> bool:
@@ -116,7 +111,9 @@ def _missing_requirements(conn: psycopg.Connection, requires: list[Requirement])
 
 def _from_dump(changes: SchemaChanges, dump: list[DumpEntry], needed: list[Requirement],
                missing: list[TableDefinition], roles: set[str]) -> None:
-    """pg_dump's entries for the missing objects and tables, in pg_dump's order."""
+    """pg_dump's entries for the missing objects and tables, in pg_dump's order: what makes a table
+    before its rows, its keys, indexes, foreign keys and triggers after them. Row security is
+    refused by the load, so POLICY and ROW SECURITY entries are not made."""
     wanted_requirements = {(r.kind, r.schema, r.tag) for r in needed}
     tables = {(t.schema, t.name) for t in missing} | {(p.schema, p.name) for t in missing for p in t.partitions}
     sequences = {(t.schema, s) for t in missing for s in t.sequences}
@@ -135,8 +132,6 @@ def _from_dump(changes: SchemaChanges, dump: list[DumpEntry], needed: list[Requi
         if (entry.kind, entry.schema, entry.tag) in wanted_requirements:
             changes.structure.append(Statement(f"create {entry.kind.lower()} {_name(entry)}", entry.statement))
         elif entry.kind in ("TABLE", "TABLE ATTACH") and key in tables:
-            if entry.kind == "TABLE" and (entry.schema, entry.tag) in {(t.schema, t.name) for t in missing}:
-                changes.created_tables.append(f"{entry.schema}.{entry.tag}")
             changes.structure.append(Statement(f"{entry.kind.lower()} {_name(entry)}", entry.statement))
         elif entry.kind in ("SEQUENCE", "SEQUENCE OWNED BY") and key in sequences:
             changes.structure.append(Statement(f"{entry.kind.lower()} {_name(entry)}", entry.statement))
@@ -180,7 +175,6 @@ def _about(entry: DumpEntry, tables: set, sequences: set, indexes: set) -> bool:
 def _dump_ident(name: str) -> str:
     """A name as pg_dump writes it in a tag: quoted unless it is a plain lower-case identifier."""
     return name if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) else '"' + name.replace('"', '""') + '"'
-
 
 
 def _grants(entry: DumpEntry, roles: set[str], changes: SchemaChanges) -> str:

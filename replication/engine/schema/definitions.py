@@ -6,6 +6,7 @@ compare the two and to bring the environment level."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import psycopg
 
@@ -67,7 +68,11 @@ class TableDefinition:
         return self.ref.key
 
     def column(self, name: str) -> ColumnDefinition | None:
-        return {c.name: c for c in self.columns}.get(name)
+        return self._columns.get(name)
+
+    @cached_property
+    def _columns(self) -> dict[str, ColumnDefinition]:
+        return {c.name: c for c in self.columns}
 
 
 @dataclass(frozen=True, order=True)
@@ -86,10 +91,12 @@ class Definitions:
     requires: list[Requirement] = field(default_factory=list)
 
     def table(self, ref: TableRef) -> TableDefinition | None:
-        # An index, built on first use: a thousand tables compared one by one must not cost n².
-        if getattr(self, "_by_ref", None) is None or len(self._by_ref) != len(self.tables):
-            self._by_ref = {t.ref: t for t in self.tables}
-        return self._by_ref.get(ref)
+        return self._tables.get(ref)
+
+    @cached_property
+    def _tables(self) -> dict[TableRef, TableDefinition]:
+        # Built once, on first use: a thousand tables looked up one by one must not cost n².
+        return {t.ref: t for t in self.tables}
 
     def to_plain(self) -> dict:
         return {

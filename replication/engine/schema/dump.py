@@ -53,55 +53,49 @@ def pg_dump_path() -> str | None:
     return shutil.which("pg_dump")
 
 
-class SchemaDump:
-    """pg_dump --schema-only in the capture's exported snapshot, taken at the end of the capture.
+def dump_schema(conn: psycopg.Connection, snapshot_id: str, relations: list[str], schemas: list[str]) -> bytes:
+    """pg_dump --schema-only in the capture's exported snapshot `snapshot_id`, taken at the end of the capture.
 
-    Two runs, so that pg_dump locks no table beyond those the capture holds: one with `--table`
-    for each captured table (with its partitions) and each sequence the tables need, which gives
-    the tables and what hangs on them; one for the schemas with every relation excluded, which
-    gives the schemas, types, domains and functions. It runs after the rows are captured because
-    its locks share the server's lock table with the capture's: once the capture holds all it
-    needs, pg_dump running short costs only the dump. The output is DDL, not table data: held in
-    memory whole. The password reaches pg_dump through PGPASSWORD, never its command line, and
-    never appears in an error.
+    Two runs, side by side, so that pg_dump locks no table beyond those the capture holds: one with
+    `--table` for each of `relations` (the captured tables, their partitions and the sequences they
+    need), which gives the tables and what hangs on them; one for `schemas` with every relation
+    excluded, which gives the schemas, types, domains and functions. It runs after the rows are
+    captured because its locks share the server's lock table with the capture's: once the capture
+    holds all it needs, pg_dump running short costs only the dump. The output is DDL, not table
+    data: held in memory whole. The password reaches pg_dump through PGPASSWORD, never its command
+    line, and never appears in an error. Raises SchemaDumpError when pg_dump is missing or fails.
     """
+    binary = pg_dump_path()
+    if binary is None:
+        raise SchemaDumpError(
+            "pg_dump was not found (set PG_DUMP to its path), so production's definitions were not recorded.")
+    info = conn.info
+    password = info.password or ""
+    env = {**os.environ, "PGPASSWORD": password, "PGAPPNAME": "replication schema dump"}
+    dsn = " ".join(f"{k}='{_escaped(v)}'" for k, v in info.get_parameters().items() if k != "options")
+    common = [binary, "--schema-only", "--no-owner", "--no-tablespaces", "--no-security-labels", "--no-publications",
+              "--no-subscriptions", f"--snapshot={snapshot_id}", "--lock-wait-timeout=10s", f"--dbname={dsn}"]
+    commands = [
+        [*common, *(f"--schema={_pattern(s)}" for s in schemas), *(f"--exclude-table={_pattern(s)}.*" for s in schemas)],
+        [*common, *(f"--table={relation}" for relation in relations)],
+    ]
 
-    def __init__(self, conn: psycopg.Connection, snapshot_id: str, relations: list[str], schemas: list[str]):
-        self.binary = pg_dump_path()
-        info = conn.info
-        self._password = info.password or ""
-        self._env = {**os.environ, "PGPASSWORD": self._password, "PGAPPNAME": "replication schema dump"}
-        dsn = " ".join(f"{k}='{_escaped(v)}'" for k, v in info.get_parameters().items() if k != "options")
-        common = ["--schema-only", "--no-owner", "--no-tablespaces", "--no-security-labels", "--no-publications",
-                  "--no-subscriptions", f"--snapshot={snapshot_id}", "--lock-wait-timeout=10s", f"--dbname={dsn}"]
-        self._commands = [
-            [*common, *(f"--schema={_pattern(s)}" for s in schemas),
-             *(f"--exclude-table={_pattern(s)}.*" for s in schemas)],
-            [*common, *(f"--table={relation}" for relation in relations)],
-        ]
-
-    def result(self) -> bytes:
-        """The dump; raises SchemaDumpError when pg_dump is missing or fails."""
-        if self.binary is None:
-            raise SchemaDumpError(
-                "pg_dump was not found (set PG_DUMP to its path), so production's definitions were not recorded.")
-        # Side by side: the second run locks only what the capture already holds, the first none.
-        with ThreadPoolExecutor(len(self._commands)) as pool:
-            return b"\n".join(pool.map(self._run, self._commands))
-
-    def _run(self, command: list[str]) -> bytes:
+    def run(command: list[str]) -> bytes:
         try:
-            done = subprocess.run([self.binary, *command], env=self._env, capture_output=True, timeout=3600)
+            done = subprocess.run(command, env=env, capture_output=True, timeout=3600)
         except (OSError, subprocess.TimeoutExpired) as exc:
-            raise SchemaDumpError(f"pg_dump ({self.binary}) could not run: {exc.__class__.__name__}.") from None
+            raise SchemaDumpError(f"pg_dump ({binary}) could not run: {exc.__class__.__name__}.") from None
         if done.returncode != 0:
             message = done.stderr.decode("utf-8", "replace").strip()
-            if self._password:
-                message = message.replace(self._password, "***")
+            if password:
+                message = message.replace(password, "***")
             raise SchemaDumpError(
-                f"pg_dump ({self.binary}) failed, so production's definitions were not recorded: {message} "
+                f"pg_dump ({binary}) failed, so production's definitions were not recorded: {message} "
                 "If production runs a newer PostgreSQL than this pg_dump, set PG_DUMP to a pg_dump of that version.")
         return done.stdout
+
+    with ThreadPoolExecutor(len(commands)) as pool:
+        return b"\n".join(pool.map(run, commands))
 
 
 def _escaped(value: str) -> str:

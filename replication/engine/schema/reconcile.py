@@ -72,7 +72,7 @@ def plan_schema(conn: psycopg.Connection, location: SnapshotLocation, manifest: 
     if mode == "strict":
         return SchemaPlan(mode, manifest, differences)
     if mode == "shared":
-        return _shared(conn, manifest, environment, production, present, differences)
+        return _shared(manifest, environment, production, present, differences)
     if production is None:
         raise SchemaMismatchError(
             f"{environment}: schema: {mode} needs production's definitions, and this snapshot was taken by an "
@@ -83,32 +83,34 @@ def plan_schema(conn: psycopg.Connection, location: SnapshotLocation, manifest: 
     return SchemaPlan(mode, manifest, differences, changes=changes)
 
 
-def _shared(conn: psycopg.Connection, manifest: Manifest, environment: str, production: Definitions | None,
-            present: Definitions, differences: list[Difference]) -> SchemaPlan:
+def _shared(manifest: Manifest, environment: str, production: Definitions | None, present: Definitions,
+            differences: list[Difference]) -> SchemaPlan:
     """Load what both have: tables the environment lacks are skipped, and so are columns."""
-    found = columns_of(conn, [entry.ref for entry in manifest.tables])
     entries, skipped_tables, skipped_columns, sources = [], [], {}, {}
     for entry in manifest.tables:
-        columns = found.get(entry.ref)
-        if columns is None:
+        have = present.table(entry.ref)
+        if have is None:
             skipped_tables.append(entry.key)
             continue
-        names = {c.name for c in columns}
+        names = {c.name for c in have.columns}
+        loaded = within(entry, names)
         missing = [c for c in entry.column_names if c not in names]
-        if len(missing) == len(entry.columns):
+        if not loaded.columns:
             raise SchemaMismatchError(
                 f"{environment}: table {entry.key} has none of production's columns ({', '.join(missing)}), so "
                 "schema: shared has nothing to load into it. Nothing was written.")
         if missing:
             skipped_columns[entry.key] = missing
             sources[entry.ref] = entry
-            entry = dataclasses.replace(entry, columns=[c for c in entry.columns if c.name in names])
-        entries.append(entry)
+        entries.append(loaded)
     if production is not None:
         for table in production.tables:
             have = present.table(table.ref)
-            lacking = [p.ref.key for p in table.partitions if have is not None and p.ref not in {q.ref for q in have.partitions}]
-            if lacking and table.key not in skipped_tables:
+            if have is None:
+                continue  # skipped whole
+            partitions = {p.ref for p in have.partitions}
+            lacking = [p.ref.key for p in table.partitions if p.ref not in partitions]
+            if lacking:
                 raise SchemaMismatchError(
                     f"{environment}: production's partitioned table {table.key} has partitions this environment "
                     f"lacks ({', '.join(lacking)}), and their rows have nowhere to go. Create them with the "
@@ -126,12 +128,13 @@ def loaded_view(conn: psycopg.Connection, manifest: Manifest, kept_tables: set[s
     columns the environment has, less the tables `keep: all` never replaces. The checks compare
     with this, as the load compared, whatever the environment's schema mode."""
     found = columns_of(conn, [entry.ref for entry in manifest.tables])
-    entries = []
-    for entry in manifest.tables:
-        if entry.ref not in found or entry.key in kept_tables:
-            continue
-        names = {c.name for c in found[entry.ref]}
-        if any(c not in names for c in entry.column_names):
-            entry = dataclasses.replace(entry, columns=[c for c in entry.columns if c.name in names])
-        entries.append(entry)
+    entries = [within(entry, {c.name for c in found[entry.ref]}) for entry in manifest.tables
+               if entry.ref in found and entry.key not in kept_tables]
     return dataclasses.replace(manifest, tables=entries)
+
+
+def within(entry: TableEntry, names: set[str]) -> TableEntry:
+    """`entry` with only the columns in `names` (itself when it has no others)."""
+    if all(c in names for c in entry.column_names):
+        return entry
+    return dataclasses.replace(entry, columns=[c for c in entry.columns if c.name in names])
