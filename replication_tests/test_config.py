@@ -107,6 +107,16 @@ def test_env_vars_for_names_the_three_variables():
         ({"snapshot": {"split_larger_than": "1 parsec"}},
          "snapshot.split_larger_than: '1 parsec' is not a size; write bytes or a number with MB or GB"),
         ({"snapshot": {"split_larger_than": "64kB"}}, "snapshot.split_larger_than: '64kB' is below 1MB"),
+        ({"environments": {"dev": {"schema": "sharde"}}},
+         "environments.dev.schema: Input should be 'strict', 'shared', 'add' or 'production'"),
+        ({"environments": {"dev": {"schema_mode": "shared"}}},
+         "environments.dev.schema_mode: unknown key; the keys allowed here are: mask, unmasked_pii, blocking_sessions, "
+         "lock_wait, subset, load, jobs, schema, keep"),
+        ({"environments": {"dev": {"keep": {"feature_flags": "all"}}}},
+         "'feature_flags' must name a table as schema.table, e.g. public.feature_flags"),
+        ({"environments": {"dev": {"keep": {"public.users": {"where": "x"}}}}},
+         "public.users: keep takes all, or a condition on the table's rows as a string"),
+        ({"environments": {"dev": {"keep": ["public.users"]}}}, "keep is a mapping of schema.table to all or a condition"),
     ],
 )
 def test_invalid_configuration_names_the_key_and_the_fix(data, expected):
@@ -124,6 +134,14 @@ def test_load_settings_default_to_auto_with_two_connections_and_read_sizes():
     assert config.snapshot.split_larger_than == 256 << 20
     assert parse_config({}).snapshot.split_larger_than == 1 << 30
     assert parse_config({"snapshot": {"split_larger_than": None}}).snapshot.split_larger_than is None
+
+
+def test_schema_and_keep_default_to_strict_and_nothing_kept():
+    config = parse_config({"environments": {"dev": {}, "staging": {"schema": "production",
+                                                                   "keep": {"public.flags": " all ", "public.users": "id < 10"}}}})
+    assert (config.environments["dev"].schema_mode, config.environments["dev"].keep) == ("strict", {})
+    assert config.environments["staging"].schema_mode == "production"
+    assert config.environments["staging"].keep == {"public.flags": "all", "public.users": "id < 10"}
 
 
 def test_lock_settings_read_durations_and_default_per_policy():
