@@ -19,7 +19,7 @@ import dagster as dg
 import psycopg
 
 from .engine.errors import SPACE_ADVICE, ReplicationError, StoreUnreachableError, is_disk_full
-from .engine.privacy.scrub import SensitiveColumns, scrub_context, scrub_detail, scrub_primary
+from .engine.privacy.scrub import SensitiveColumns, describe_error, first_line
 
 # SQLSTATEs a later try can fix: connection exceptions (class 08), serialization failures and
 # deadlocks (class 40), a server shutting down, crashing or starting (57P01-57P03), too many
@@ -71,11 +71,6 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else exc.__class__.__name__
-
-
 def is_transient(exc: psycopg.Error) -> bool:
     state = exc.sqlstate
     if state:
@@ -86,22 +81,6 @@ def is_transient(exc: psycopg.Error) -> bool:
             return True
         return not any(marker in text for marker in PERMANENT_CONNECT_MESSAGES)
     return False
-
-
-def describe(exc: psycopg.Error, sensitive: SensitiveColumns) -> str:
-    """PostgreSQL's message, SQLSTATE, DETAIL, HINT and the COPY line it failed on, values hidden."""
-    diag = exc.diag
-    if exc.sqlstate is None or diag is None or not diag.message_primary:
-        return _first_line(exc)
-    context, value_shown = scrub_context(diag.context or "", sensitive)
-    parts = [f"{scrub_primary(diag.message_primary, exc.sqlstate, value_shown)} [SQLSTATE {exc.sqlstate}]"]
-    if diag.message_detail:
-        parts.append(f"DETAIL: {scrub_detail(diag.message_detail, sensitive, diag.table_name, diag.schema_name)}")
-    if diag.message_hint:
-        parts.append(f"HINT: {diag.message_hint}")
-    if context:
-        parts.append(f"CONTEXT: {context}")
-    return "\n".join(parts)
 
 
 @contextmanager
@@ -124,7 +103,7 @@ def explained_failures(
     except StoreUnreachableError as exc:
         raise TransientReplicationError(f"{where}: {redact(str(exc), secrets)}") from None
     except psycopg.Error as exc:
-        detail = redact(describe(exc, sensitive), secrets)
+        detail = redact(describe_error(exc, sensitive), secrets)
         if is_transient(exc):
             raise TransientReplicationError(
                 f"{where}: {detail}\nThis looks temporary (a connection, a restart, a conflict with another "
@@ -138,16 +117,16 @@ def explained_failures(
         ) from None
     except PermissionError as exc:
         raise dg.Failure(
-            description=f"{where}: {redact(_first_line(exc), secrets)}. Fix the file permissions of the snapshot folder.",
+            description=f"{where}: {redact(first_line(exc), secrets)}. Fix the file permissions of the snapshot folder.",
             allow_retries=False,
         ) from None
     except OSError as exc:
         if is_disk_full(exc):
             raise dg.Failure(
-                description=f"{where}: the disk is full ({redact(_first_line(exc), secrets)}). No retry is "
+                description=f"{where}: the disk is full ({redact(first_line(exc), secrets)}). No retry is "
                             f"scheduled: retrying into a full disk cannot help. {SPACE_ADVICE}",
                 allow_retries=False,
             ) from None
         raise TransientReplicationError(
-            f"{where}: I/O error: {redact(_first_line(exc), secrets)}. The step will be retried."
+            f"{where}: I/O error: {redact(first_line(exc), secrets)}. The step will be retried."
         ) from None

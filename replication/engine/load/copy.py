@@ -12,6 +12,7 @@ from ..pg.catalog import Column, TableRef
 from ..pg.staging import staging_table
 from ..privacy.mask import MaskRule, mask_expression
 from ..privacy.overlap import count_overlap, staged_values
+from ..privacy.scrub import SensitiveColumns, describe_error
 from ..progress import Ticker
 from ..snapshot.manifest import PartEntry, TableEntry
 from ..storage import SnapshotLocation
@@ -57,21 +58,18 @@ def type_mismatch(plan: LoadPlan, ref: TableRef, exc: psycopg.errors.DataError) 
     here = next((c.type for c in plan.target_columns.get(ref, []) if c.name == column), None)
     if production is None or here is None:
         return None
+    # PostgreSQL's message, DETAIL and HINT, with the value it quotes (production's data) hidden.
+    said = describe_error(exc, SensitiveColumns())
     if production == here:
         return SchemaMismatchError(
-            f"{plan.environment}: a value of column {column!r} of table {ref.key} ({here}) was refused here "
-            f"({_condition(exc)}). The load was rolled back. The type's definition differs from production's "
-            "(an enum value or a domain's check production has changed): bring it level with the migrations, or set "
-            "schema: add or production.")
+            f"{plan.environment}: a value of column {column!r} of table {ref.key} ({here}) was refused here: {said}\n"
+            "The load was rolled back. The type's definition differs from production's (an enum value or a "
+            "domain's check production has changed): bring it level with the migrations, or set schema: add or "
+            "production.")
     return SchemaMismatchError(
         f"{plan.environment}: a value of column {column!r} of table {ref.key} does not fit: the column is {production} "
-        f"in production and {here} here ({_condition(exc)}). The load was rolled back. Change the column's "
-        "type with the migrations, or set schema: production, which takes production's types.")
-
-
-def _condition(exc: psycopg.Error) -> str:
-    """PostgreSQL's condition without its message, which quotes the value (production's data)."""
-    return f"{type(exc).__name__}, SQLSTATE {exc.sqlstate}"
+        f"in production and {here} here: {said}\nThe load was rolled back. Change the column's type with the "
+        "migrations, or set schema: production, which takes production's types.")
 
 
 def _copy_one(conn, location, plan, report, verify, rebuild_indexes, ticker, number, ref,

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Iterable
 
+import psycopg
+
 from ..snapshot.manifest import Manifest, TableEntry
 from .mask import looks_personal
 
@@ -22,6 +24,7 @@ _FAILING_ROW = re.compile(r"(Failing row contains )\(.*\)(\.?)$")
 _COPY_COLUMN = re.compile(r'^(COPY (?P<table>.+?), line \d+, column (?P<col>.+?): )"(?P<val>.*)"\s*$', re.DOTALL)
 _COPY_LINE = re.compile(r'^(COPY (?P<table>.+?), line \d+: )"(?P<val>.*)"\s*$', re.DOTALL)
 _QUOTED_VALUE = re.compile(r': "(.*)"$', re.DOTALL)
+_RANGE_VALUE = re.compile(r'^(value )"(.*)"( is out of range)', re.DOTALL)
 
 
 def hidden_columns(entry: TableEntry, masked: Collection[str]) -> set[str]:
@@ -88,7 +91,31 @@ def scrub_context(context: str, sensitive: SensitiveColumns) -> tuple[str, bool]
 
 
 def scrub_primary(primary: str, sqlstate: str | None, value_allowed: bool) -> str:
-    """Data errors (class 22) quote the offending value at the end of the message."""
+    """Data errors (class 22) quote the offending value at the end of the message, or, out of range,
+    at its start."""
     if sqlstate and sqlstate.startswith("22") and not value_allowed:
+        primary = _RANGE_VALUE.sub(lambda m: f"{m[1]}{HIDDEN}{m[3]}", primary)  # value "…" is out of range for …
         return _QUOTED_VALUE.sub(f": {HIDDEN}", primary)
     return primary
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__
+
+
+def describe_error(exc: psycopg.Error, sensitive: SensitiveColumns) -> str:
+    """PostgreSQL's message, SQLSTATE, DETAIL, HINT and the COPY line it failed on, values hidden
+    (every quoted value, with a `sensitive` that knows no table)."""
+    diag = exc.diag
+    if exc.sqlstate is None or diag is None or not diag.message_primary:
+        return first_line(exc)
+    context, value_shown = scrub_context(diag.context or "", sensitive)
+    parts = [f"{scrub_primary(diag.message_primary, exc.sqlstate, value_shown)} [SQLSTATE {exc.sqlstate}]"]
+    if diag.message_detail:
+        parts.append(f"DETAIL: {scrub_detail(diag.message_detail, sensitive, diag.table_name, diag.schema_name)}")
+    if diag.message_hint:
+        parts.append(f"HINT: {diag.message_hint}")
+    if context:
+        parts.append(f"CONTEXT: {context}")
+    return "\n".join(parts)

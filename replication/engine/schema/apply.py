@@ -7,6 +7,7 @@ import psycopg
 from ..errors import SchemaMismatchError
 from ..pg.catalog import columns_of
 from ..pg.locks import LockPolicy, LockWait, acquire, lock_statement
+from ..privacy.scrub import SensitiveColumns, describe_error
 from ..progress import Log
 from ..snapshot.manifest import Manifest
 from .changes import Statement
@@ -35,13 +36,8 @@ def apply_statements(conn: psycopg.Connection, statements: list[Statement], log:
             log(f"{environment}: schema: {statement.what}")
         try:
             conn.execute(statement.sql)  # type: ignore[arg-type]  # pg_dump's text, no parameters
-        except psycopg.errors.DataError as exc:
-            # Its message quotes the value that did not convert: named by its condition only.
+        except (psycopg.DataError, psycopg.ProgrammingError, psycopg.IntegrityError, psycopg.NotSupportedError) as exc:
+            # PostgreSQL's message, DETAIL and HINT, with any value it quotes hidden.
             raise SchemaMismatchError(
-                f"{environment}: could not {statement.what}: a value did not convert ({type(exc).__name__}, SQLSTATE "
-                f"{exc.sqlstate}). The load was rolled back; the environment's schema and data are as they were.") from None
-        except (psycopg.ProgrammingError, psycopg.IntegrityError, psycopg.NotSupportedError) as exc:
-            hint = f" ({exc.diag.message_hint})" if exc.diag.message_hint else ""
-            raise SchemaMismatchError(
-                f"{environment}: could not {statement.what}: {exc.diag.message_primary}{hint}. The load was rolled "
-                "back; the environment's schema and data are as they were.") from None
+                f"{environment}: could not {statement.what}: {describe_error(exc, SensitiveColumns())}\nThe load was "
+                "rolled back; the environment's schema and data are as they were.") from None
