@@ -13,6 +13,8 @@ setup(
         "dagster-docker==0.29.27",
         "dagster-k8s==0.29.27",
         "dagster-postgres==0.29.27",
+        # Alerts: Slack through dagster-slack's run-failure sensor (slack_sdk underneath).
+        "dagster-slack==0.29.27",
         "psycopg[binary]>=3.2,<4",
         # SQLAlchemy 2.1 makes psycopg 3 the default driver for postgresql:// URLs, and
         # dagster-postgres' NOTIFY with a bound parameter is a syntax error under it.
@@ -26,6 +28,8 @@ setup(
         "pyrage>=1.2,<2",
     ],
     # playwright drives the system's Chromium (no browser download) in the UI test.
-    # moto's server mode is the S3-compatible store the tests talk to over HTTP.
-    extras_require={"test": ["pytest>=8", "playwright>=1.40", "pyyaml>=6", "moto[server]>=5,<6"]},
+    # moto's server mode is the S3-compatible store the tests talk to over HTTP; aiosmtpd is the
+    # mail server the alert tests receive mail with; cryptography signs its TLS certificate.
+    extras_require={"test": ["pytest>=8", "playwright>=1.40", "pyyaml>=6", "moto[server]>=5,<6",
+                             "aiosmtpd>=1.4,<2", "cryptography>=42"]},
 )

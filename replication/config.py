@@ -224,8 +224,8 @@ def _subset_rule(key: str, value) -> SubsetRule:
     return SubsetRule(where=argument.strip())
 
 
-_DURATION = re.compile(r"^\s*(?P<n>\d+(\.\d+)?)\s*(?P<unit>s|sec|seconds?|m|min|minutes?|h|hours?)?\s*$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600}
+_DURATION = re.compile(r"^\s*(?P<n>\d+(\.\d+)?)\s*(?P<unit>s|sec|seconds?|m|min|minutes?|h|hours?|d|days?)?\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 # Loads must finish within the run's 3600 s limit: a bound close to it would only move the failure.
 MAX_LOCK_WAIT_SECONDS = 1800
 
@@ -248,7 +248,7 @@ def _bytes(value) -> int:
 
 
 def _seconds(value) -> float:
-    """`90`, `90s`, `3m`, `3 min`, `1h` -> seconds."""
+    """`90`, `90s`, `3m`, `3 min`, `1h`, `2d` -> seconds."""
     if isinstance(value, bool):
         raise ValueError("write a duration such as 180, 90s or 3m")
     if isinstance(value, (int, float)):
@@ -362,6 +362,99 @@ class EnvironmentSettings(_Strict):
         return by_table
 
 
+# What an alert needs that is not secret; tokens, the webhook's address and the mail server's
+# password come only from variables (replication/alerts/channels.py).
+MIN_STALE_AFTER_SECONDS = 60
+DEFAULT_STALE_AFTER_SECONDS = 26 * 3600
+_ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class SlackAlerts(_Strict):
+    """Messages to one Slack channel, posted with the bot token in SLACK_BOT_TOKEN."""
+
+    channel: str
+    # Slack's Web API; GovSlack answers at https://slack-gov.com/api/ (and the tests at a local server).
+    api_url: str = "https://slack.com/api/"
+
+    @field_validator("channel")
+    @classmethod
+    def _channel(cls, value: str) -> str:
+        value = value.strip()
+        if not re.match(r"^(#[a-z0-9][a-z0-9._-]{0,79}|[CGD][A-Z0-9]{6,})$", value):
+            raise ValueError(f"{value!r} is not a channel: write its name with # (\"#data-ops\") or its ID (C0123456789)")
+        return value
+
+    @field_validator("api_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"{value!r} is not an address; write https://slack.com/api/")
+        return value if value.endswith("/") else value + "/"
+
+
+class WebhookAlerts(_Strict):
+    """A JSON POST to the address in ALERT_WEBHOOK_URL (Teams, PagerDuty, Opsgenie, your own)."""
+
+
+class EmailAlerts(_Strict):
+    """Mail to these addresses through the server the ALERT_SMTP_* variables name."""
+
+    to: list[str]
+
+    @field_validator("to", mode="before")
+    @classmethod
+    def _addresses(cls, value):
+        addresses = [value] if isinstance(value, str) else value
+        if not isinstance(addresses, list) or not addresses:
+            raise ValueError("write the addresses to send to, e.g. to: [oncall@example.com]")
+        for address in addresses:
+            if not isinstance(address, str) or not _ADDRESS.match(address.strip()):
+                raise ValueError(f"{address!r} is not a mail address")
+        return [address.strip() for address in addresses]
+
+
+class AlertSettings(_Strict):
+    """Who hears about a failed run, a failed blocking check or a stale environment, and when an
+    environment counts as stale (also the freshness check every environment shows in the UI)."""
+
+    slack: SlackAlerts | None = None
+    webhook: WebhookAlerts | None = None
+    email: EmailAlerts | None = None
+    # An environment holding production older than this is stale (the age of the snapshot it holds).
+    stale_after: float = DEFAULT_STALE_AFTER_SECONDS
+    # Where people open the Dagster UI: each message links to its run there.
+    ui_url: str = "http://localhost:3000"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _present_means_on(cls, value):
+        # `webhook:` with nothing after it reads as None: the channel is wanted, with no settings.
+        if isinstance(value, dict):
+            return {key: ({} if key in ("slack", "webhook", "email") and setting is None else setting)
+                    for key, setting in value.items()}
+        return value
+
+    @field_validator("stale_after", mode="before")
+    @classmethod
+    def _stale_after(cls, value):
+        seconds = _seconds(value)
+        if seconds < MIN_STALE_AFTER_SECONDS:
+            raise ValueError(f"{value!r} is below a minute; write the age at which an environment is stale, "
+                             "such as 26h (a day and the run's time)")
+        return seconds
+
+    @field_validator("ui_url")
+    @classmethod
+    def _ui_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"{value!r} is not an address; write the UI's, e.g. https://dagster.example.com")
+        return value.rstrip("/")
+
+    @property
+    def channels(self) -> list[str]:
+        return [name for name in ("slack", "webhook", "email") if getattr(self, name) is not None]
+
+
 def _default_environments() -> dict[str, EnvironmentSettings]:
     return {name: EnvironmentSettings() for name in DEFAULT_ENVIRONMENTS}
 
@@ -369,6 +462,7 @@ def _default_environments() -> dict[str, EnvironmentSettings]:
 class ReplicationConfig(_Strict):
     snapshot: SnapshotSettings = Field(default_factory=SnapshotSettings)
     environments: dict[str, EnvironmentSettings] = Field(default_factory=_default_environments)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
 
     @field_validator("environments", mode="before")
     @classmethod
@@ -432,6 +526,7 @@ class ReplicationConfig(_Strict):
                 }
                 for name, env in self.environments.items()
             },
+            "alerts": self.alerts.model_dump(exclude_none=True),
         }
         return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
@@ -440,6 +535,8 @@ def _describe(error: dict) -> str:
     where = ".".join(str(part) for part in error["loc"]) or "(top level)"
     if error["type"] == "extra_forbidden":
         return f"{where}: unknown key; {_known_keys(error['loc'])}"
+    if error["type"] == "missing":
+        return f"{where}: required here, and missing"
     message = error["msg"].removeprefix("Value error, ")
     return f"{where}: {message}"
 
@@ -453,6 +550,10 @@ def _known_keys(loc: tuple) -> str:
             model = S3Settings
         elif model is ReplicationConfig and part == "environments":
             model = EnvironmentSettings
+        elif model is ReplicationConfig and part == "alerts":
+            model = AlertSettings
+        elif model is AlertSettings and part in ("slack", "webhook", "email"):
+            model = {"slack": SlackAlerts, "webhook": WebhookAlerts, "email": EmailAlerts}[part]
         elif model is EnvironmentSettings:
             continue  # the environment's own name, or a mask key
 
@@ -465,7 +566,7 @@ def parse_config(data: object, origin: str = DEFAULT_CONFIG_NAME) -> Replication
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigurationError(f"{origin}: the top level must be a mapping with `snapshot:` and `environments:`.")
+        raise ConfigurationError(f"{origin}: the top level must be a mapping with `snapshot:`, `environments:` and `alerts:`.")
     try:
         return ReplicationConfig.model_validate(data)
     except ValidationError as exc:

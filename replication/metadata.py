@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -153,6 +154,8 @@ def load_metadata(report: LoadReport, manifest: Manifest, snapshot: SnapshotLoca
         "target": target,
         "snapshot_path": dg.MetadataValue.path(snapshot.url),
         "snapshot_captured_at": manifest.captured_at,
+        # The age of what the environment holds, which its freshness check measures (not the load's time).
+        "dagster/last_updated_timestamp": dg.MetadataValue.timestamp(datetime.fromisoformat(manifest.captured_at)),
         "tables": dg.MetadataValue.int(len(report.tables)),
         "dagster/row_count": dg.MetadataValue.int(report.total_rows),
         "total_bytes": dg.MetadataValue.int(report.total_bytes),

@@ -13,6 +13,7 @@ import dagster as dg
 import pytest
 import yaml
 
+from replication.alerts.channels import VARIABLES as ALERT_VARIABLES
 from replication.config import SOURCE, ReplicationConfig, load_config, names_for, parse_config
 from replication.executors.k8s import AGE_SECRET_VARIABLE, SECRET_VARIABLE
 
@@ -56,6 +57,21 @@ def deployed_names() -> dict[str, set[str]]:
     secrets = k8s_secrets()
     names[f"deploy/k8s/secrets.example.yaml (Secret {env[SECRET_VARIABLE]})"] = set(secrets.get(env[SECRET_VARIABLE], {}))
     return names
+
+
+def code_location_names() -> dict[str, set[str]]:
+    """Each deployment -> the variables the code location's own process gets (where sensors run)."""
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    env_file = (DEPLOY / "replication.env.example").read_text()
+    (deployment,) = helm_values()["dagster-user-deployments"]["deployments"]
+    secrets = k8s_secrets()
+    from_secrets = set().union(*(set(secrets.get(ref["name"], {})) for ref in deployment["envSecrets"]))
+    return {
+        "deploy/docker-compose.yml (code_location)": set(compose["services"]["code_location"]["environment"]),
+        # Optional variables are shown commented out, for the operator to fill in.
+        "deploy/replication.env.example": set(re.findall(r"^#? ?([A-Z][A-Z0-9_]*)=", env_file, re.MULTILINE)),
+        "deploy/k8s/values.yaml (user deployment envSecrets)": from_secrets,
+    }
 
 
 def missing_from_deployments(config: ReplicationConfig) -> list[str]:
@@ -117,8 +133,12 @@ def test_helm_values_run_steps_under_k8s_one_run_at_a_time_within_3600_s():
 def test_helm_values_name_only_secrets_the_example_defines_and_hold_no_secret():
     values, env, secrets = helm_values(), user_deployment_env(), k8s_secrets()
     launcher_secrets = [s["name"] for s in values["runLauncher"]["config"]["k8sRunLauncher"]["envSecrets"]]
-    referenced = {env[SECRET_VARIABLE], env[AGE_SECRET_VARIABLE], values["global"]["postgresqlSecretName"], *launcher_secrets}
+    (deployment,) = values["dagster-user-deployments"]["deployments"]
+    code_location_secrets = [s["name"] for s in deployment["envSecrets"]]
+    referenced = {env[SECRET_VARIABLE], env[AGE_SECRET_VARIABLE], values["global"]["postgresqlSecretName"],
+                  *launcher_secrets, *code_location_secrets}
     assert referenced == set(secrets)
+    assert not set(code_location_secrets) & {env[SECRET_VARIABLE], env[AGE_SECRET_VARIABLE]}  # no database secret
     assert launcher_secrets == [env[SECRET_VARIABLE]]  # the run worker resolves the resources' variables
     assert AGE_IDENTITY in secrets[env[AGE_SECRET_VARIABLE]]
     assert AGE_IDENTITY not in secrets[env[SECRET_VARIABLE]]  # only the loaders get the age identity
@@ -131,3 +151,15 @@ def test_helm_values_name_only_secrets_the_example_defines_and_hold_no_secret():
 @pytest.mark.parametrize("path", ["k8s/values.yaml", "k8s/secrets.example.yaml", "docker-compose.yml", "dagster.yaml"])
 def test_deployment_files_parse(path):
     assert list(yaml.safe_load_all((DEPLOY / path).read_text()))
+
+
+def test_every_deployment_gives_the_code_location_the_alert_variables_and_runs_never_get_them():
+    alert_variables = [name for names in ALERT_VARIABLES.values() for name in names]
+    assert "SLACK_BOT_TOKEN" in alert_variables and "ALERT_WEBHOOK_URL" in alert_variables
+    missing = [f"{where}: {name} is missing (the alert sensors read it)"
+               for where, names in code_location_names().items() for name in alert_variables if name not in names]
+    assert missing == []
+    # Runs and steps send nothing: the run launcher and the steps' Secret do not carry them.
+    given_to_runs = {where: names & set(alert_variables) for where, names in deployed_names().items()
+                     if "run_launcher" in where or "secrets.example" in where}
+    assert given_to_runs == {where: set() for where in given_to_runs}

@@ -88,10 +88,10 @@ def test_asset_checks_show_their_results_and_the_environments_block(dagster_dev)
     assert wait_for_run(url, run_id)["status"] == "SUCCESS"
     expected = {"prod_snapshot": {"snapshot_files_match_manifest", "every_selected_table_captured"},
                 **{f"{env}_db": {"rows_and_checksums_match_snapshot", "sequences_at_or_above_loaded_max",
-                                 "no_orphaned_foreign_keys", "schema_matches_production"}
+                                 "no_orphaned_foreign_keys", "schema_matches_production", "freshness_check"}
                    for env in ("dev", "staging", "qa")}}
-    # Drift from production is shown, never a stop.
-    non_blocking = {"prod_snapshot", "schema_matches_production"}
+    # Drift from production and an environment's age are shown, never a stop.
+    non_blocking = {"prod_snapshot", "schema_matches_production", "freshness_check"}
     for asset, names in expected.items():
         checks = asset_checks(url, asset)
         assert set(checks) == names, asset
@@ -221,7 +221,7 @@ def test_materialize_one_partition_by_clicking_in_the_ui(dagster_dev):
             page.screenshot(path=str(ARTIFACTS / "ui-materialization-success.png"))
             # The checks' results on the asset page, where a person looks for proof of a copy.
             page.goto(f"{url}/assets/dev_db?view=checks", wait_until="networkidle")
-            sync_api.expect(page.get_by_text(re.compile(r"^Checks \(4\)$")).first).to_be_visible(timeout=60_000)
+            sync_api.expect(page.get_by_text(re.compile(r"^Checks \(5\)$")).first).to_be_visible(timeout=60_000)
             sync_api.expect(page.get_by_text("Evaluation result").first).to_be_visible(timeout=60_000)
             page.wait_for_timeout(1500)
             page.screenshot(path=str(ARTIFACTS / "ui-asset-checks.png"))

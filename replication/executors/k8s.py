@@ -18,6 +18,7 @@ from dagster_k8s import k8s_job_executor
 from ..config import CONFIG_TEXT_VARIABLE, ReplicationConfig, names_for
 from ..engine.errors import ConfigurationError
 from ..engine.storage.s3 import is_s3_url
+from .steps import K8S_RESOURCES
 
 DEFAULT_SECRET = "replication-credentials"
 DEFAULT_AGE_SECRET = "replication-age-identity"
@@ -50,6 +51,8 @@ def k8s_executor_config(config: ReplicationConfig, environ: dict[str, str] | Non
         "env_vars": [f"{CONFIG_TEXT_VARIABLE}={config.to_yaml()}"],
         # Lets the assets' RetryPolicy re-run a failed step as a new Job.
         "retries": {"enabled": {}},
+        # Every step's share, also for ops Dagster's factories build without our tags (freshness checks).
+        "step_k8s_config": {"container_config": {"resources": K8S_RESOURCES}},
     }
     if config.snapshot.encrypt_to:
         age_secret = {"secret_ref": {"name": environ.get(AGE_SECRET_VARIABLE) or DEFAULT_AGE_SECRET}}

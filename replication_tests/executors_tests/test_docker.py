@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from replication.config import ReplicationConfig, env_vars_for
+from replication.alerts import build_freshness_checks
+from replication.config import ReplicationConfig, env_vars_for, load_config
 from replication.demo.embedded import EmbeddedPostgres
 from replication.demo.provision import Account, provision_source, provision_storage, provision_target
 from replication.executors.docker import docker_executor_config
@@ -17,6 +18,10 @@ from replication.executors.docker import docker_executor_config
 from ..conftest import ENVIRONMENTS, FAST_SETTINGS, SEED_SCALE, free_port, server_fingerprints
 from ..docker_support import IMAGE, REPO, build_image, create_network, create_volume, remove, require_docker, step_containers
 from ..helpers import ASSETS, JOB, PARTITION
+
+# One container per asset step, per asset's check step, and per environment's freshness check.
+STEPS = sorted([*ASSETS, *(f"{asset}_checks" for asset in ASSETS),
+                *(check.node_def.name for check in build_freshness_checks(load_config()))])
 
 pytestmark = pytest.mark.docker
 
@@ -91,8 +96,7 @@ def test_one_container_per_step_with_limits_and_exact_copies(docker_setup, capsy
         for c in sorted(containers, key=lambda c: c["created"]):
             print(f"{c['name']}  step={c['step']}  NanoCpus={c['nano_cpus']}  Memory={c['memory']}  exit={c['exit_code']}")
     steps = [c["step"] for c in containers]
-    # One container per asset step, and one per asset's check step.
-    assert sorted(steps) == sorted([*ASSETS, *(f"{asset}_checks" for asset in ASSETS)])
+    assert sorted(steps) == STEPS
     for c in containers:
         assert (c["nano_cpus"], c["memory"], c["exit_code"], c["status"]) == (1_000_000_000, 512 * 1024 * 1024, 0, "exited")
     prod = server_fingerprints(setup["server"], "prod")
@@ -177,7 +181,7 @@ def test_steps_in_containers_read_and_write_an_encrypted_snapshot_in_an_s3_store
         result = execute(env, partition="2026-11-21")
         assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
         containers = [c for c in step_containers(setup["network"]) if c["name"] not in before]
-        assert sorted(c["step"] for c in containers) == sorted([*ASSETS, *(f"{asset}_checks" for asset in ASSETS)])
+        assert sorted(c["step"] for c in containers) == STEPS
         for c in containers:
             assert (c["memory"], c["exit_code"]) == (512 * 1024 * 1024, 0)
         keys = [o["Key"] for o in s3.list_objects_v2(Bucket="replication-docker")["Contents"]]
@@ -223,7 +227,7 @@ def test_values_that_compress_1000_to_1_pass_through_512_mib_step_containers(doc
         containers = [c for c in step_containers(setup["network"]) if c["name"] not in before]
         with capsys.disabled():
             print("\n" + "\n".join(f"{c['step']}: Memory={c['memory']} exit={c['exit_code']}" for c in containers))
-        assert sorted(c["step"] for c in containers) == sorted([*ASSETS, *(f"{asset}_checks" for asset in ASSETS)])
+        assert sorted(c["step"] for c in containers) == STEPS
         assert all((c["memory"], c["exit_code"]) == (512 * 1024 * 1024, 0) for c in containers), containers
         prod = server_fingerprints(server, "prod")
         assert prod["public.app_logs"][0] == 102

@@ -34,6 +34,7 @@ from dagster._grpc.types import ExecuteStepArgs
 from dagster_k8s.executor import _K8S_EXECUTOR_CONFIG_SCHEMA, k8s_job_executor
 from pyrage import x25519
 
+from replication.alerts import build_freshness_checks
 from replication.config import SOURCE, parse_config, names_for
 from replication.definitions import build_definitions
 from replication.engine.errors import ConfigurationError
@@ -167,8 +168,9 @@ def test_every_step_is_a_job_with_its_limits_the_image_and_secrets_only_by_refer
     config = s3_config(encrypted)
     jobs = launch_every_step(k8s_instance, config, environ={})
     checks = [names_for(env).checks for env in config.environment_names]
+    freshness = [check.node_def.name for check in build_freshness_checks(config)]
     assert set(jobs) == {"prod_snapshot", "prod_snapshot_checks", *(names_for(e).asset for e in config.environment_names),
-                         *checks}
+                         *checks, *freshness}
     decoding = {op for env in config.environment_names for op in (names_for(env).asset, names_for(env).checks)}
     for step, job in jobs.items():
         container = containers(job)

@@ -44,7 +44,7 @@ def rows(cluster, name, query):
 
 @pytest.fixture(scope="module")
 def masked(cluster, tmp_path_factory):
-    grant = f"GRANT USAGE ON SCHEMA masking TO prod_reader; GRANT SELECT ON ALL TABLES IN SCHEMA masking TO prod_reader;"
+    grant = "GRANT USAGE ON SCHEMA masking TO prod_reader; GRANT SELECT ON ALL TABLES IN SCHEMA masking TO prod_reader;"
     loader = cluster.accounts["dev"].user
     with cluster.altered("prod", SCHEMA_SQL + DATA_SQL + grant, "DROP SCHEMA masking CASCADE"), \
             cluster.altered("dev", f"SET ROLE {loader};" + SCHEMA_SQL + "RESET ROLE;", "DROP SCHEMA masking CASCADE"):
