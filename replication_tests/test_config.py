@@ -1,12 +1,14 @@
 """replication.yaml: validation with messages that name the key, defaults, and the environment names."""
 
 import json
+import re
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from replication.config import ReplicationConfig, config_path, env_vars_for, load_config, parse_config
 from replication.definitions import build_definitions
@@ -117,6 +119,19 @@ def test_env_vars_for_names_the_three_variables():
         ({"environments": {"dev": {"keep": {"public.users": {"where": "x"}}}}},
          "public.users: keep takes all, or a condition on the table's rows as a string"),
         ({"environments": {"dev": {"keep": ["public.users"]}}}, "keep is a mapping of schema.table to all or a condition"),
+        ({"alerts": {"slak": {"channel": "#ops"}}},
+         "alerts.slak: unknown key; the keys allowed here are: slack, webhook, email, stale_after, ui_url"),
+        ({"alerts": {"slack": {}}}, "alerts.slack.channel: required here, and missing"),
+        ({"alerts": {"slack": {"channel": "data-ops"}}}, "'data-ops' is not a channel: write its name with # (\"#data-ops\")"),
+        ({"alerts": {"slack": {"channel": "#ops", "token": "xoxb-1"}}},
+         "alerts.slack.token: unknown key; the keys allowed here are: channel, api_url"),
+        ({"alerts": {"webhook": {"url": "https://hooks.example/x"}}},
+         "alerts.webhook.url: unknown key; no keys are allowed here yet (write {})"),
+        ({"alerts": {"email": {"to": []}}}, "alerts.email.to: write the addresses to send to"),
+        ({"alerts": {"email": {"to": ["oncall"]}}}, "alerts.email.to: 'oncall' is not a mail address"),
+        ({"alerts": {"stale_after": "30s"}}, "alerts.stale_after: '30s' is below a minute"),
+        ({"alerts": {"stale_after": "a day"}}, "alerts.stale_after: 'a day' is not a duration"),
+        ({"alerts": {"ui_url": "dagster.internal"}}, "alerts.ui_url: 'dagster.internal' is not an address"),
     ],
 )
 def test_invalid_configuration_names_the_key_and_the_fix(data, expected):
@@ -142,6 +157,33 @@ def test_schema_and_keep_default_to_strict_and_nothing_kept():
     assert (config.environments["dev"].schema_mode, config.environments["dev"].keep) == ("strict", {})
     assert config.environments["staging"].schema_mode == "production"
     assert config.environments["staging"].keep == {"public.flags": "all", "public.users": "id < 10"}
+
+
+def test_alerts_default_to_no_channel_stale_after_26_hours_and_read_each_channel():
+    defaults = parse_config({}).alerts
+    assert (defaults.channels, defaults.stale_after, defaults.ui_url) == ([], 26 * 3600, "http://localhost:3000")
+    # `webhook:` with nothing after it reads as None: the channel is wanted, with no settings.
+    config = parse_config(yaml.safe_load("""
+alerts:
+  slack: {channel: "#data-ops"}
+  webhook:
+  email: {to: oncall@example.com}
+  stale_after: 2d
+  ui_url: https://dagster.example.com/
+""")).alerts
+    assert config.channels == ["slack", "webhook", "email"]
+    assert (config.slack.channel, config.slack.api_url) == ("#data-ops", "https://slack.com/api/")
+    assert config.email.to == ["oncall@example.com"]
+    assert (config.stale_after, config.ui_url) == (2 * 86400, "https://dagster.example.com")
+    assert parse_config(yaml.safe_load(parse_config({"alerts": config.model_dump()}).to_yaml())).alerts == config
+
+
+def test_the_alerts_shown_in_the_readme_are_valid():
+    readme = (REPO / "README.md").read_text()
+    blocks = [block for block in re.findall(r"```yaml\n(.*?)```", readme, re.DOTALL) if block.startswith("alerts:")]
+    assert len(blocks) >= 1
+    for block in blocks:
+        assert parse_config(yaml.safe_load(block)).alerts.channels
 
 
 def test_lock_settings_read_durations_and_default_per_policy():

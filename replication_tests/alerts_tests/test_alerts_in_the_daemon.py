@@ -213,7 +213,8 @@ def test_a_stale_environment_alerts_once_on_each_channel(alerting, capsys):
 
 
 def screenshot_of_the_stale_check(url: str) -> None:
-    """How a stale environment looks in the UI, for the README: its failed freshness check."""
+    """How a stale environment looks in the UI, for the README: Staging's failed freshness check
+    (Staging loaded in the run that failed on Dev, so its other checks passed)."""
     executable = shutil.which("chromium") or shutil.which("chromium-browser")
     sync_api = pytest.importorskip("playwright.sync_api")
     if executable is None:
@@ -223,7 +224,7 @@ def screenshot_of_the_stale_check(url: str) -> None:
         browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
         try:
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
-            page.goto(f"{url}/assets/dev_db?view=checks", wait_until="networkidle")
+            page.goto(f"{url}/assets/staging_db?view=checks", wait_until="networkidle")
             page.wait_for_timeout(1500)
             skip = page.get_by_role("button", name="Skip")
             if skip.is_visible():
