@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ..engine.privacy.scrub import SensitiveColumns, scrub_detail
 
@@ -63,9 +63,8 @@ class Alert:
     run_id: str | None = None
     run_url: str | None = None
     job: str | None = None
-    # A stale alert's own headline ("Dev holds production from 2026-12-03 00:00 UTC, 50 h ago").
+    # A line under the title, saying what to look at.
     summary: str | None = None
-    details: dict[str, str] = field(default_factory=dict)
 
     @property
     def environments(self) -> list[str]:
@@ -85,7 +84,6 @@ class Alert:
         lines.append(f"Partition: {self.partition or '(none)'}")
         for problem in self.problems:
             lines += [f"Environment: {problem.environment}", f"Step: {problem.step}", f"Error: {problem.error}"]
-        lines += [f"{label}: {value}" for label, value in self.details.items()]
         if self.run_url:
             lines.append(f"Run: {self.run_url}")
         return "\n".join(lines)
@@ -104,7 +102,6 @@ class Alert:
             "run_url": self.run_url,
             "job": self.job,
             **({"summary": self.summary} if self.summary else {}),
-            **self.details,
         }
 
     def slack_blocks(self) -> list[dict]:

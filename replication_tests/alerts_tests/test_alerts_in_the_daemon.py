@@ -225,13 +225,15 @@ def screenshot_of_the_stale_check(url: str) -> None:
         try:
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
             page.goto(f"{url}/assets/staging_db?view=checks", wait_until="networkidle")
-            page.wait_for_timeout(1500)
-            skip = page.get_by_role("button", name="Skip")
-            if skip.is_visible():
+            skip = page.get_by_role("button", name="Skip")  # the first-visit community prompt
+            try:
+                skip.wait_for(state="visible", timeout=5000)
                 skip.click()
-            sync_api.expect(page.get_by_text("freshness_check").first).to_be_visible(timeout=60_000)
-            page.get_by_text("freshness_check").first.click()
-            page.wait_for_timeout(2000)
+            except sync_api.TimeoutError:
+                pass
+            # The checks are listed by name: freshness_check first, and shown.
+            sync_api.expect(page.get_by_text("Asset is overdue for an update").first).to_be_visible(timeout=60_000)
+            page.wait_for_timeout(1000)
             page.screenshot(path=str(ARTIFACTS / "ui-stale-environment.png"))
         finally:
             browser.close()

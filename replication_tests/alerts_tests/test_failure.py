@@ -102,3 +102,15 @@ def test_a_failed_blocking_check_is_named_with_what_it_found():
 ])
 def test_scrub_line(text, shown):
     assert scrub_line(text, secrets=[]) == shown
+
+
+def test_every_step_of_a_run_is_owned_by_its_environment_freshness_checks_included():
+    from replication.alerts.freshness import build_freshness_checks
+
+    owners = StepOwners.of(CONFIG)
+    freshness = {next(iter(c.check_specs)).asset_key.to_user_string(): c.node_def.name
+                 for c in build_freshness_checks(CONFIG)}
+    assert {step: owners.environment_of(step) for step in ("dev_db", "dev_db_checks", freshness["dev_db"],
+                                                           freshness["qa_db"], "prod_snapshot_checks", "unknown")} == {
+        "dev_db": "Dev", "dev_db_checks": "Dev", freshness["dev_db"]: "Dev", freshness["qa_db"]: "QA",
+        "prod_snapshot_checks": "production snapshot", "unknown": "the run"}

@@ -107,8 +107,10 @@ def test_every_check_passes_on_a_good_load_and_fails_on_damage(cluster, replicat
     result = run(definitions(), instance, "2026-11-05")
     assert result.success
     checks = check_results(result)
-    # Three blocking checks per environment and the non-blocking drift check.
-    assert len(checks) == 2 + 4 * len(ENVIRONMENTS) and all(checks.values()), checks
+    # Three blocking checks per environment, the non-blocking drift check and its freshness check
+    # (fresh: the snapshot was captured now, whatever the partition's day).
+    assert len(checks) == 2 + 5 * len(ENVIRONMENTS) and all(checks.values()), checks
+    assert all(checks[f"{env}_db:freshness_check"] for env in ENVIRONMENTS)
     job = checks_only({"snapshot": {"include": ["*"]}})
     damage = {
         "dev_db:rows_and_checksums_match_snapshot": ("DELETE FROM shop.order_items WHERE id = (SELECT min(id) FROM shop.order_items)", None),
