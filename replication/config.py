@@ -87,6 +87,12 @@ def names_for(name: str) -> EnvironmentNames:
     return EnvironmentNames(name)
 
 
+def _http_url(value: str, what: str, example: str) -> str:
+    if not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError(f"{value!r} is not {what}; write {example}")
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -103,9 +109,7 @@ class S3Settings(_Strict):
     @field_validator("endpoint_url")
     @classmethod
     def _http(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError(f"{value!r} is not an endpoint; write http(s)://host[:port], e.g. http://minio:9000")
-        return value
+        return value if value is None else _http_url(value, "an endpoint", "http(s)://host[:port], e.g. http://minio:9000")
 
 
 class SnapshotSettings(_Strict):
@@ -387,8 +391,7 @@ class SlackAlerts(_Strict):
     @field_validator("api_url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError(f"{value!r} is not an address; write https://slack.com/api/")
+        value = _http_url(value, "an address", "https://slack.com/api/")
         return value if value.endswith("/") else value + "/"
 
 
@@ -446,9 +449,7 @@ class AlertSettings(_Strict):
     @field_validator("ui_url")
     @classmethod
     def _ui_url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError(f"{value!r} is not an address; write the UI's, e.g. https://dagster.example.com")
-        return value.rstrip("/")
+        return _http_url(value, "an address", "the UI's, e.g. https://dagster.example.com").rstrip("/")
 
     @property
     def channels(self) -> list[str]:

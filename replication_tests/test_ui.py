@@ -3,9 +3,6 @@
 import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -17,7 +14,7 @@ from replication.demo.local import LocalSetup
 
 from .conftest import free_port
 from .helpers import ASSETS, JOB
-from .webserver_support import LOCATION, REPOSITORY, graphql, launch_run, wait_for_code_location, wait_for_run
+from .webserver_support import LOCATION, REPOSITORY, graphql, launch_run, running_dagster_dev, wait_for_run
 
 pytestmark = pytest.mark.ui
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -36,24 +33,11 @@ def dagster_dev(tmp_path_factory):
     config = yaml.safe_load(instance_yaml.read_text())
     config["run_monitoring"]["poll_interval_seconds"] = MONITORING_POLL_SECONDS
     instance_yaml.write_text(yaml.safe_dump(config))
-    port = free_port()
-    log = open(root / "dagster-dev.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dagster", "dev", "-m", "replication", "-h", "127.0.0.1", "-p", str(port)],
-        env={**os.environ, **setup.environment(server)}, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
     try:
-        wait_for_code_location(url)
-        yield {"url": url, "setup": setup, "server": server, "log": root / "dagster-dev.log"}
+        env = {**os.environ, **setup.environment(server)}
+        with running_dagster_dev(env, Path(REPO_ROOT), root / "dagster-dev.log", free_port()) as url:
+            yield {"url": url, "setup": setup, "server": server, "log": root / "dagster-dev.log"}
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-        log.close()
         server.stop()
 
 

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 LOCATION = "replication"
 REPOSITORY = "__repository__"
@@ -73,3 +80,23 @@ def wait_for_run(url: str, run_id: str, timeout: float = 420) -> dict:
             return info
         time.sleep(2)
     raise AssertionError(f"run {run_id} did not finish within {timeout:.0f} s")
+
+
+@contextmanager
+def running_dagster_dev(env: dict[str, str], cwd: Path, log_path: Path, port: int) -> Iterator[str]:
+    """`dagster dev` (webserver and daemon) for the code location, as `make ui` starts it; yields its
+    URL once the code location has loaded, and stops the whole process group after."""
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dagster", "dev", "-m", "replication", "-h", "127.0.0.1", "-p", str(port)],
+            env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_for_code_location(url)
+            yield url
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)

@@ -12,9 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -27,7 +24,7 @@ from ..alert_receivers import SLACK_TOKEN, SMTP_PASSWORD, WEBHOOK_SECRET_PATH, H
 from ..conftest import free_port
 from ..helpers import JOB
 from ..tcp_relay import TcpRelay
-from ..webserver_support import LOCATION, REPOSITORY, graphql, launch_run, wait_for_code_location, wait_for_run
+from ..webserver_support import LOCATION, REPOSITORY, graphql, launch_run, running_dagster_dev, wait_for_run
 
 pytestmark = pytest.mark.ui
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -61,25 +58,12 @@ def alerting(tmp_path_factory):
             }
             env = {**os.environ, **variables, **secrets, "REPLICATION_CONFIG": str(config),
                    "REPLICATION_SENSOR_INTERVAL_SECONDS": str(SENSOR_INTERVAL_SECONDS)}
-            port = free_port()
-            log = open(root / "dagster-dev.log", "w")
-            process = subprocess.Popen(
-                [sys.executable, "-m", "dagster", "dev", "-m", "replication", "-h", "127.0.0.1", "-p", str(port)],
-                env=env, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-            url = f"http://127.0.0.1:{port}"
             never_sent = [value for name, value in {**variables, **secrets}.items()
                           if any(word in name for word in ("PASSWORD", "TOKEN", "KEY", "WEBHOOK"))]
             try:
-                wait_for_code_location(url)
-                yield {"url": url, "received": received, "dev_link": dev_link, "never_sent": never_sent,
-                       "log": root / "dagster-dev.log"}
+                with running_dagster_dev(env, REPO_ROOT, root / "dagster-dev.log", free_port()) as url:
+                    yield {"url": url, "received": received, "dev_link": dev_link, "never_sent": never_sent}
             finally:
-                os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(60)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                log.close()
                 server.stop()
 
 
