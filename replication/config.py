@@ -433,7 +433,7 @@ class AlertSettings(_Strict):
     def _present_means_on(cls, value):
         # `webhook:` with nothing after it reads as None: the channel is wanted, with no settings.
         if isinstance(value, dict):
-            return {key: ({} if key in ("slack", "webhook", "email") and setting is None else setting)
+            return {key: ({} if key in ALERT_CHANNELS and setting is None else setting)
                     for key, setting in value.items()}
         return value
 
@@ -453,7 +453,11 @@ class AlertSettings(_Strict):
 
     @property
     def channels(self) -> list[str]:
-        return [name for name in ("slack", "webhook", "email") if getattr(self, name) is not None]
+        return [name for name in ALERT_CHANNELS if getattr(self, name) is not None]
+
+
+# Each channel's key under alerts: and the model of its settings.
+ALERT_CHANNELS: dict[str, type[_Strict]] = {"slack": SlackAlerts, "webhook": WebhookAlerts, "email": EmailAlerts}
 
 
 def _default_environments() -> dict[str, EnvironmentSettings]:
@@ -553,8 +557,8 @@ def _known_keys(loc: tuple) -> str:
             model = EnvironmentSettings
         elif model is ReplicationConfig and part == "alerts":
             model = AlertSettings
-        elif model is AlertSettings and part in ("slack", "webhook", "email"):
-            model = {"slack": SlackAlerts, "webhook": WebhookAlerts, "email": EmailAlerts}[part]
+        elif model is AlertSettings and part in ALERT_CHANNELS:
+            model = ALERT_CHANNELS[part]
         elif model is EnvironmentSettings:
             continue  # the environment's own name, or a mask key
 

@@ -20,7 +20,7 @@ def build_definitions(config: ReplicationConfig) -> dg.Definitions:
         resources=build_resources(config),
         jobs=[job],
         schedules=[build_schedule(job)],
-        sensors=[build_freshness_sensor(freshness), *build_alert_sensors(config)],
+        sensors=[build_freshness_sensor(freshness), *build_alert_sensors(config, freshness)],
         # On Definitions, not the job: UI materializations and backfills run through the implicit
         # asset job, which takes the executor from here.
         executor=select_executor(config),

@@ -138,6 +138,9 @@ def preview_markdown(csv_path: Path | BinaryIO, columns: list[str]) -> str:
     lines += ["| " + " | ".join(_cell(row[p]) for p in positions) + " |" for row in rows]
     return "\n".join(lines)
 
+# Dagster's freshness checks read an asset's age from this key of its materialization.
+LAST_UPDATED = "dagster/last_updated_timestamp"
+
 
 def load_metadata(report: LoadReport, manifest: Manifest, snapshot: SnapshotLocation, target: str,
                   pruned: PruneReport) -> dict:
@@ -155,7 +158,7 @@ def load_metadata(report: LoadReport, manifest: Manifest, snapshot: SnapshotLoca
         "snapshot_path": dg.MetadataValue.path(snapshot.url),
         "snapshot_captured_at": manifest.captured_at,
         # The age of what the environment holds, which its freshness check measures (not the load's time).
-        "dagster/last_updated_timestamp": dg.MetadataValue.timestamp(datetime.fromisoformat(manifest.captured_at)),
+        LAST_UPDATED: dg.MetadataValue.timestamp(datetime.fromisoformat(manifest.captured_at)),
         "tables": dg.MetadataValue.int(len(report.tables)),
         "dagster/row_count": dg.MetadataValue.int(report.total_rows),
         "total_bytes": dg.MetadataValue.int(report.total_bytes),

@@ -40,8 +40,11 @@ def _failure_sensor(channel: str, config: ReplicationConfig, owners: StepOwners)
     return on_failure
 
 
-def build_alert_sensors(config: ReplicationConfig) -> list[dg.SensorDefinition]:
-    owners = StepOwners.of(config)
+def build_alert_sensors(config: ReplicationConfig, freshness: list[dg.AssetChecksDefinition]
+                        ) -> list[dg.SensorDefinition]:
+    """One run-failure and one stale sensor per channel; `freshness` are the environments' freshness
+    checks (build_freshness_checks), whose ops the messages name by environment."""
+    owners = StepOwners.of(config, freshness)
     sensors = []
     for channel in config.alerts.channels:
         sensors += [_failure_sensor(channel, config, owners), build_stale_sensor(channel, config, SENDERS[channel])]

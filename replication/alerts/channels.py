@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import smtplib
-import socket
 import ssl
 import urllib.error
 import urllib.request
@@ -61,7 +60,7 @@ def send_slack(settings: AlertSettings, alert: Alert) -> None:
                   "invalid_auth": f"{SLACK_TOKEN} is not a valid token",
                   "not_authed": f"{SLACK_TOKEN} is empty or malformed"}.get(reason, "see Slack's chat.postMessage errors")
         raise DeliveryError(f"Slack refused the message to {slack.channel}: {reason} ({advice})") from None
-    except (OSError, urllib.error.URLError) as exc:
+    except OSError as exc:  # urllib's URLError and timeouts included
         raise DeliveryError(f"Slack's API at {slack.api_url} could not be reached: {exc}") from None
 
 
@@ -121,7 +120,7 @@ def send_email(settings: AlertSettings, alert: Alert) -> None:
     except ssl.SSLError as exc:
         raise DeliveryError(f"TLS with the mail server {host}:{port} failed ({exc.reason}); check {SMTP_SECURITY} "
                             "and the server's certificate") from None
-    except (OSError, socket.timeout) as exc:
+    except OSError as exc:  # refused, unreachable, timed out
         raise DeliveryError(f"the mail server {host}:{port} could not be reached: {exc}") from None
 
 

@@ -10,7 +10,6 @@ from dagster._core.definitions.run_status_sensor_definition import RunFailureSen
 
 from ..config import ReplicationConfig, names_for
 from ..engine.storage.location import SNAPSHOT_ASSET
-from .freshness import build_freshness_checks
 from .message import Alert, Problem, scrub_line
 
 PARTITION_TAG = "dagster/partition"
@@ -26,22 +25,19 @@ class StepOwners:
     owners: dict[str, str]
 
     @classmethod
-    def of(cls, config: ReplicationConfig) -> StepOwners:
+    def of(cls, config: ReplicationConfig, freshness: list[dg.AssetChecksDefinition]) -> StepOwners:
         owners = {SNAPSHOT_ASSET: SNAPSHOT_FAILED, f"{SNAPSHOT_ASSET}_checks": "production snapshot"}
         for name in config.environment_names:
             names = names_for(name)
             owners[names.asset] = owners[names.checks] = names.display
         # Dagster names a freshness check's op after a hash of its asset: learn it from the op.
-        for check in build_freshness_checks(config):
+        for check in freshness:
             (asset,) = {spec.asset_key.to_user_string() for spec in check.check_specs}
             owners[check.node_def.name] = owners[asset]
         return cls(owners)
 
     def environment_of(self, step_key: str | None) -> str:
         return self.owners.get(step_key or "", "the run")
-
-    def environment_of_asset(self, asset: str) -> str:
-        return self.owners.get(asset, asset)
 
 
 def partition_of(tags: dict[str, str]) -> str | None:

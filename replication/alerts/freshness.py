@@ -22,7 +22,6 @@ from ..config import ReplicationConfig, names_for
 
 FRESHNESS_CHECK = "freshness_check"
 FRESHNESS_SENSOR = "environment_freshness_sensor"
-LAST_UPDATED = "dagster/last_updated_timestamp"
 # How often the freshness and alert sensors look, in seconds; the tests shorten it.
 SENSOR_INTERVAL_SECONDS = int(os.environ.get("REPLICATION_SENSOR_INTERVAL_SECONDS", "30"))
 

@@ -16,7 +16,8 @@ from datetime import datetime, timezone
 import dagster as dg
 
 from ..config import ReplicationConfig, names_for
-from .freshness import FRESHNESS_CHECK, LAST_UPDATED, SENSOR_INTERVAL_SECONDS, freshness_check_key
+from ..metadata import LAST_UPDATED
+from .freshness import FRESHNESS_CHECK, SENSOR_INTERVAL_SECONDS, freshness_check_key
 from .message import Alert, Problem, scrub_line
 
 
@@ -29,8 +30,8 @@ def _when(timestamp: float) -> str:
 
 
 def stale_problems(instance: dg.DagsterInstance, config: ReplicationConfig, reported: set[str]
-                   ) -> tuple[list[tuple[str, Problem, dict]], set[str]]:
-    """(newly stale environments with their problem and last load, every environment stale now)."""
+                   ) -> tuple[list[tuple[Problem, dict]], set[str]]:
+    """(each newly stale environment's problem and last load, every environment stale now)."""
     keys = {name: freshness_check_key(name) for name in config.environment_names}
     summaries = instance.event_log_storage.get_asset_check_summary_records(list(keys.values()))
     newly, stale = [], set()
@@ -56,18 +57,18 @@ def stale_problems(instance: dg.DagsterInstance, config: ReplicationConfig, repo
                           scrub_line(f"holds production as of {_when(updated)}, {_hours(time.time() - updated)} ago "
                                      f"(stale after {_hours(config.alerts.stale_after)}); its last load: "
                                      f"partition {last.get('partition', 'unknown')}"))
-        newly.append((name, problem, last))
+        newly.append((problem, last))
     return newly, stale
 
 
-def stale_alert(newly: list[tuple[str, Problem, dict]], ui_url: str) -> Alert:
-    runs = [last["run_id"] for _, _, last in newly if last.get("run_id")]
-    partitions = sorted({last["partition"] for _, _, last in newly if last.get("partition")})
+def stale_alert(newly: list[tuple[Problem, dict]], ui_url: str) -> Alert:
+    runs = [last["run_id"] for _, last in newly if last.get("run_id")]
+    partitions = sorted({last["partition"] for _, last in newly if last.get("partition")})
     run_id = runs[0] if len(set(runs)) == 1 else None
     return Alert(
         kind="stale",
         partition=", ".join(partitions) or None,
-        problems=tuple(problem for _, problem, _ in newly),
+        problems=tuple(problem for problem, _ in newly),
         run_id=run_id,
         run_url=f"{ui_url}/runs/{run_id}" if run_id else f"{ui_url}/asset-groups/replication",
         summary="No refresh has loaded a newer snapshot: look at the schedule's last runs.",

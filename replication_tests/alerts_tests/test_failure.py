@@ -8,10 +8,12 @@ import dagster as dg
 import pytest
 
 from replication.alerts.failure import SNAPSHOT_FAILED, StepOwners, failure_alert
+from replication.alerts.freshness import build_freshness_checks
 from replication.alerts.message import scrub_line
 from replication.config import parse_config
 
 CONFIG = parse_config({"environments": {"dev": {}, "staging": {}, "qa": {}}})
+FRESHNESS = build_freshness_checks(CONFIG)
 PARTITIONS = dg.DailyPartitionsDefinition(start_date="2026-11-01")
 UI = "https://dagster.example.com"
 
@@ -38,7 +40,7 @@ def _failed_run_alert(assets: list, checks: list = ()):
         context = dg.build_run_status_sensor_context(
             sensor_name="slack_on_run_failure", dagster_event=record.event_log_entry.dagster_event,
             dagster_instance=instance, dagster_run=run).for_run_failure()
-        return failure_alert(context, StepOwners.of(CONFIG), UI)
+        return failure_alert(context, StepOwners.of(CONFIG, FRESHNESS), UI)
 
 
 def test_a_failed_load_names_dev_the_partition_the_step_and_the_first_line_of_its_failure(monkeypatch):
@@ -105,11 +107,8 @@ def test_scrub_line(text, shown):
 
 
 def test_every_step_of_a_run_is_owned_by_its_environment_freshness_checks_included():
-    from replication.alerts.freshness import build_freshness_checks
-
-    owners = StepOwners.of(CONFIG)
-    freshness = {next(iter(c.check_specs)).asset_key.to_user_string(): c.node_def.name
-                 for c in build_freshness_checks(CONFIG)}
+    owners = StepOwners.of(CONFIG, FRESHNESS)
+    freshness = {next(iter(c.check_specs)).asset_key.to_user_string(): c.node_def.name for c in FRESHNESS}
     assert {step: owners.environment_of(step) for step in ("dev_db", "dev_db_checks", freshness["dev_db"],
                                                            freshness["qa_db"], "prod_snapshot_checks", "unknown")} == {
         "dev_db": "Dev", "dev_db_checks": "Dev", freshness["dev_db"]: "Dev", freshness["qa_db"]: "QA",
