@@ -2,7 +2,6 @@
 
 import os
 import re
-import shutil
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -14,7 +13,8 @@ from replication.demo.local import LocalSetup
 
 from .conftest import free_port
 from .helpers import ASSETS, JOB
-from .webserver_support import LOCATION, REPOSITORY, graphql, launch_run, running_dagster_dev, wait_for_run
+from .webserver_support import LOCATION, REPOSITORY, chromium_executable, graphql, launch_run, running_dagster_dev, \
+    ui_page, wait_for_run
 
 pytestmark = pytest.mark.ui
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -160,56 +160,37 @@ def test_run_past_its_max_runtime_is_failed_by_run_monitoring(dagster_dev):
         assert conn.execute("SELECT count(*) FROM shop.products").fetchone()[0] == before
 
 
-def chromium_executable() -> str:
-    for name in ("chromium", "chromium-browser"):
-        path = shutil.which(name)
-        if path:
-            return path
-    pytest.skip("Chromium is not installed (Debian: apt-get install chromium; `make test` installs it when run as root)")
-
-
 def test_materialize_one_partition_by_clicking_in_the_ui(dagster_dev):
     """A person's path: the asset graph, Materialize all, one partition, Launch, and the run's Success."""
     executable = chromium_executable()
-    sync_api = pytest.importorskip("playwright.sync_api")
     url = dagster_dev["url"]
     partition = (datetime.now(timezone.utc) - timedelta(days=7)).strftime("%Y-%m-%d")
     ARTIFACTS.mkdir(exist_ok=True)
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1600, "height": 1000})
-            page.goto(f"{url}/asset-groups/replication", wait_until="networkidle")
-            page.wait_for_timeout(2000)
-            skip = page.get_by_role("button", name="Skip")  # the first-visit community prompt
-            if skip.is_visible():
-                skip.click()
-            for asset in ASSETS:
-                sync_api.expect(page.get_by_role("button", name=asset, exact=False).first).to_be_visible()
-            page.screenshot(path=str(ARTIFACTS / "ui-asset-graph.png"))
-            page.get_by_role("button", name="Materialize all…").click()
-            dialog = page.get_by_role("dialog")
-            sync_api.expect(dialog).to_contain_text("Launch runs to materialize 4 assets")
-            partitions = dialog.get_by_placeholder("No matching partitions")
-            partitions.click()
-            partitions.fill(partition)
-            partitions.press("Enter")
-            sync_api.expect(dialog).to_contain_text("1 partition")
-            dialog.get_by_role("button", name="Launch 1 run").click()
-            launched = page.get_by_text(re.compile(r"Launched run [0-9a-f]{8}"))
-            sync_api.expect(launched).to_be_visible()
-            short_id = re.search(r"[0-9a-f]{8}", launched.inner_text()).group(0)
-            page.goto(f"{url}/runs", wait_until="networkidle")
-            page.get_by_role("link", name=short_id).first.click()
-            sync_api.expect(page.get_by_text("Success", exact=True).first).to_be_visible(timeout=240_000)
-            page.screenshot(path=str(ARTIFACTS / "ui-materialization-success.png"))
-            # The checks' results on the asset page, where a person looks for proof of a copy.
-            page.goto(f"{url}/assets/dev_db?view=checks", wait_until="networkidle")
-            sync_api.expect(page.get_by_text(re.compile(r"^Checks \(5\)$")).first).to_be_visible(timeout=60_000)
-            sync_api.expect(page.get_by_text("Evaluation result").first).to_be_visible(timeout=60_000)
-            page.wait_for_timeout(1500)
-            page.screenshot(path=str(ARTIFACTS / "ui-asset-checks.png"))
-        finally:
-            browser.close()
+    with ui_page(executable, f"{url}/asset-groups/replication") as (page, sync_api):
+        for asset in ASSETS:
+            sync_api.expect(page.get_by_role("button", name=asset, exact=False).first).to_be_visible()
+        page.screenshot(path=str(ARTIFACTS / "ui-asset-graph.png"))
+        page.get_by_role("button", name="Materialize all…").click()
+        dialog = page.get_by_role("dialog")
+        sync_api.expect(dialog).to_contain_text("Launch runs to materialize 4 assets")
+        partitions = dialog.get_by_placeholder("No matching partitions")
+        partitions.click()
+        partitions.fill(partition)
+        partitions.press("Enter")
+        sync_api.expect(dialog).to_contain_text("1 partition")
+        dialog.get_by_role("button", name="Launch 1 run").click()
+        launched = page.get_by_text(re.compile(r"Launched run [0-9a-f]{8}"))
+        sync_api.expect(launched).to_be_visible()
+        short_id = re.search(r"[0-9a-f]{8}", launched.inner_text()).group(0)
+        page.goto(f"{url}/runs", wait_until="networkidle")
+        page.get_by_role("link", name=short_id).first.click()
+        sync_api.expect(page.get_by_text("Success", exact=True).first).to_be_visible(timeout=240_000)
+        page.screenshot(path=str(ARTIFACTS / "ui-materialization-success.png"))
+        # The checks' results on the asset page, where a person looks for proof of a copy.
+        page.goto(f"{url}/assets/dev_db?view=checks", wait_until="networkidle")
+        sync_api.expect(page.get_by_text(re.compile(r"^Checks \(5\)$")).first).to_be_visible(timeout=60_000)
+        sync_api.expect(page.get_by_text("Evaluation result").first).to_be_visible(timeout=60_000)
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(ARTIFACTS / "ui-asset-checks.png"))
     for asset in ASSETS:
         assert partition in materialized_partitions(url, asset)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,6 +13,8 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import pytest
 
 LOCATION = "replication"
 REPOSITORY = "__repository__"
@@ -100,3 +103,36 @@ def running_dagster_dev(env: dict[str, str], cwd: Path, log_path: Path, port: in
                 process.wait(60)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
+
+
+def find_chromium() -> str | None:
+    """The system's Chromium (Debian's `chromium`), never a browser download."""
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def chromium_executable() -> str:
+    path = find_chromium()
+    if path is None:
+        pytest.skip("Chromium is not installed (Debian: apt-get install chromium; `make test` installs it when run as root)")
+    return path
+
+
+@contextmanager
+def ui_page(executable: str, url: str):
+    """(page, playwright's sync_api): a headless Chromium page at `url`, the first-visit community
+    prompt dismissed."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.goto(url, wait_until="networkidle")
+            skip = page.get_by_role("button", name="Skip")
+            try:
+                skip.wait_for(state="visible", timeout=5000)
+                skip.click()
+            except sync_api.TimeoutError:
+                pass
+            yield page, sync_api
+        finally:
+            browser.close()

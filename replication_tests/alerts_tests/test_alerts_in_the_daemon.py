@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -24,7 +23,8 @@ from ..alert_receivers import SLACK_TOKEN, SMTP_PASSWORD, WEBHOOK_SECRET_PATH, H
 from ..conftest import free_port
 from ..helpers import JOB
 from ..tcp_relay import TcpRelay
-from ..webserver_support import LOCATION, REPOSITORY, graphql, launch_run, running_dagster_dev, wait_for_run
+from ..webserver_support import LOCATION, REPOSITORY, find_chromium, graphql, launch_run, running_dagster_dev, \
+    ui_page, wait_for_run
 
 pytestmark = pytest.mark.ui
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -199,25 +199,12 @@ def test_a_stale_environment_alerts_once_on_each_channel(alerting, capsys):
 def screenshot_of_the_stale_check(url: str) -> None:
     """How a stale environment looks in the UI, for the README: Staging's failed freshness check
     (Staging loaded in the run that failed on Dev, so its other checks passed)."""
-    executable = shutil.which("chromium") or shutil.which("chromium-browser")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if executable is None:
+    executable = find_chromium()
+    if executable is None:  # the alerts above are proven; only the picture needs a browser
         return
     ARTIFACTS.mkdir(exist_ok=True)
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1600, "height": 1000})
-            page.goto(f"{url}/assets/staging_db?view=checks", wait_until="networkidle")
-            skip = page.get_by_role("button", name="Skip")  # the first-visit community prompt
-            try:
-                skip.wait_for(state="visible", timeout=5000)
-                skip.click()
-            except sync_api.TimeoutError:
-                pass
-            # The checks are listed by name: freshness_check first, and shown.
-            sync_api.expect(page.get_by_text("Asset is overdue for an update").first).to_be_visible(timeout=60_000)
-            page.wait_for_timeout(1000)
-            page.screenshot(path=str(ARTIFACTS / "ui-stale-environment.png"))
-        finally:
-            browser.close()
+    with ui_page(executable, f"{url}/assets/staging_db?view=checks") as (page, sync_api):
+        # The checks are listed by name: freshness_check first, and shown.
+        sync_api.expect(page.get_by_text("Asset is overdue for an update").first).to_be_visible(timeout=60_000)
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(ARTIFACTS / "ui-stale-environment.png"))
