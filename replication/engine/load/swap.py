@@ -5,7 +5,8 @@
 2. Sweep what an interrupted swap left, then create an empty copy of every table in a private
    schema (`shadow`, `clone`).
 3. Fill the copies with `jobs` connections at once, largest first, each table in its own
-   transaction with COPY FREEZE; masked and subset tables together in one, through their staging.
+   transaction with COPY FREEZE (a split table's parts side by side, one transaction each, unless one
+   connection fills them all); masked and subset tables together in one, through their staging.
 4. Build keys and indexes in parallel; ANALYZE; then foreign keys, triggers, policies, grants and
    comments, as pg_restore's post-data does; verify rows and checksums.
 5. Switch in one short transaction (`switch`), then drop yesterday's tables.
@@ -272,8 +273,8 @@ def _grant_identity_sequences(conn: psycopg.Connection, shape: Shape, names: Sha
 
 def _fill(workers: Workers, location: SnapshotLocation, plan: LoadPlan, report: LoadReport, verify: bool,
           masking_key: str | None, log: Log | None) -> dict[TableRef, tuple[list[str], str]]:
-    """Every copy filled: plain tables one transaction each (a split table one per part), masked and
-    subset tables together in one."""
+    """Every copy filled: plain tables one transaction each (a split table one per part, or all its
+    parts in one with a single connection), masked and subset tables together in one."""
     special = [t for t in plan.order if plan.subsetted(t) or plan.entries[t].key in plan.masks or t in plan.sources]
     plain = [t for t in _largest_first(plan, plan.order) if t not in special]
     expected_unmasked: dict[TableRef, tuple[list[str], str]] = {}
@@ -282,25 +283,27 @@ def _fill(workers: Workers, location: SnapshotLocation, plan: LoadPlan, report: 
 
     loaded: dict[TableRef, list[tuple[str, TableLoad]]] = {}
 
-    def fill(table: TableRef, part: PartEntry | None, ticker: Ticker) -> Task:
+    def fill(table: TableRef, parts: list[PartEntry | None], ticker: Ticker) -> Task:
         def task(conn: psycopg.Connection) -> None:
             with conn.transaction():
                 xid = _transaction_id(conn)
                 copy = plan.target(table)
                 # FREEZE needs the table emptied in the same transaction; it is empty, so this costs
-                # nothing. Not for a partitioned table, which routes rows to its partitions, nor for
-                # a split table's parts, which fill it side by side from several transactions.
-                freeze = table not in plan.partitioned and part is None
+                # nothing, and it spares the first scan after (an index build) setting every row's
+                # hint bits. Not for a partitioned table, which routes rows to its partitions, nor
+                # for a split table whose parts fill it side by side from several transactions.
+                freeze = table not in plan.partitioned and len(parts) == len(plan.entries[table].parts or [None])
                 if freeze:
                     conn.execute(f"TRUNCATE ONLY {copy.quoted}")
-                try:
-                    load = copy_in(conn, location, plan.entries[table], plan.environment, plan.header, freeze,
-                                   ticker, into=copy, part=part)
-                except psycopg.errors.DataError as exc:
-                    raise type_mismatch(plan, table, exc) or exc
-                _kill_point("filling")
-            with lock:
-                loaded.setdefault(table, []).append((xid, load))
+                for part in parts:
+                    try:
+                        load = copy_in(conn, location, plan.entries[table], plan.environment, plan.header, freeze,
+                                       ticker, into=copy, part=part)
+                    except psycopg.errors.DataError as exc:
+                        raise type_mismatch(plan, table, exc) or exc
+                    with lock:
+                        loaded.setdefault(table, []).append((xid, load))
+                    _kill_point("filling")
         return task
 
     def fill_special(ticker: Ticker) -> Task:
@@ -320,12 +323,16 @@ def _fill(workers: Workers, location: SnapshotLocation, plan: LoadPlan, report: 
             tasks.append((sum(plan.entries[t].bytes for t in special), fill_special(ticker)))
         for table in plain:
             parts = plan.entries[table].parts or [None]
-            tasks += [((part or plan.entries[table]).bytes, fill(table, part, ticker)) for part in parts]
+            if workers.jobs == 1:
+                # One connection fills the parts one after another anyway: in one transaction, with FREEZE.
+                tasks.append((plan.entries[table].bytes, fill(table, parts, ticker)))
+            else:
+                tasks += [((part or plan.entries[table]).bytes, fill(table, [part], ticker)) for part in parts]
         tasks.sort(key=lambda pair: -pair[0])
         workers.run([task for _, task in tasks])
     for table, loads in loaded.items():
         entry = plan.entries[table]
-        report.table_transactions[entry.key] = ",".join(xid for xid, _ in loads)
+        report.table_transactions[entry.key] = ",".join(dict.fromkeys(xid for xid, _ in loads))
         report.tables.append(TableLoad(entry.key, sum(t.rows for _, t in loads), entry.bytes,
                                        max(t.seconds for _, t in loads), False))
     position = {plan.entries[t].key: n for n, t in enumerate(plan.order)}

@@ -21,6 +21,13 @@ def _app_tables(server, database):
         return {k: v for k, v in table_fingerprints(conn).items() if k.startswith("app.")}
 
 
+def _visible_pages(dbs) -> tuple[int, int]:
+    """app.orders' pages and how many of them are all-visible, as the swap's ANALYZE counted them."""
+    with dbs.admin() as conn:
+        return conn.execute("SELECT relpages, relallvisible FROM pg_catalog.pg_class "
+                            "WHERE oid = 'app.orders'::pg_catalog.regclass").fetchone()
+
+
 def test_a_large_table_is_captured_in_parts_and_loads_whole_both_ways(cluster, tmp_path):
     dbs = create_swap_databases(cluster.source, cluster.targets, "split", customers=5000, orders=200000)
     prod = _app_tables(dbs.source, dbs.prod)
@@ -49,8 +56,10 @@ def test_a_large_table_is_captured_in_parts_and_loads_whole_both_ways(cluster, t
     with dbs.loader() as conn:
         report = swap_snapshot(dbs.loader, conn, snapshot, manifest, environment="env", jobs=3)
     assert _app_tables(dbs.targets, dbs.env) == prod
-    # One transaction per part wrote app.orders; the checks' proof takes them all.
+    # One transaction per part wrote app.orders; the checks' proof takes them all. Rows written
+    # beside each other cannot be frozen as they are copied: no page is all-visible yet.
     assert len(report.table_transactions["app.orders"].split(",")) == len(orders.parts)
+    assert _visible_pages(dbs)[1] == 0
     with dbs.loader() as conn:
         found = unchanged_since_load(conn, manifest, report.table_transactions)
     assert all(f.ok for f in found), found
@@ -59,6 +68,18 @@ def test_a_large_table_is_captured_in_parts_and_loads_whole_both_ways(cluster, t
     with dbs.loader() as conn:
         found = {f.table: f for f in unchanged_since_load(conn, manifest, report.table_transactions)}
     assert found["app.orders"].written_since == 1 and found["app.customers"].ok
+
+    # One connection fills the parts one after another: in one transaction, with COPY FREEZE, as it
+    # fills a whole table, so its pages are all-visible and the first scan sets no hint bits (but
+    # for the few each part's COPY extended the table by and left empty, which are not).
+    with dbs.loader() as conn:
+        report = swap_snapshot(dbs.loader, conn, snapshot, manifest, environment="env", jobs=1)
+    assert _app_tables(dbs.targets, dbs.env) == prod
+    assert len(report.table_transactions["app.orders"].split(",")) == 1
+    pages, visible = _visible_pages(dbs)
+    assert pages > 0 and visible > 0.8 * pages, (pages, visible)
+    with dbs.loader() as conn:
+        assert all(f.ok for f in unchanged_since_load(conn, manifest, report.table_transactions))
 
     # The load in place reads the parts in order as one CSV.
     with dbs.loader() as conn:
