@@ -283,8 +283,10 @@ def _fill(workers: Workers, location: SnapshotLocation, plan: LoadPlan, report: 
 
     loaded: dict[TableRef, list[tuple[str, TableLoad]]] = {}
 
-    def fill(table: TableRef, parts: list[PartEntry | None], ticker: Ticker) -> Task:
+    def fill(table: TableRef, parts: list[PartEntry | None], whole: bool, ticker: Ticker) -> Task:
+        """One transaction filling `parts` of the table (`[None]`: its one file); `whole` when they are all of it."""
         def task(conn: psycopg.Connection) -> None:
+            entry = plan.entries[table]
             with conn.transaction():
                 xid = _transaction_id(conn)
                 copy = plan.target(table)
@@ -292,18 +294,21 @@ def _fill(workers: Workers, location: SnapshotLocation, plan: LoadPlan, report: 
                 # nothing, and it spares the first scan after (an index build) setting every row's
                 # hint bits. Not for a partitioned table, which routes rows to its partitions, nor
                 # for a split table whose parts fill it side by side from several transactions.
-                freeze = table not in plan.partitioned and len(parts) == len(plan.entries[table].parts or [None])
+                freeze = whole and table not in plan.partitioned
                 if freeze:
                     conn.execute(f"TRUNCATE ONLY {copy.quoted}")
+                loads = []
                 for part in parts:
                     try:
-                        load = copy_in(conn, location, plan.entries[table], plan.environment, plan.header, freeze,
-                                       ticker, into=copy, part=part)
+                        loads.append(copy_in(conn, location, entry, plan.environment, plan.header, freeze, ticker,
+                                             into=copy, part=part))
                     except psycopg.errors.DataError as exc:
                         raise type_mismatch(plan, table, exc) or exc
-                    with lock:
-                        loaded.setdefault(table, []).append((xid, load))
                     _kill_point("filling")
+            load = TableLoad(entry.key, sum(t.rows for t in loads), sum(t.bytes for t in loads),
+                             round(sum(t.seconds for t in loads), 3), False)
+            with lock:
+                loaded.setdefault(table, []).append((xid, load))
         return task
 
     def fill_special(ticker: Ticker) -> Task:
@@ -323,16 +328,15 @@ def _fill(workers: Workers, location: SnapshotLocation, plan: LoadPlan, report: 
             tasks.append((sum(plan.entries[t].bytes for t in special), fill_special(ticker)))
         for table in plain:
             parts = plan.entries[table].parts or [None]
-            if workers.jobs == 1:
-                # One connection fills the parts one after another anyway: in one transaction, with FREEZE.
-                tasks.append((plan.entries[table].bytes, fill(table, parts, ticker)))
-            else:
-                tasks += [((part or plan.entries[table]).bytes, fill(table, [part], ticker)) for part in parts]
+            # One connection fills a split table's parts one after another anyway: in one transaction, with FREEZE.
+            groups = [parts] if workers.jobs == 1 else [[part] for part in parts]
+            tasks += [(sum((part or plan.entries[table]).bytes for part in group),
+                       fill(table, group, len(groups) == 1, ticker)) for group in groups]
         tasks.sort(key=lambda pair: -pair[0])
         workers.run([task for _, task in tasks])
     for table, loads in loaded.items():
         entry = plan.entries[table]
-        report.table_transactions[entry.key] = ",".join(dict.fromkeys(xid for xid, _ in loads))
+        report.table_transactions[entry.key] = ",".join(xid for xid, _ in loads)
         report.tables.append(TableLoad(entry.key, sum(t.rows for _, t in loads), entry.bytes,
                                        max(t.seconds for _, t in loads), False))
     position = {plan.entries[t].key: n for n, t in enumerate(plan.order)}
